@@ -1,0 +1,214 @@
+"""Typed configuration: one dataclass per flag group, turned into argparse with 3DGS flag names.
+
+Each dataclass field is one flag (``--<field name>``); ``short`` in the field metadata adds the
+original single-letter alias (``-s``, ``-m``, ``-r``, ...). ``cfg_args`` keeps the original
+format (the repr of an ``argparse.Namespace``) and is read back by a literal-only parser.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+def _flag(default: Any, help: str, short: str | None = None, choices: Sequence[Any] | None = None,
+          nargs: str | None = None) -> Any:
+    meta = {"help": help, "short": short, "choices": choices, "nargs": nargs}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelParams:
+    """Scene and model folder (the original 3DGS "Loading Parameters")."""
+
+    sh_degree: int = _flag(3, "maximum SH degree")
+    source_path: str = _flag("", "scene folder (COLMAP or Blender/NeRF-synthetic)", short="s")
+    model_path: str = _flag("", "output model folder", short="m")
+    images: str = _flag("images", "image folder inside the COLMAP scene", short="i")
+    resolution: int = _flag(-1, "1|2|4|8 divide; -1 caps the width at 1600 px; other values "
+                                "are a target width", short="r")
+    white_background: bool = _flag(False, "composite RGBA images on white", short="w")
+    data_device: str = _flag("cpu", "device holding the ground-truth images")
+    eval: bool = _flag(False, "hold out test views (COLMAP: every 8th; Blender: test JSON)")
+    num_random_points: int = _flag(100_000, "random initial points for scenes without a "
+                                            "point cloud (Blender)")
+
+
+@dataclass
+class PipelineParams:
+    """Rendering options (the original "Pipeline Parameters" plus the backend choice)."""
+
+    backend: str = _flag("auto", "rasterizer: auto | torch | gsplat | inria",
+                         choices=("auto", "torch", "gsplat", "inria"))
+    convert_SHs_python: bool = _flag(False, "accepted for compatibility (SH are always "
+                                            "evaluated by the backend)")
+    compute_cov3D_python: bool = _flag(False, "accepted for compatibility")
+    debug: bool = _flag(False, "extra checks while rendering")
+    antialiasing: bool = _flag(False, "accepted for compatibility; not supported")
+
+
+@dataclass
+class OptimizationParams:
+    """3DGS training schedule, learning rates and densification (original names/defaults)."""
+
+    iterations: int = _flag(30_000, "training iterations")
+    position_lr_init: float = _flag(0.00016, "position lr at step 0 (times cameras_extent)")
+    position_lr_final: float = _flag(0.0000016, "position lr at position_lr_max_steps")
+    position_lr_delay_mult: float = _flag(0.01, "position lr delay multiplier")
+    position_lr_max_steps: int = _flag(30_000, "steps of the position lr decay")
+    feature_lr: float = _flag(0.0025, "f_dc lr (f_rest uses feature_lr / 20)")
+    opacity_lr: float = _flag(0.025, "opacity lr")
+    scaling_lr: float = _flag(0.005, "log-scale lr")
+    rotation_lr: float = _flag(0.001, "rotation lr")
+    percent_dense: float = _flag(0.01, "clone/split boundary as a fraction of the extent")
+    lambda_dssim: float = _flag(0.2, "weight of (1 - SSIM) in the loss")
+    densification_interval: int = _flag(100, "iterations between densification steps")
+    opacity_reset_interval: int = _flag(3000, "iterations between opacity resets")
+    densify_from_iter: int = _flag(500, "first densification iteration")
+    densify_until_iter: int = _flag(15_000, "last densification iteration")
+    densify_grad_threshold: float = _flag(0.0002, "mean NDC screen-space gradient threshold")
+    min_opacity: float = _flag(0.005, "prune Gaussians below this opacity")
+    max_screen_size: int = _flag(20, "prune Gaussians larger than this many pixels on screen "
+                                     "(after the first opacity reset)")
+    sh_increase_interval: int = _flag(1000, "iterations between SH degree increases")
+    random_background: bool = _flag(False, "random background colour each iteration")
+
+
+@dataclass
+class CompressionParams:
+    """MesonGS-style codec (see docs/CODEC.md)."""
+
+    layout: str = _flag("seed", "attribute layout", choices=("seed", "official"))
+    percent: float = _flag(0.2, "fraction of Gaussians pruned by importance")
+    depth: int = _flag(20, "octree depth D (bits per axis)")
+    n_block: int = _flag(57, "blocks per RAHT column (B)")
+    num_bits: int = _flag(8, "bits per quantized code (b)")
+    quantizer: str = _flag("vanilla", "block quantizer", choices=("vanilla", "lsq"))
+    codebook_size: int = _flag(4096, "VQ codebook size K (official layout)")
+    vq_steps: int = _flag(100, "k-means iterations")
+    vq_batch: int = _flag(65536, "k-means batch rows")
+    oct_merge: str = _flag("mean", "merging of Gaussians sharing a voxel",
+                           choices=("mean", "imp", "rand"))
+    imp_beta: float = _flag(0.1, "volume exponent beta of the importance score")
+    finetune_iterations: int = _flag(8000, "quantization-aware finetune iterations")
+    finetune_test_iterations: list = _flag([], "finetune iterations to evaluate and save "
+                                               "(default: 0, every 1000 and the last)",
+                                           nargs="+")
+    finetune_lr_scale: float = _flag(1.0, "factor on every finetune learning rate")
+    hyper_config: Optional[str] = _flag(None, "paper configuration (sets layout, percent, "
+                                              "n_block, codebook_size, depth, imp_beta)",
+                                        choices=("c1", "c2", "c3"))
+    scene_name: Optional[str] = _flag(None, "scene for --hyper_config")
+    given_ply_path: Optional[str] = _flag(None, "compress this trained PLY instead of training")
+    skip_compress: bool = _flag(False, "train only")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
+                  sentinel: bool = False) -> argparse._ArgumentGroup:
+    """Add one flag per field of the dataclass ``cls`` to ``parser``.
+
+    With ``sentinel`` every default is None, so a caller can tell which flags the user gave
+    (render.py merges the CLI over ``cfg_args`` that way).
+    """
+    group = parser.add_argument_group(title or cls.__name__)
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        names = [f"--{f.name}"] + ([f"-{f.metadata['short']}"] if f.metadata.get("short") else [])
+        default = _default_of(f)
+        kwargs: dict[str, Any] = {"help": f"{f.metadata.get('help', '')} (default: {default})"}
+        kwargs["default"] = None if sentinel else default
+        typ = _scalar_type(hints[f.name])
+        if typ is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = typ
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+            if f.metadata.get("nargs"):
+                kwargs["nargs"] = f.metadata["nargs"]
+        group.add_argument(*names, **kwargs)
+    return group
+
+
+def extract(cls: type[T], args: argparse.Namespace | dict) -> T:
+    """Build ``cls`` from the matching names of a Namespace/dict; missing or None keep defaults."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls)
+              if values.get(f.name) is not None}
+    return cls(**kwargs)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def _scalar_type(hint: Any) -> type:
+    if get_origin(hint) is not None:  # Optional[X] or list
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if get_origin(hint) is list:
+            return int
+        return args[0] if args else str
+    return int if hint is list else hint
+
+
+# ---------------------------------------------------------------- cfg_args (original format)
+
+def write_cfg_args(model_path: str | os.PathLike, args: argparse.Namespace | dict) -> Path:
+    """Write ``<model_path>/cfg_args`` as the repr of a Namespace, like the original 3DGS."""
+    from utils.system_utils import atomic_path
+
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    path = Path(model_path) / "cfg_args"
+    with atomic_path(path) as tmp:
+        tmp.write_text(repr(argparse.Namespace(**values)))
+    return path
+
+
+def read_cfg_args(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a ``cfg_args`` file (``Namespace(key=literal, ...)``) without ``eval``.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is not a Namespace of literals.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cfg_args not found")
+    text = path.read_text().strip()
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"{path}: not a Namespace(...) repr ({exc.msg})") from None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "Namespace" and not node.args):
+        raise ValueError(f"{path}: expected 'Namespace(key=value, ...)'")
+    try:
+        return {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg}
+    except ValueError:
+        raise ValueError(f"{path}: cfg_args holds a value that is not a literal") from None
+
+
+def get_combined_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+                      ) -> argparse.Namespace:
+    """Merge ``<model_path>/cfg_args`` under the command line: given CLI values win.
+
+    The parser must have been built with ``sentinel=True`` groups so that unset flags are None.
+    """
+    cli = parser.parse_args(argv)
+    merged: dict[str, Any] = {}
+    if cli.model_path:
+        cfg = Path(cli.model_path) / "cfg_args"
+        if cfg.is_file():
+            merged.update(read_cfg_args(cfg))
+    merged.update({k: v for k, v in vars(cli).items() if v is not None})
+    return argparse.Namespace(**merged)

@@ -1,0 +1,27 @@
+# make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt)
+# make test  : run the test suite in .venv
+# make demo  : run the end-to-end demo (scripts/demo.sh)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+# extra pip flags for that install, e.g. an --index-url serving CPU-only torch wheels
+TORCH_PIP_FLAGS ?=
+VPY := $(VENV)/bin/python
+
+.PHONY: venv test demo
+
+venv: $(VENV)/.installed
+
+# The stamp is rebuilt when requirements.txt changes. torch is installed on its own first, and
+# only when the venv cannot import one, so that an existing (e.g. CUDA) build is never replaced.
+$(VENV)/.installed: requirements.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install $(TORCH_PIP_FLAGS) "$(TORCH)"
+	$(VPY) -m pip install -r requirements.txt
+	touch $@
+
+test: venv
+	$(VPY) -m pytest tests -q
+
+demo: venv
+	bash scripts/demo.sh

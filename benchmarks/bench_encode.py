@@ -1,0 +1,102 @@
+"""Encode / decode speed and peak memory of the codec without finetuning; prints JSON.
+
+1,000,000 synthetic Gaussians (default) on a noisy wavy surface, SH degree 3, seed layout,
+depth 20, 57 blocks, 8 bits, no cameras (importance from opacity). Targets: encode (prepare +
+save) <= 30 s, decode (read bins.zip + decode) <= 5 s, peak RSS <= 4 GB.
+
+    .venv/bin/python benchmarks/bench_encode.py [--num_gaussians 1000000] [--threads 2]
+                                                [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from arguments import CompressionParams  # noqa: E402
+from compression.bitstream import read_bitstream  # noqa: E402
+from compression.pipeline import decode, prepare, standard_ply_size_bytes  # noqa: E402
+from scene.gaussian_model import GaussianModel  # noqa: E402
+
+
+def synthetic_model(n: int, sh_degree: int, generator: torch.Generator) -> GaussianModel:
+    """Gaussians on z = 0.3·sin(3x)·cos(2y) over [-2, 2]², jittered, with plausible attributes."""
+    xy = torch.rand(n, 2, generator=generator) * 4 - 2
+    z = 0.3 * torch.sin(3 * xy[:, 0]) * torch.cos(2 * xy[:, 1])
+    xyz = torch.cat([xy, z[:, None]], 1) + 0.01 * torch.randn(n, 3, generator=generator)
+    k = (sh_degree + 1) ** 2
+    smooth = torch.sin(xyz @ torch.randn(3, 3 * k, generator=generator))  # spatially coherent
+    model = GaussianModel(sh_degree)
+    model.set_params({
+        "xyz": xyz,
+        "f_dc": (smooth[:, :3] + 0.1 * torch.randn(n, 3, generator=generator))[:, None, :],
+        "f_rest": (0.05 * smooth[:, 3:] + 0.02 * torch.randn(n, 3 * (k - 1), generator=generator))
+        .reshape(n, k - 1, 3),
+        "opacity": torch.randn(n, 1, generator=generator) * 2,
+        "scaling": torch.randn(n, 3, generator=generator) * 0.5 - 5.0,
+        "rotation": torch.randn(n, 4, generator=generator),
+    })
+    return model
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num_gaussians", type=int, default=1_000_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device for the codec")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    model = synthetic_model(args.num_gaussians, 3, generator).to(args.device)
+    generator = torch.Generator(device=args.device).manual_seed(0)
+    cfg = CompressionParams(layout="seed", depth=20, n_block=57, num_bits=8)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    _sync(args.device)
+    start = time.perf_counter()
+    state = prepare(model, None, cfg, generator)
+    _sync(args.device)
+    prepare_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as out:
+        info = state.save(model, out, measure_decode=False)
+        encode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        decoded = decode(read_bitstream(Path(out) / "bins.zip"), device=args.device)
+        _sync(args.device)
+        decode_s = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+    print(json.dumps({
+        "num_gaussians_in": args.num_gaussians,
+        "num_gaussians_coded": info["num_gaussians"],
+        "threads": args.threads,
+        "device": str(torch.cuda.get_device_name() if args.device.startswith("cuda")
+                      else args.device),
+        "prepare_seconds": round(prepare_s, 3),
+        "save_seconds": round(info["encode_seconds"], 3),
+        "encode_seconds": round(encode_s, 3),
+        "decode_seconds": round(decode_s, 3),
+        "decoded_gaussians": decoded.num_gaussians,
+        "size_bytes": info["size_bytes"],
+        "bits_per_gaussian": round(info["bits_per_gaussian"], 2),
+        "ply_size_bytes": standard_ply_size_bytes(args.num_gaussians, 3),
+        "peak_rss_gb": round(peak_gb, 3),
+        "rss_after_model_gb": round(rss_before * 1024 / 1e9, 3),
+        "targets": {"encode_seconds": 30, "decode_seconds": 5, "peak_rss_gb": 4},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Importance scores and importance pruning (CODEC.md §2).
+
+Score_i = A_i · (V_i / V_ref)^β where A_i is Gaussian i's total blending weight Σ α·T over every
+training view and pixel, V_i the product of its three activated scales and V_ref the 10th
+percentile of the volumes. A_i is obtained from any differentiable rasterizer: rendering colour
+1 in one channel with a black background makes that channel's image Σ_i c_i·α_i·T_i, so its
+sum's gradient with respect to c_i is exactly Σ_pixels α_i·T_i.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from fractions import Fraction
+from typing import Optional, Sequence
+
+import torch
+
+from gaussian_renderer import rasterize
+
+logger = logging.getLogger(__name__)
+
+V_REF_QUANTILE = 0.1
+
+
+def blending_weights(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                     opacities: torch.Tensor, cameras: Sequence, *,
+                     backend: str = "auto") -> torch.Tensor:
+    """A_i = Σ over cameras and pixels of Gaussian i's blending weight α·T.
+
+    Args:
+        means: [N, 3] world positions.
+        quats: [N, 4] wxyz rotations (need not be normalized).
+        scales: [N, 3] activated scales.
+        opacities: [N] activated opacities.
+        cameras: training cameras, each with ``world_to_cam`` [4, 4] (OpenCV), ``K`` [3, 3],
+            ``width`` and ``height``.
+        backend: rasterizer backend name.
+
+    Returns:
+        [N] accumulated weights, dtype of ``means``; cameras are visited in the given order
+        and summed sequentially (deterministic).
+    """
+    means, quats, scales, opacities = (t.detach() for t in (means, quats, scales, opacities))
+    device, dtype = means.device, means.dtype
+    total = torch.zeros(means.shape[0], device=device, dtype=dtype)
+    background = torch.zeros(3, device=device, dtype=dtype)
+    for camera in cameras:
+        colors = torch.zeros(means.shape[0], 3, device=device, dtype=dtype)
+        colors[:, 0] = 1.0
+        colors.requires_grad_(True)
+        result = rasterize(means, quats, scales, opacities, colors,
+                           camera.world_to_cam.to(device=device, dtype=dtype),
+                           camera.K.to(device=device, dtype=dtype), camera.width, camera.height,
+                           background=background, backend=backend)
+        (grad,) = torch.autograd.grad(result.image[0].sum(), colors)
+        total += grad[:, 0]
+    return total
+
+
+def compute_importance(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                       opacities: torch.Tensor, cameras: Optional[Sequence], *,
+                       backend: str = "auto", beta: float = 0.1) -> torch.Tensor:
+    """Importance score per Gaussian, A · (V / V_ref)^β.
+
+    Args:
+        means: [N, 3] world positions.
+        quats: [N, 4] wxyz rotations.
+        scales: [N, 3] activated scales.
+        opacities: [N] or [N, 1] activated opacities.
+        cameras: training cameras (see :func:`blending_weights`); None or empty: A is the
+            activated opacity (a PLY compressed without its scene).
+        backend: rasterizer backend name.
+        beta: volume exponent β (``--imp_beta``).
+
+    Returns:
+        [N] non-negative scores, dtype of ``means``; 0 for a Gaussian no view sees.
+
+    Raises:
+        ValueError: inconsistent shapes or N = 0.
+    """
+    n = means.shape[0]
+    opacities = opacities.reshape(-1)
+    if n == 0 or means.shape != (n, 3) or quats.shape != (n, 4) or scales.shape != (n, 3) \
+            or opacities.shape != (n,):
+        raise ValueError(f"compute_importance: expected means [N,3], quats [N,4], scales [N,3], "
+                         f"opacities [N] with N > 0; got {list(means.shape)}, "
+                         f"{list(quats.shape)}, {list(scales.shape)}, {list(opacities.shape)}")
+    if cameras:
+        weights = blending_weights(means, quats, scales, opacities, cameras, backend=backend)
+    else:
+        weights = opacities.detach().to(means.dtype)
+    volumes = scales.detach().to(means.dtype).prod(dim=1)
+    v_ref = reference_volume(volumes).clamp_min(torch.finfo(volumes.dtype).tiny)
+    return weights * (volumes / v_ref).pow(beta)
+
+
+def reference_volume(volumes: torch.Tensor) -> torch.Tensor:
+    """V_ref, the 10th percentile of ``volumes`` [N] (linear interpolation, like
+    ``torch.quantile``, without its size limit). Scales are exponentials, so V_ref > 0 unless
+    the float type underflowed; the caller clamps it to stay finite."""
+    ordered = volumes.sort().values
+    position = V_REF_QUANTILE * (ordered.shape[0] - 1)
+    low = math.floor(position)
+    high = min(low + 1, ordered.shape[0] - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def prune_mask(scores: torch.Tensor, percent: float) -> torch.Tensor:
+    """Which Gaussians survive importance pruning.
+
+    Removes every Gaussian with score 0, then the ⌊percent·N⌋ lowest-scoring of the rest
+    (N = the count before pruning; ties broken by index, lower index removed first).
+    ``percent`` is taken as the decimal it is written as (0.29·100 removes 29, not 28).
+
+    Args:
+        scores: [N] non-negative finite scores.
+        percent: fraction in [0, 1].
+
+    Returns:
+        [N] bool keep mask on the scores' device.
+
+    Raises:
+        ValueError: ``percent`` outside [0, 1], or scores not a 1-D non-negative finite tensor.
+    """
+    if not 0.0 <= percent <= 1.0:
+        raise ValueError(f"percent must be in [0, 1], got {percent}")
+    if scores.ndim != 1 or not bool(torch.isfinite(scores).all()) or bool((scores < 0).any()):
+        raise ValueError("scores must be a 1-D tensor of finite non-negative values")
+    n = scores.shape[0]
+    n_remove = math.floor(Fraction(repr(float(percent))) * n)
+    keep = scores > 0
+    order = torch.sort(scores, stable=True).indices
+    visible = order[keep[order]]
+    keep[visible[:n_remove]] = False
+    logger.info("importance pruning: %d of %d Gaussians kept (%d never visible)",
+                int(keep.sum()), n, int(n - (scores > 0).sum()))
+    return keep

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The whole product on the bundled lego sample, CPU only, in about 13 minutes on 2 cores:
+# train -> compress (seed and official layouts, short finetune) -> decode and render ->
+# bit-depth sweep -> metrics -> terminal table + self-contained report.html.
+#
+# Usage: scripts/demo.sh [--quiet]        (make demo)
+# Environment overrides: PYTHON, SCENE, MODEL, DEMO_ITERATIONS, DEMO_FINETUNE, DEMO_BITS,
+# DEMO_POINTS.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+SCENE=${SCENE:-data/lego_sample}
+MODEL=${MODEL:-demo_output/lego}
+ITERATIONS=${DEMO_ITERATIONS:-3000}   # demo schedule (the paper's is 30000 on a GPU)
+FINETUNE=${DEMO_FINETUNE:-300}        # quantization-aware finetune steps per layout
+BITS=${DEMO_BITS:-"6 8 10"}           # bit depths of the rate-distortion sweep
+POINTS=${DEMO_POINTS:-20000}          # random initial points (Blender scenes have none)
+LAYOUTS="seed official"
+
+QUIET=()
+for arg in "$@"; do
+  case "$arg" in
+    --quiet) QUIET=(--quiet) ;;
+    *) echo "demo: error: unknown argument '$arg' (only --quiet)" >&2; exit 2 ;;
+  esac
+done
+
+if [[ ! -x "$PYTHON" ]]; then
+  echo "demo: error: $PYTHON not found (run 'make venv' first, or set PYTHON)" >&2; exit 1
+fi
+if [[ ! -f "$SCENE/transforms_train.json" ]]; then
+  echo "demo: error: $SCENE/transforms_train.json not found (the bundled sample scene)" >&2
+  exit 1
+fi
+
+STEP=""
+START=$SECONDS
+trap 'echo "demo: error: step \"$STEP\" failed (its message is above); model folder: $MODEL" >&2' ERR
+
+step() {  # step <title> <command...>: run one stage with a header and its wall time
+  STEP=$1; shift
+  local t0=$SECONDS
+  [[ ${#QUIET[@]} -eq 0 ]] && echo "==> $STEP"
+  "$@"
+  [[ ${#QUIET[@]} -eq 0 ]] && echo "    ($((SECONDS - t0)) s, $((SECONDS - START)) s in total)"
+  return 0
+}
+
+rm -rf "$MODEL"
+# Densification scaled to the short schedule: every 100 steps from 300 to half-way, one
+# opacity reset, SH degree raised every ITERATIONS/6 steps.
+step "train ($ITERATIONS iterations)" \
+  "$PYTHON" train.py -s "$SCENE" -m "$MODEL" --eval -r 1 --white_background \
+    --iterations "$ITERATIONS" --num_random_points "$POINTS" \
+    --position_lr_max_steps "$ITERATIONS" --densify_from_iter 300 \
+    --densify_until_iter $((ITERATIONS / 2)) --opacity_reset_interval $((ITERATIONS / 2 + 1)) \
+    --sh_increase_interval $((ITERATIONS / 6)) \
+    --test_iterations "$ITERATIONS" --save_iterations "$ITERATIONS" --skip_compress "${QUIET[@]}"
+PLY="$MODEL/point_cloud/iteration_$ITERATIONS/point_cloud.ply"
+
+for layout in $LAYOUTS; do
+  step "compress: $layout layout, $FINETUNE finetune steps" \
+    "$PYTHON" train.py -s "$SCENE" -m "$MODEL" --eval -r 1 --white_background \
+      --given_ply_path "$PLY" --layout "$layout" \
+      --finetune_iterations "$FINETUNE" --finetune_test_iterations 0 "$FINETUNE" "${QUIET[@]}"
+done
+
+step "render the uncompressed model" \
+  "$PYTHON" render.py -m "$MODEL" --skip_train "${QUIET[@]}"
+for layout in $LAYOUTS; do
+  step "decode the $layout bitstream and render" \
+    "$PYTHON" render.py -m "$MODEL" --skip_train --dec_npz --layout "$layout" "${QUIET[@]}"
+done
+
+# shellcheck disable=SC2086  # BITS is a list of integers
+step "rate-distortion sweep (bits: $BITS)" \
+  "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS "${QUIET[@]}"
+
+step "metrics" "$PYTHON" metrics.py -m "$MODEL" "${QUIET[@]}"
+
+STEP="report"
+echo
+"$PYTHON" scripts/make_report.py -m "$MODEL" --quiet
+echo "demo: done in $((SECONDS - START)) s; open $MODEL/report.html in a browser"

@@ -1,0 +1,39 @@
+"""Print the summary table of a model folder and write its self-contained ``report.html``.
+
+Usage: python scripts/make_report.py -m <model> [--max_views 6] [--quiet]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.html_report import format_table, write_report  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model_path", required=True, help="model folder")
+    parser.add_argument("--max_views", type=int, default=6,
+                        help="test views shown as pictures (default: 6)")
+    parser.add_argument("--quiet", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+    if args.max_views < 1:
+        parser.error(f"--max_views must be >= 1, got {args.max_views}")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s")
+    try:
+        out, data = write_report(args.model_path, max_views=args.max_views)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"make_report: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(data))
+    print(f"\nreport: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""scene/ply.py: bit-exact round trip of a real 3DGS PLY, lower SH degrees, refusals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plyfile import PlyData, PlyElement
+
+from scene.ply import field_names, read_ply, write_ply
+
+
+@pytest.fixture(scope="module")
+def pretrained_ply(shared_data: Path) -> Path:
+    return shared_data / "pretrained_ply" / "small_3dgs_sh3.ply"
+
+
+@pytest.fixture(scope="module")
+def raw_vertex(pretrained_ply: Path) -> np.ndarray:
+    """The file's vertex table as plyfile reads it (structured, 62 float32 fields)."""
+    return PlyData.read(str(pretrained_ply))["vertex"].data
+
+
+def _write_fields(path: Path, columns: dict[str, np.ndarray]) -> Path:
+    """Write a PLY with exactly these float32 vertex fields, in this order (plyfile only)."""
+    n = len(next(iter(columns.values())))
+    table = np.empty(n, dtype=[(name, "<f4") for name in columns])
+    for name, values in columns.items():
+        table[name] = values
+    PlyData([PlyElement.describe(table, "vertex")], byte_order="<").write(str(path))
+    return path
+
+
+def _subset(raw: np.ndarray, degree: int, normals: bool) -> dict[str, np.ndarray]:
+    """Fields of a degree-``degree`` file cut out of the degree-3 table (per channel)."""
+    k_file, k_new = 15, (degree + 1) ** 2 - 1
+    out = {n: raw[n] for n in ("x", "y", "z")}
+    if normals:
+        out.update({n: raw[n] for n in ("nx", "ny", "nz")})
+    out.update({f"f_dc_{c}": raw[f"f_dc_{c}"] for c in range(3)})
+    out.update({f"f_rest_{c * k_new + k}": raw[f"f_rest_{c * k_file + k}"]
+                for c in range(3) for k in range(k_new)})
+    out.update({n: raw[n] for n in ("opacity", "scale_0", "scale_1", "scale_2",
+                                    "rot_0", "rot_1", "rot_2", "rot_3")})
+    return out
+
+
+def test_round_trip_is_bit_exact(pretrained_ply: Path, raw_vertex: np.ndarray, tmp_path: Path):
+    out = write_ply(tmp_path / "out.ply", read_ply(pretrained_ply))
+    written = PlyData.read(str(out))["vertex"].data
+    assert written.dtype.names == raw_vertex.dtype.names and len(raw_vertex.dtype.names) == 62
+    for name in raw_vertex.dtype.names:
+        np.testing.assert_array_equal(written[name].view(np.uint32), raw_vertex[name].view(np.uint32),
+                                      err_msg=name)
+    assert out.read_bytes() == pretrained_ply.read_bytes()
+
+
+def test_layout_is_channel_major(pretrained_ply: Path, raw_vertex: np.ndarray):
+    arrays = read_ply(pretrained_ply)
+    assert arrays["f_rest"].shape == (len(raw_vertex), 15, 3)
+    for c in range(3):
+        for k in range(15):
+            np.testing.assert_array_equal(arrays["f_rest"][:, k, c], raw_vertex[f"f_rest_{c * 15 + k}"])
+    np.testing.assert_array_equal(arrays["rotation"][:, 0], raw_vertex["rot_0"])
+    np.testing.assert_array_equal(arrays["opacity"][:, 0], raw_vertex["opacity"])
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2])
+@pytest.mark.parametrize("normals", [True, False])
+def test_lower_degree_files_load(raw_vertex: np.ndarray, tmp_path: Path, degree: int, normals: bool):
+    full = {"f_rest": np.stack([np.stack([raw_vertex[f"f_rest_{c * 15 + k}"] for c in range(3)], 1)
+                                for k in range(15)], 1)}
+    path = _write_fields(tmp_path / "low.ply", _subset(raw_vertex, degree, normals))
+    arrays = read_ply(path)
+    k_new = (degree + 1) ** 2 - 1
+    assert arrays["f_rest"].shape == (len(raw_vertex), k_new, 3)
+    np.testing.assert_array_equal(arrays["f_rest"], full["f_rest"][:, :k_new])
+    np.testing.assert_array_equal(arrays["normals"], np.zeros((len(raw_vertex), 3), np.float32))
+    # Writing it back gives the same layout, byte for byte, when normals were present.
+    again = write_ply(tmp_path / "again.ply", arrays)
+    assert [p.name for p in PlyData.read(str(again))["vertex"].properties] == \
+        [n for cols in field_names(degree).values() for n in cols]
+    if normals:
+        assert again.read_bytes() == path.read_bytes()
+
+
+def _expect_refusal(path: Path, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        read_ply(path)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+def test_truncated_file_is_refused(pretrained_ply: Path, tmp_path: Path):
+    data = pretrained_ply.read_bytes()
+    for cut in (len(data) - 10, len(data) // 2, 600):  # inside the body, mid-way, inside the header
+        path = tmp_path / f"cut{cut}.ply"
+        path.write_bytes(data[:cut])
+        _expect_refusal(path, "not a readable PLY")
+
+
+def test_not_a_ply_is_refused(tmp_path: Path):
+    path = tmp_path / "text.ply"
+    path.write_text("hello\n")
+    _expect_refusal(path, "not a readable PLY")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused(raw_vertex: np.ndarray, tmp_path: Path, bad: float):
+    columns = {n: raw_vertex[n].copy() for n in raw_vertex.dtype.names}
+    columns["scale_1"][17] = bad
+    _expect_refusal(_write_fields(tmp_path / "nan.ply", columns), "scale_1")
+
+
+def test_missing_field_is_refused(raw_vertex: np.ndarray, tmp_path: Path):
+    columns = {n: raw_vertex[n] for n in raw_vertex.dtype.names if n != "rot_2"}
+    _expect_refusal(_write_fields(tmp_path / "norot.ply", columns), "missing PLY field(s) rot_2")
+
+
+def test_bad_f_rest_count_is_refused(raw_vertex: np.ndarray, tmp_path: Path):
+    columns = {n: raw_vertex[n] for n in raw_vertex.dtype.names if n != "f_rest_44"}
+    _expect_refusal(_write_fields(tmp_path / "rest44.ply", columns), "44 f_rest fields")
+
+
+def test_gap_in_f_rest_names_is_refused(raw_vertex: np.ndarray, tmp_path: Path):
+    columns = {("f_rest_99" if n == "f_rest_3" else n): raw_vertex[n] for n in raw_vertex.dtype.names}
+    _expect_refusal(_write_fields(tmp_path / "gap.ply", columns), "f_rest_3")
+
+
+def test_missing_file_and_bad_arrays(pretrained_ply: Path, tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="absent.ply"):
+        read_ply(tmp_path / "absent.ply")
+    arrays = read_ply(pretrained_ply)
+    target = write_ply(tmp_path / "keep.ply", arrays)
+    before = target.read_bytes()
+    with pytest.raises(ValueError, match="f_rest must be"):
+        write_ply(target, {**arrays, "f_rest": arrays["f_rest"][:, :5]})
+    with pytest.raises(ValueError, match="'rotation' must hold 4 values for each of the 9080"):
+        write_ply(target, {**arrays, "rotation": arrays["rotation"][:, :3]})
+    with pytest.raises(ValueError, match="'opacity' must hold 1 values for each of the 9080"):
+        write_ply(target, {**arrays, "opacity": arrays["opacity"][:-1]})
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.ply"]

@@ -1,0 +1,72 @@
+"""Importance-weighted k-means for the f_rest rows."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from compression.vq import assign, vq_kmeans
+
+
+def _clusters(n_clusters: int, n: int, dim: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_clusters, dim, generator=g) * 4
+    labels = torch.randint(0, n_clusters, (n,), generator=g)
+    return centres, labels, centres[labels] + 0.05 * torch.randn(n, dim, generator=g)
+
+
+@pytest.mark.parametrize("batch", [10_000, 512])  # full batch and mini-batches
+def test_recovers_clusters(batch):
+    centres, labels, x = _clusters(8, 3000, 45, 0)
+    codebook, indices = vq_kmeans(x, torch.ones(3000), 8, steps=30, batch=batch,
+                                  generator=torch.Generator().manual_seed(1))
+    assert codebook.shape == (8, 45) and indices.dtype == torch.int32
+    distance = torch.cdist(centres, codebook)
+    assert float(distance.min(1).values.max()) < 0.05
+    # One centroid per cluster, and the assignment follows the clusters.
+    match = distance.argmin(1)
+    assert len(set(match.tolist())) == 8
+    assert torch.equal(indices.long(), match[labels])
+
+
+def test_weights_pull_centroid():
+    x = torch.tensor([[0.0], [1.0], [10.0], [11.0]] * 10)
+    weights = torch.tensor([1.0, 9.0, 1.0, 1.0] * 10)
+    codebook, _ = vq_kmeans(x, weights, 2, steps=20, batch=100,
+                            generator=torch.Generator().manual_seed(0))
+    centroids = sorted(codebook[:, 0].tolist())
+    assert centroids[0] == pytest.approx(0.9, abs=1e-5)
+    assert centroids[1] == pytest.approx(10.5, abs=1e-5)
+
+
+def test_seeded_determinism():
+    _, _, x = _clusters(5, 2000, 6, 2)
+    w = torch.rand(2000, generator=torch.Generator().manual_seed(3))
+    runs = [vq_kmeans(x, w, 16, steps=5, batch=256, generator=torch.Generator().manual_seed(s))
+            for s in (7, 7, 8)]
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert not torch.equal(runs[0][0], runs[2][0])
+
+
+def test_codebook_clamped_with_warning(caplog):
+    x = torch.randn(40, 3)
+    with caplog.at_level(logging.WARNING, logger="compression.vq"):
+        codebook, indices = vq_kmeans(x, torch.ones(40), 4096, steps=2, batch=100,
+                                      generator=torch.Generator().manual_seed(0))
+    assert codebook.shape == (10, 3)
+    assert int(indices.max()) < 10
+    assert any("clamped to 10" in r.message for r in caplog.records)
+
+
+def test_assign_is_nearest():
+    g = torch.Generator().manual_seed(4)
+    x, codebook = torch.randn(500, 7, generator=g), torch.randn(30, 7, generator=g)
+    assert torch.equal(assign(x, codebook, chunk=64), torch.cdist(x, codebook).argmin(1))
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="weights"):
+        vq_kmeans(torch.randn(10, 3), torch.ones(9), 2)
+    with pytest.raises(ValueError, match="x"):
+        vq_kmeans(torch.randn(0, 3), torch.ones(0), 2)

@@ -1,0 +1,62 @@
+"""Camera geometry helpers (OpenCV axes: +x right, +y down, +z forward) and the point-cloud record."""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+
+class BasicPointCloud(NamedTuple):
+    """Initial point cloud of a scene (numpy, float).
+
+    Attributes:
+        points: [P, 3] world positions.
+        colors: [P, 3] RGB in [0, 1].
+        normals: [P, 3] normals (zeros when unknown).
+    """
+
+    points: np.ndarray
+    colors: np.ndarray
+    normals: np.ndarray
+
+
+def focal2fov(focal_px: float, pixels: int) -> float:
+    """Full field of view in radians for a focal length and an image extent, both in pixels."""
+    return 2.0 * math.atan(pixels / (2.0 * focal_px))
+
+
+def fov2focal(fov: float, pixels: int) -> float:
+    """Focal length in pixels for a full field of view in radians over ``pixels``."""
+    return pixels / (2.0 * math.tan(fov / 2.0))
+
+
+def getWorld2View(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """World-to-camera matrix from a rotation and a translation (x_cam = R x_world + t).
+
+    Args:
+        R: [3, 3] world-to-camera rotation.
+        t: [3] world-to-camera translation.
+
+    Returns:
+        [4, 4] float64 world-to-camera matrix.
+    """
+    world_to_cam = np.eye(4)
+    world_to_cam[:3, :3] = R
+    world_to_cam[:3, 3] = t
+    return world_to_cam
+
+
+def qvec2rotmat(qvec: np.ndarray) -> np.ndarray:
+    """Rotation matrix [3, 3] from a unit quaternion [4] in (w, x, y, z) order (COLMAP's)."""
+    w, x, y, z = qvec
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def camera_center(world_to_cam: np.ndarray) -> np.ndarray:
+    """Camera centre [3] in world coordinates of a [4, 4] world-to-camera matrix: -Rᵀ t."""
+    return -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]

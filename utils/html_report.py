@@ -1,0 +1,458 @@
+"""Self-contained HTML report and terminal table for one model folder.
+
+Everything here is a pure function of the model folder (nothing is recomputed from the scene):
+
+- quality (PSNR, SSIM, LPIPS) comes from metrics.py's ``<model>/results.json``
+  (``{method: {"PSNR", "SSIM", "LPIPS"?, ...}}``, methods named like the render folders);
+- sizes and times come from the codec's
+  ``<model>/compression/<layout>/iteration_<k>/report.json``;
+- the uncompressed size is the byte size of ``<model>/point_cloud/iteration_<N>/point_cloud.ply``;
+- the rate–distortion sweep comes from ``<model>/compression/results.csv``
+  (``Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians``);
+- the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed) and
+  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream).
+
+Images are embedded as base64 PNG data URIs, so ``report.html`` opens anywhere on its own.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+
+from arguments import read_cfg_args
+from utils.system_utils import atomic_path, searchForMaxIteration
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+HEATMAP_MAX_ERROR = 0.25  # mean absolute RGB error mapped to the top of the colour scale
+HEATMAP_CMAP = "magma"
+_CSV_HEADER = ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
+_SWEEP_ROW = re.compile(r"(?P<layout>[^_]+)_(?P<iteration>\d+)_b(?P<bits>\d+)$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the summary table: the uncompressed model or one decoded bitstream."""
+
+    label: str                      # shown to people ("uncompressed", "seed @ 300")
+    method: str                     # results.json key and test/ folder name
+    psnr: Optional[float]
+    ssim: Optional[float]
+    lpips: Optional[float]
+    quality_source: str             # "metrics.py" or "report.json" (metrics.py not run on it)
+    size_bytes: int
+    num_gaussians: int
+    bits_per_gaussian: float
+    ratio: float                    # uncompressed PLY bytes / size_bytes
+    encode_seconds: Optional[float] = None
+    decode_seconds: Optional[float] = None
+    layout: Optional[str] = None    # None for the uncompressed model
+    iteration: Optional[int] = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One row of ``compression/results.csv``."""
+
+    submethod: str
+    psnr: float
+    ssim: float
+    lpips: Optional[float]
+    size_bytes: int
+    num_gaussians: int
+
+    @property
+    def layout(self) -> str:
+        """Layout name: the Submethod's text before its first underscore."""
+        return self.submethod.split("_", 1)[0]
+
+
+@dataclass(frozen=True)
+class ViewImages:
+    """PNG paths of one test view: ground truth and one render per variant method."""
+
+    name: str
+    gt: Path
+    renders: dict[str, Path]        # method -> render PNG
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report shows, read from one model folder."""
+
+    model_path: Path
+    train_iteration: int
+    variants: list[Variant]         # uncompressed first
+    sweep: list[SweepPoint]
+    train_settings: dict[str, Any]
+    views: list[ViewImages]
+    per_view_psnr: dict[str, dict[str, float]]   # method -> image name -> PSNR
+
+
+# ------------------------------------------------------------------------------- reading
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run the step that writes it first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def ply_vertex_count(path: Path) -> int:
+    """Number of Gaussians in a PLY, read from its ``element vertex N`` header line.
+
+    Raises:
+        ValueError: the file has no PLY header with a vertex element.
+    """
+    with path.open("rb") as f:
+        header = f.read(4096).split(b"end_header", 1)[0].decode("ascii", errors="replace")
+    match = re.search(r"^element vertex (\d+)\s*$", header, flags=re.MULTILINE)
+    if not header.startswith("ply") or match is None:
+        raise ValueError(f"{path}: not a PLY file with an 'element vertex' header")
+    return int(match.group(1))
+
+
+def read_results_csv(path: Path) -> list[SweepPoint]:
+    """Rows of ``compression/results.csv``; a repeated Submethod keeps its last row.
+
+    Raises:
+        ValueError: the header is not the codec's results header.
+    """
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != _CSV_HEADER:
+        raise ValueError(f"{path}: expected header {','.join(_CSV_HEADER)}, "
+                         f"found {','.join(rows[0]) if rows else 'an empty file'}")
+    latest: dict[str, SweepPoint] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        try:
+            latest[row[0]] = SweepPoint(row[0], float(row[1]), float(row[2]),
+                                        float(row[3]) if row[3] not in ("", "nan") else None,
+                                        int(row[4]), int(row[5]))
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}: line {line_no} is not a results row: {row}") from None
+    return list(latest.values())
+
+
+def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
+             ) -> tuple[Optional[float], Optional[float], Optional[float], str]:
+    if method in results:
+        entry = results[method]
+        return entry.get("PSNR"), entry.get("SSIM"), entry.get("LPIPS"), "metrics.py"
+    return fallback.get("psnr"), fallback.get("ssim"), fallback.get("lpips"), "report.json"
+
+
+def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
+    variants = []
+    for report_path in sorted((model / "compression").glob("*/iteration_*/report.json"),
+                              key=lambda p: (p.parents[1].name, int(p.parent.name[10:]))):
+        rep = _read_json(report_path)
+        missing = {"layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
+                   "ply_size_bytes"} - rep.keys()
+        if missing:
+            raise ValueError(f"{report_path}: missing keys {sorted(missing)}")
+        method = f"compressed_{rep['layout']}_{rep['iteration']}"
+        psnr, ssim, lpips, source = _quality(results, method, rep)
+        variants.append(Variant(
+            label=f"{rep['layout']} @ {rep['iteration']}", method=method, psnr=psnr, ssim=ssim,
+            lpips=lpips, quality_source=source, size_bytes=int(rep["size_bytes"]),
+            num_gaussians=int(rep["num_gaussians"]),
+            bits_per_gaussian=float(rep["bits_per_gaussian"]),
+            ratio=float(rep["ply_size_bytes"]) / float(rep["size_bytes"]),
+            encode_seconds=rep.get("encode_seconds"), decode_seconds=rep.get("decode_seconds"),
+            layout=rep["layout"], iteration=int(rep["iteration"]),
+            settings=dict(rep.get("settings") or {})))
+    return variants
+
+
+def _views(model: Path, methods: list[str], max_views: int) -> list[ViewImages]:
+    """Test views that the uncompressed folder holds, with every method's render of them."""
+    first = model / "test" / methods[0]
+    gt_dir = first / "gt"
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(f"{gt_dir}: no ground-truth renders (run render.py first)")
+    views = []
+    for gt in sorted(gt_dir.glob("*.png"))[:max_views]:
+        renders = {m: model / "test" / m / "renders" / gt.name for m in methods}
+        views.append(ViewImages(gt.stem, gt, {m: p for m, p in renders.items() if p.is_file()}))
+    return views
+
+
+def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
+    """Read every source of the report from ``model_path``.
+
+    Args:
+        model_path: model folder written by train.py / render.py / metrics.py.
+        max_views: at most this many test views get pictures (all keep their numbers).
+
+    Raises:
+        FileNotFoundError: the trained PLY, results.json or the uncompressed renders are missing.
+        ValueError: a source file is malformed.
+    """
+    model = Path(model_path)
+    if not model.is_dir():
+        raise FileNotFoundError(f"{model}: model folder not found")
+    train_iter = searchForMaxIteration(model / "point_cloud")
+    ply = model / "point_cloud" / f"iteration_{train_iter}" / "point_cloud.ply"
+    if not ply.is_file():
+        raise FileNotFoundError(f"{ply}: trained PLY not found")
+    results = _read_json(model / "results.json")
+    ply_bytes = ply.stat().st_size
+    num_gaussians = ply_vertex_count(ply)
+    ours = f"ours_{train_iter}"
+    psnr, ssim, lpips, source = _quality(results, ours, {})
+    uncompressed = Variant(
+        label="uncompressed", method=ours, psnr=psnr, ssim=ssim, lpips=lpips,
+        quality_source=source, size_bytes=ply_bytes, num_gaussians=num_gaussians,
+        bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0)
+    variants = [uncompressed] + _compressed_variants(model, results)
+    rendered = [v.method for v in variants if (model / "test" / v.method / "renders").is_dir()]
+    if ours not in rendered:
+        raise FileNotFoundError(f"{model / 'test' / ours}: uncompressed renders not found "
+                                f"(run render.py -m {model} first)")
+    per_view_path = model / "per_view.json"
+    per_view = _read_json(per_view_path) if per_view_path.is_file() else {}
+    cfg = model / "cfg_args"
+    return ReportData(
+        model_path=model, train_iteration=train_iter, variants=variants,
+        sweep=read_results_csv(model / "compression" / "results.csv"),
+        train_settings=read_cfg_args(cfg) if cfg.is_file() else {},
+        views=_views(model, rendered, max_views),
+        per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()})
+
+
+# ------------------------------------------------------------------------------- the table
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _size_text(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.2f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
+
+
+def table_rows(data: ReportData) -> list[list[str]]:
+    """The summary table as text cells, header first (shared by the terminal and the HTML)."""
+    rows = [["variant", "PSNR", "SSIM", "LPIPS", "size", "bits/Gaussian", "#Gaussians", "ratio",
+             "encode s", "decode s"]]
+    for v in data.variants:
+        mark = "" if v.quality_source == "metrics.py" else "*"
+        rows.append([v.label + mark, _fmt(v.psnr, ".2f"), _fmt(v.ssim, ".4f"),
+                     _fmt(v.lpips, ".4f"), _size_text(v.size_bytes),
+                     f"{v.bits_per_gaussian:.1f}", str(v.num_gaussians), f"{v.ratio:.1f}x",
+                     _fmt(v.encode_seconds, ".1f"), _fmt(v.decode_seconds, ".2f")])
+    return rows
+
+
+def format_table(data: ReportData) -> str:
+    """Fixed-width text table of :func:`table_rows`, with a footnote when one is needed."""
+    rows = table_rows(data)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    if any(v.quality_source != "metrics.py" for v in data.variants):
+        lines.append("* quality from the codec's report.json (metrics.py has not measured it)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- pictures
+
+def _data_uri(png_bytes: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG encoding of an (H, W, 3) uint8 image."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def error_heatmap(render: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Colour-mapped mean absolute RGB error.
+
+    Args:
+        render: [H, W, 3] float in [0, 1].
+        gt: [H, W, 3] float in [0, 1].
+
+    Returns:
+        [H, W, 3] uint8; the colour scale spans 0 … ``HEATMAP_MAX_ERROR``.
+    """
+    import matplotlib
+
+    if render.shape != gt.shape:
+        raise ValueError(f"render shape {render.shape} differs from ground truth {gt.shape}")
+    err = np.abs(render - gt).mean(axis=-1) / HEATMAP_MAX_ERROR
+    rgba = matplotlib.colormaps[HEATMAP_CMAP](np.clip(err, 0.0, 1.0))
+    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def rd_plot_png(data: ReportData) -> bytes:
+    """Rate–distortion plot (PSNR vs bits per Gaussian, log x) as PNG bytes (matplotlib Agg).
+
+    One colour per layout: its bit-depth sweep (results.csv rows named
+    ``<layout>_<k>_b<bits>``) as a line, its saved iterations (report.json) as squares; the
+    uncompressed model as a star.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
+    colours = {lay: f"C{i}" for i, lay in enumerate(layouts)}
+    for layout in layouts:
+        pts = sorted(((m, p) for p in data.sweep if p.layout == layout
+                      and (m := _SWEEP_ROW.match(p.submethod))), key=lambda mp: mp[1].size_bytes)
+        if pts:
+            xs = [8.0 * p.size_bytes / max(p.num_gaussians, 1) for _, p in pts]
+            ax.plot(xs, [p.psnr for _, p in pts], marker="o", color=colours[layout],
+                    label=f"{layout}: bit-depth sweep")
+            for x, (m, p) in zip(xs, pts):
+                ax.annotate(f"{m['bits']} b", (x, p.psnr), textcoords="offset points",
+                            xytext=(4, -10), fontsize=8, color=colours[layout])
+        saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
+        ax.scatter([v.bits_per_gaussian for v in saved], [v.psnr for v in saved], marker="s",
+                   s=60, zorder=3, color=colours[layout], edgecolors="black",
+                   label=f"{layout}: saved iterations")
+    plain = data.variants[0]
+    if plain.psnr is not None:
+        ax.scatter([plain.bits_per_gaussian], [plain.psnr], marker="*", s=160, zorder=3,
+                   color="gold", edgecolors="black", label="uncompressed PLY")
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per Gaussian (log scale)")
+    ax.set_ylabel("PSNR [dB] on the test views")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------- HTML
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+figure{display:inline-block;margin:4px;text-align:center}figure img{display:block;width:200px;
+image-rendering:pixelated}figcaption{font-size:12px}.view{margin-bottom:1em}
+.note{color:#666;font-size:13px}
+"""
+
+
+def _html_table(rows: list[list[str]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if i >= numeric_from
+                         else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _settings_rows(settings: dict[str, Any]) -> list[list[str]]:
+    return [["setting", "value"]] + [[k, json.dumps(v)] for k, v in sorted(settings.items())]
+
+
+def _figure(uri: str, caption: str) -> str:
+    return (f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _view_html(data: ReportData, view: ViewImages) -> str:
+    gt = _load_rgb(view.gt)
+    cells = [_figure(_data_uri(view.gt.read_bytes()), "ground truth")]
+    heatmaps = []
+    for v in data.variants:
+        path = view.renders.get(v.method)
+        if path is None:
+            continue
+        psnr = data.per_view_psnr.get(v.method, {}).get(view.gt.name)
+        caption = v.label + ("" if psnr is None else f" ({psnr:.2f} dB)")
+        cells.append(_figure(_data_uri(path.read_bytes()), caption))
+        if v.layout is not None:
+            heat = _png_bytes(error_heatmap(_load_rgb(path), gt))
+            heatmaps.append(_figure(_data_uri(heat), f"|error| {v.label}"))
+    return (f'<div class="view"><h3>{html.escape(view.name)}</h3>'
+            + "".join(cells + heatmaps) + "</div>")
+
+
+def build_html(data: ReportData) -> str:
+    """The full report page (one string, every image embedded as a base64 PNG data URI)."""
+    sections = [
+        f"<h1>Compression report: {html.escape(data.model_path.name)}</h1>",
+        f'<p class="note">Model folder <code>{html.escape(str(data.model_path))}</code>, '
+        f"trained for {data.train_iteration} iterations. Quality: metrics.py "
+        "(results.json); sizes and times: the codec's report.json; ratio = uncompressed PLY "
+        "bytes / compressed bytes.</p>",
+        "<h2>Summary</h2>", _html_table(table_rows(data)),
+    ]
+    if any(v.quality_source != "metrics.py" for v in data.variants):
+        sections.append('<p class="note">* quality from the codec\'s report.json '
+                        "(metrics.py has not measured this variant).</p>")
+    sections += ["<h2>Rate–distortion</h2>",
+                 f'<img alt="rate-distortion plot" src="{_data_uri(rd_plot_png(data))}">']
+    if data.sweep:
+        sweep_rows = [_CSV_HEADER] + [
+            [p.submethod, f"{p.psnr:.2f}", f"{p.ssim:.4f}", _fmt(p.lpips, ".4f"),
+             str(p.size_bytes), str(p.num_gaussians)] for p in data.sweep]
+        sections += ["<h3>compression/results.csv</h3>", _html_table(sweep_rows)]
+    sections += [
+        "<h2>Test views</h2>",
+        f'<p class="note">Error heat maps: mean absolute RGB error against the ground truth, '
+        f"{HEATMAP_CMAP} colour map from 0 (black) to {HEATMAP_MAX_ERROR} (white) and above."
+        "</p>"]
+    sections += [_view_html(data, view) for view in data.views]
+    sections.append("<h2>Settings</h2>")
+    if data.train_settings:
+        sections += ["<h3>Training (cfg_args)</h3>", _html_table(_settings_rows(data.train_settings))]
+    last_per_layout = {v.layout: v for v in data.variants if v.layout is not None}
+    for v in last_per_layout.values():
+        if v.settings:
+            sections += [f"<h3>Codec: {html.escape(v.label)}</h3>",
+                         _html_table(_settings_rows(v.settings))]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Compression report: {html.escape(data.model_path.name)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections)
+            + "\n</body></html>\n")
+
+
+def write_report(model_path: str | Path, max_views: int = 6) -> tuple[Path, ReportData]:
+    """Collect, build and atomically write ``<model_path>/report.html``.
+
+    Returns:
+        The written path and the data it shows.
+    """
+    data = collect_report(model_path, max_views=max_views)
+    out = data.model_path / REPORT_NAME
+    with atomic_path(out) as tmp:
+        tmp.write_text(build_html(data), encoding="utf-8")
+    logger.info("wrote %s", out)
+    return out, data

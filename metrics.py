@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from utils.cli import run_main
 from utils.lpips import LPIPS, load_lpips
 from utils.metrics_utils import evaluate_model, format_table
 
@@ -66,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "metrics.py", sys.argv[1:]))

@@ -1,9 +1,13 @@
 """Render the train/test views of a trained model, like the original 3DGS render.py.
 
     python render.py -m <model> [-s <scene>] [--iteration N] [--skip_train] [--skip_test] [--quiet]
+    python render.py -m <model> --dec_npz [--layout seed|official] [--iteration k]
+    python render.py [-m <model>] --given_ply_path <.ply | bins folder | bins.zip> [--export_ply P]
 
 Flags saved in ``<model>/cfg_args`` at training time are reused; flags given here win. Images
-go to ``<model>/<train|test>/ours_<N>/{renders,gt}/00000.png ...``.
+go to ``<model>/<train|test>/ours_<N>/{renders,gt}/00000.png ...``; from the bitstream alone
+(``--dec_npz``: latest k of the layout) to ``compressed_<layout>_<k>/``. ``--export_ply``
+writes the decoded (or given) model as a standard 3DGS PLY and renders nothing.
 """
 from __future__ import annotations
 
@@ -16,9 +20,12 @@ from typing import Optional, Sequence
 import torch
 
 from arguments import ModelParams, PipelineParams, add_arguments, extract, get_combined_args
+from compression.pipeline import LAYOUTS
+from compression.runner import load_for_rendering
 from gaussian_renderer import render
 from scene import Scene
 from scene.gaussian_model import GaussianModel
+from utils.cli import run_main
 from utils.render_utils import default_device, render_sets
 
 
@@ -31,32 +38,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip_train", action="store_true", help="do not render train views")
     parser.add_argument("--skip_test", action="store_true", help="do not render test views")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    parser.add_argument("--dec_npz", action="store_true",
+                        help="render the compressed model decoded from its bins.zip alone")
+    parser.add_argument("--layout", choices=LAYOUTS, default=None,
+                        help="codec layout for --dec_npz (default: the first one saved, seed "
+                             "first)")
+    parser.add_argument("--given_ply_path", type=str, default=None,
+                        help="render this .ply, bins folder or bins.zip instead")
+    parser.add_argument("--export_ply", type=str, default=None,
+                        help="write the model as a standard 3DGS PLY and exit")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     parser = build_parser()
     args = get_combined_args(parser, argv)
+    # codec flags come from this command line only, never from the training run's cfg_args
+    cli = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s")
+    dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
+    device = default_device()
+    gaussians = None
+    if cli.given_ply_path is not None or cli.dec_npz:
+        gaussians, method, iteration = load_for_rendering(
+            given_path=cli.given_ply_path, dec_npz=cli.dec_npz, layout=cli.layout,
+            iteration=args.iteration, model_path=getattr(args, "model_path", None),
+            sh_degree=dataset.sh_degree, device=device)
+        if cli.export_ply:
+            gaussians.save_ply(cli.export_ply)
+            return []
     if not getattr(args, "model_path", None):
         parser.error("-m/--model_path is required")
     if not Path(args.model_path).is_dir():
         parser.error(f"-m/--model_path {args.model_path}: model folder not found")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s")
-    dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
-
-    gaussians = GaussianModel(dataset.sh_degree)
-    scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
-    device = default_device()
-    gaussians.to(device)
+    if gaussians is None:
+        gaussians = GaussianModel(dataset.sh_degree)
+        scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
+        method, iteration = "ours", scene.loaded_iter
+        gaussians.to(device)
+        if cli.export_ply:
+            gaussians.save_ply(cli.export_ply)
+            return []
+    else:
+        scene = Scene(dataset, None, shuffle=False)
     background = torch.full((3,), float(dataset.white_background), device=device)
 
     def render_fn(view):
         return render(view.to(device), gaussians, pipe, background)["render"]
 
-    return render_sets(scene, render_fn, scene.loaded_iter, skip_train=args.skip_train,
-                       skip_test=args.skip_test, method="ours", quiet=args.quiet)
+    return render_sets(scene, render_fn, iteration, skip_train=args.skip_train,
+                       skip_test=args.skip_test, method=method, quiet=args.quiet)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_main(main, "render.py", sys.argv[1:]))

@@ -2,7 +2,10 @@
 
 Flags keep the original 3DGS names (see ``arguments/``). Outputs go to the model folder:
 cfg_args, cameras.json, input.ply, point_cloud/iteration_<N>/point_cloud.ply, chkpnt<N>.pth and
-TensorBoard events.
+TensorBoard events. Then, unless --skip_compress, the codec runs on the trained model (one
+--layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <ply>`` skips
+training and compresses that PLY (with -s: cameras for the importance, finetune and
+evaluation; without: camera-free importance, no finetune).
 """
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ from typing import Optional, Sequence
 
 from arguments import (CompressionParams, ModelParams, OptimizationParams, PipelineParams,
                        add_arguments, extract)
+from compression.presets import apply_hyper_config
+from compression.runner import compress_model, load_given_model
 from training import TrainOptions, configure_logging, train
+from utils.cli import run_main
 
 logger = logging.getLogger("train")
 
@@ -39,26 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
-    if not args.source_path:
-        raise SystemExit("train.py: -s/--source_path is required")
-    if not Path(args.source_path).is_dir():
-        raise SystemExit(f"train.py: scene folder {args.source_path} not found")
+    compression = apply_hyper_config(extract(CompressionParams, args))
+    if not args.source_path and not compression.given_ply_path:
+        raise ValueError("-s/--source_path is required (or --given_ply_path to compress a PLY)")
+    if args.source_path and not Path(args.source_path).is_dir():
+        raise FileNotFoundError(f"-s/--source_path {args.source_path}: scene folder not found")
     if not args.model_path:
         args.model_path = str(Path("output") / uuid.uuid4().hex[:10])
     logger.info("Output folder: %s", args.model_path)
-    options = TrainOptions(test_iterations=args.test_iterations,
-                           save_iterations=args.save_iterations,
-                           checkpoint_iterations=args.checkpoint_iterations,
-                           start_checkpoint=args.start_checkpoint, quiet=args.quiet,
-                           seed=args.seed, detect_anomaly=args.detect_anomaly)
-    scene, gaussians = train(extract(ModelParams, args), extract(OptimizationParams, args),
-                             extract(PipelineParams, args), options, cfg=args)
-    compression = extract(CompressionParams, args)
-    if compression.skip_compress:
-        logger.info("Training complete (--skip_compress: no codec run).")
+    dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
+    if compression.given_ply_path:
+        scene, gaussians = load_given_model(dataset, compression.given_ply_path, cfg=args)
     else:
+        options = TrainOptions(test_iterations=args.test_iterations,
+                               save_iterations=args.save_iterations,
+                               checkpoint_iterations=args.checkpoint_iterations,
+                               start_checkpoint=args.start_checkpoint, quiet=args.quiet,
+                               seed=args.seed, detect_anomaly=args.detect_anomaly)
+        scene, gaussians = train(dataset, extract(OptimizationParams, args), pipe, options,
+                                 cfg=args)
         logger.info("Training complete.")
+    if compression.skip_compress:
+        logger.info("--skip_compress: no codec run.")
+        return
+    compress_model(gaussians, scene, compression, pipe, args.model_path, quiet=args.quiet,
+                   seed=args.seed)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "train.py", sys.argv[1:]))

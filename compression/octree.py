@@ -6,7 +6,6 @@ x·2^(2D) + y·2^D + z in int64 arithmetic (D <= 21).
 """
 from __future__ import annotations
 
-import logging
 from typing import Mapping, Sequence, Union
 
 import torch
@@ -14,8 +13,6 @@ from torch import Tensor
 
 __all__ = ["MAX_DEPTH", "MERGE_MODES", "codes_to_keys", "decode_positions", "keys_to_codes",
            "merge_voxels", "voxelize"]
-
-logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 21
 MERGE_MODES = ("mean", "imp", "rand")

@@ -146,6 +146,34 @@ class CodecState(nn.Module):
             raise ValueError(f"the model has {gaussians.num_gaussians} Gaussians, the codec was "
                              f"prepared for {self.num_gaussians} (run prepare() on this model)")
 
+    @torch.no_grad()
+    def init_qas(self, gaussians: GaussianModel, n_block: Optional[int] = None) -> BlockQuantizer:
+        """(Re)build the block quantizers with ``n_block`` blocks (default: the current B) and
+        calibrate their ranges (vanilla) or steps (LSQ) once from the model's current
+        coefficients (official layout: also the log-scale quantizer).
+
+        Returns:
+            The RAHT :class:`BlockQuantizer` (C·B quantizers, e.g. 55 × 57 = 3,135).
+
+        Raises:
+            ValueError: the model does not match this state, or fewer AC coefficients than
+                ``n_block``.
+        """
+        self._check_model(gaussians)
+        n_block = self.quantizer.n_block if n_block is None else int(n_block)
+        if not 1 <= n_block <= self.num_gaussians - 1:
+            raise ValueError(f"n_block must be in [1, N - 1 = {self.num_gaussians - 1}], "
+                             f"got {n_block}")
+        bits, kind, device = self.quantizer.bits, self.quantizer.kind, self.keys.device
+        coeffs = self.plan.forward(_raht_attributes(gaussians.params, self.layout))
+        self.quantizer = BlockQuantizer(coeffs.shape[1], n_block, bits, kind).to(device)
+        self.quantizer.calibrate(coeffs[1:])
+        if self.scale_quantizer is not None:
+            self.scale_quantizer = BlockQuantizer(3, n_block, bits, kind).to(device)
+            self.scale_quantizer.calibrate(gaussians.params["scaling"])
+        self.train(self.training)
+        return self.quantizer
+
     def simulate(self, gaussians: GaussianModel) -> dict[str, Tensor]:
         """What the decoder would reconstruct, differentiably (``ft_render`` calls this).
 
@@ -306,15 +334,13 @@ def prepare(gaussians: GaussianModel, cameras: Optional[Sequence], cfg: Compress
         extras: dict[str, Any] = {}
         if cfg.layout == "official":
             scale_quantizer = BlockQuantizer(3, cfg.n_block, cfg.num_bits, cfg.quantizer).to(device)
-            scale_quantizer.calibrate(gaussians.params["scaling"])
             codebook, indices = vq_kmeans(gaussians.params["f_rest"].reshape(n, -1), voxel_scores,
                                           cfg.codebook_size, cfg.vq_steps, cfg.vq_batch, generator)
             extras = {"scale_quantizer": scale_quantizer, "codebook": codebook,
                       "vq_indices": indices}
         state = CodecState(cfg.layout, gaussians.max_sh_degree, cfg.depth, unique_keys, bbox,
                            plan, quantizer, **extras)
-        coeffs = plan.forward(_raht_attributes(gaussians.params, cfg.layout))
-        quantizer.calibrate(coeffs[1:])
+        state.init_qas(gaussians)
     gaussians.codec = state
     return state
 
@@ -390,7 +416,8 @@ def standard_ply_size_bytes(num_gaussians: int, sh_degree: int) -> int:
 def write_report(out_dir: str | os.PathLike, *, layout: str, iteration: int,
                  save_info: Mapping[str, Any], psnr: Optional[float], ssim: Optional[float],
                  lpips: Optional[float], ply_size_bytes: Optional[int],
-                 settings: CompressionParams | Mapping[str, Any]) -> Path:
+                 settings: CompressionParams | Mapping[str, Any],
+                 extra: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``<out_dir>/report.json`` (atomic) with the keys the demo reads.
 
     Args:
@@ -400,6 +427,7 @@ def write_report(out_dir: str | os.PathLike, *, layout: str, iteration: int,
         psnr, ssim, lpips: float-render metrics on the test views (None when unavailable).
         ply_size_bytes: size of the uncompressed standard PLY of the pre-compression model.
         settings: the CompressionParams (or its dict).
+        extra: further JSON-serialisable keys (e.g. ``eval_split``).
 
     Returns:
         Path of report.json.
@@ -411,7 +439,7 @@ def write_report(out_dir: str | os.PathLike, *, layout: str, iteration: int,
               **{key: save_info[key] for key in ("size_bytes", "num_gaussians",
                                                   "bits_per_gaussian", "encode_seconds",
                                                   "decode_seconds")},
-              "ply_size_bytes": ply_size_bytes, "settings": settings}
+              "ply_size_bytes": ply_size_bytes, **(extra or {}), "settings": settings}
     path = Path(out_dir) / "report.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -7,10 +7,11 @@ Pipeline, mirroring gsplat's ops:
    index (no gradient).
 3. ``_RasterizeTiles``: compositing with a hand-written backward. Pairs are processed in
    depth-rank chunks over all live tiles at once: a chunk evaluates α on the tiles' 16×16
-   pixels as a [tiles, chunk, 256] batch, gets the transmittance with one cumulative product,
+   pixels as a [tiles, 256, chunk] batch, gets the transmittance with one cumulative product,
    and drops tiles whose pixels have all stopped (T ≤ 1e-4). The backward replays the same
    chunks front to back; the "colour still to come behind pair k" term is the pixel's total
-   minus a running prefix sum, so no reverse pass or per-pair storage is needed.
+   minus a running prefix sum, so no reverse pass or per-pair storage is needed, and the
+   per-pair sums over pixels come from six tile-local moments (one small matmul).
 """
 from __future__ import annotations
 

@@ -63,6 +63,8 @@ class GaussianModel:
         self.spatial_lr_scale = 0.0
         self.params = nn.ParameterDict({
             name: nn.Parameter(torch.empty(0, *self.row_shape(name))) for name in PARAM_NAMES})
+        #: the codec state attached by ``compression.pipeline.prepare`` (``ft_render`` reads it)
+        self.codec: Any = None
 
     # ------------------------------------------------------------------ shapes and device
 
@@ -244,3 +246,58 @@ class GaussianModel:
         self.set_params({k: state["params"][k].detach().clone().to(device) for k in PARAM_NAMES})
         self.active_sh_degree = int(state["active_sh_degree"])
         self.spatial_lr_scale = float(state["spatial_lr_scale"])
+
+    # ------------------------------------------------------------------ codec (MesonGS names)
+    # The one exception to the import direction (scene -> compression): these methods import
+    # ``compression`` locally, so that the model keeps the seed's API without scene/ depending
+    # on the codec at import time.
+
+    @property
+    def qas(self) -> Any:
+        """The block quantizers of the attached codec (``len(qas)`` = C·B, ``qas[c*B + j]``).
+
+        Raises:
+            ValueError: no codec attached (run ``compression.pipeline.prepare`` first).
+        """
+        return self._require_codec().quantizer
+
+    def init_qas(self, n_block: int) -> Any:
+        """(Re)build the codec's block quantizers with ``n_block`` blocks per column, ranges
+        calibrated once from the current coefficients; returns them (see :attr:`qas`)."""
+        return self._require_codec().init_qas(self, n_block)
+
+    def save_npz(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Encode with the attached codec into ``<path>/bins/`` and ``<path>/bins.zip``.
+
+        Returns:
+            The save info (``path``, ``size_bytes``, ``num_gaussians``, ``bits_per_gaussian``,
+            ``encode_seconds``, ``decode_seconds``).
+        """
+        return self._require_codec().save(self, path)
+
+    def load_npz(self, path: str | os.PathLike) -> None:
+        """Replace this model's parameters by the decoded content of a bins folder or bins.zip
+        (Gaussians in ascending voxel-key order, SH degree at its maximum, no codec attached).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: a corrupt or truncated bitstream (naming the file), or one whose SH
+                degree differs from ``max_sh_degree``.
+        """
+        from compression.bitstream import read_bitstream
+        from compression.pipeline import decode
+
+        bitstream = read_bitstream(path)
+        if bitstream.sh_degree != self.max_sh_degree:
+            raise ValueError(f"{path}: bitstream has SH degree {bitstream.sh_degree}, the model "
+                             f"{self.max_sh_degree}")
+        decoded = decode(bitstream, device=self.device)
+        self.set_params({name: p.detach() for name, p in decoded.params.items()})
+        self.active_sh_degree = self.max_sh_degree
+        self.codec = None
+
+    def _require_codec(self) -> Any:
+        if self.codec is None:
+            raise ValueError("no codec attached to this GaussianModel (run "
+                             "compression.pipeline.prepare first)")
+        return self.codec

@@ -41,7 +41,8 @@ def test_degenerate_axis_gives_code_zero():
     p[:, 1] = 2.5
     codes, params = voxelize(p.float(), 10)
     assert bool((codes[:, 1] == 0).all())
-    assert torch.allclose(decode_positions(codes, params, 10)[:, 1], torch.full((50,), 2.5, dtype=torch.float64))
+    decoded_y = decode_positions(codes, params, 10)[:, 1]
+    assert torch.allclose(decoded_y, torch.full((50,), 2.5, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("depth", [20, 21])

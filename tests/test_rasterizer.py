@@ -11,6 +11,7 @@ import torch
 
 from gaussian_renderer import RenderResult, ft_render, rasterize, render
 from gaussian_renderer.inria_backend import rasterize_inria
+from tests._raster_scenes import FakeModel, camera, intrinsics, look_transform, random_scene
 from utils.sh_utils import RGB2SH, SH2RGB, eval_sh, sh_basis
 
 
@@ -118,44 +119,6 @@ def assert_images_agree(actual: torch.Tensor, expected: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------------
 # Scenes
 # ----------------------------------------------------------------------------------------------
-def intrinsics(width: int, height: int, focal_scale: float = 1.1, shift=(0.0, 0.0), dtype=torch.float32):
-    f = focal_scale * width
-    return torch.tensor([[f, 0, width / 2 + shift[0]], [0, 0.9 * f, height / 2 + shift[1]], [0, 0, 1]], dtype=dtype)
-
-
-def look_transform(seed: int, dtype=torch.float32) -> torch.Tensor:
-    """A world→camera matrix with a small random rotation and translation."""
-    g = torch.Generator().manual_seed(seed)
-    axis_angle = 0.2 * torch.randn(3, generator=g, dtype=torch.float64)
-    angle = axis_angle.norm()
-    k = torch.zeros(3, 3, dtype=torch.float64)
-    k[0, 1], k[0, 2], k[1, 2] = -axis_angle[2], axis_angle[1], -axis_angle[0]
-    k = (k - k.T) / angle
-    rot = torch.eye(3, dtype=torch.float64) + angle.sin() * k + (1 - angle.cos()) * k @ k
-    viewmat = torch.eye(4, dtype=torch.float64)
-    viewmat[:3, :3], viewmat[:3, 3] = rot, 0.1 * torch.randn(3, generator=g, dtype=torch.float64)
-    return viewmat.to(dtype)
-
-
-def random_scene(n: int, seed: int, sh_degree: int | None = 3, dtype=torch.float32, log_scale=(-4.5, -1.5),
-                 opacity=(0.05, 1.0)) -> dict[str, torch.Tensor]:
-    """The benchmark's distribution: means in a frustum-shaped box in front of the camera."""
-    g = torch.Generator().manual_seed(seed)
-
-    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(*shape, generator=g, dtype=torch.float64)
-
-    scene = {
-        "means": torch.stack([uniform(-1.5, 1.5, n), uniform(-1.1, 1.1, n), uniform(0.5, 6.0, n)], -1),
-        "quats": torch.randn(n, 4, generator=g, dtype=torch.float64),
-        "scales": uniform(*log_scale, n, 3).exp(),
-        "opacities": uniform(*opacity, n),
-        "colors": (0.4 * torch.randn(n, 16, 3, generator=g, dtype=torch.float64) if sh_degree is not None
-                   else uniform(0.0, 1.0, n, 3)),
-    }
-    return {k: v.to(dtype) for k, v in scene.items()}
-
-
 def render_torch(scene: dict, viewmat, K, width, height, **kwargs) -> RenderResult:
     return rasterize(scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["colors"],
                      viewmat, K, width, height, backend="torch", **kwargs)
@@ -375,33 +338,14 @@ def test_gradients_match_float64_finite_differences():
                                    msg=lambda m: f"{name}: {m}")
 
 
-class _FakeModel:
-    """Duck-typed GaussianModel: activated attributes as properties (and an optional codec)."""
-
-    def __init__(self, scene: dict[str, torch.Tensor], codec=None) -> None:
-        self.params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
-        self.active_sh_degree = 3
-        self.codec = codec
-
-    get_xyz = property(lambda self: self.params["means"])
-    get_rotation = property(lambda self: self.params["quats"])
-    get_scaling = property(lambda self: self.params["scales"])
-    get_opacity = property(lambda self: self.params["opacities"][:, None])
-    get_features = property(lambda self: self.params["colors"])
-
-
-def _camera(width: int, height: int, viewmat: torch.Tensor, K: torch.Tensor) -> SimpleNamespace:
-    return SimpleNamespace(world_to_cam=viewmat, K=K, width=width, height=height)
-
-
 def test_render_viewspace_gradient_is_ndc_scaled_pixel_gradient():
     scene = random_scene(200, seed=7)
     width, height = 48, 40
     viewmat, K = look_transform(7), intrinsics(width, height)
-    model = _FakeModel(scene)
+    model = FakeModel(scene)
     pipe = SimpleNamespace(backend="torch")
     bg = torch.tensor([0.0, 0.5, 1.0])
-    out = render(_camera(width, height, viewmat, K), model, pipe, bg)
+    out = render(camera(width, height, viewmat, K), model, pipe, bg)
     target = torch.rand(3, height, width, generator=torch.Generator().manual_seed(0))
     ((out["render"] - target) ** 2).mean().backward()
 
@@ -422,14 +366,14 @@ def test_ft_render_renders_the_codec_simulation():
     shifted = {"means": scene["means"] + 0.05, "quats": scene["quats"], "scales": scene["scales"] * 1.1,
                "opacities": scene["opacities"] * 0.9, "shs": scene["colors"].round(decimals=1)}
     codec = SimpleNamespace(simulate=lambda pc: shifted)
-    model = _FakeModel(scene, codec=codec)
+    model = FakeModel(scene, codec=codec)
     width, height = 32, 24
-    camera, pipe = _camera(width, height, torch.eye(4), intrinsics(width, height)), SimpleNamespace(backend="torch")
-    out = ft_render(camera, model, pipe, torch.zeros(3))
+    cam, pipe = camera(width, height, torch.eye(4), intrinsics(width, height)), SimpleNamespace(backend="torch")
+    out = ft_render(cam, model, pipe, torch.zeros(3))
     expected = rasterize(shifted["means"], shifted["quats"], shifted["scales"], shifted["opacities"], shifted["shs"],
                          torch.eye(4), intrinsics(width, height), width, height, sh_degree=3, backend="torch")
     torch.testing.assert_close(out["render"], expected.image)
-    assert not torch.allclose(out["render"], render(camera, model, pipe, torch.zeros(3))["render"])
+    assert not torch.allclose(out["render"], render(cam, model, pipe, torch.zeros(3))["render"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -302,3 +302,53 @@ def test_headless_browser_screenshot(written: tuple[Path, str], tmp_path: Path) 
         pixels = np.asarray(im.convert("RGB"), np.float32)
     assert pixels.std() > 10, "the screenshot is blank"
     assert re.search(r"<img[^>]+src=\"data:image/png", written[1])
+
+
+# ------------------------------------------------------------------ the sweep on a real codec
+
+@pytest.fixture(scope="module")
+def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) -> Path:
+    """A real model folder: random-init Gaussians of the sample scene saved as iteration 1 and
+    compressed with the seed layout (no finetune) into compression/seed/iteration_0."""
+    from arguments import CompressionParams, ModelParams
+    from compression.pipeline import iteration_dir, prepare
+    from scene import Scene
+    from scene.gaussian_model import GaussianModel
+
+    if not (sample_scene / "transforms_train.json").is_file():
+        pytest.skip(f"{sample_scene} is absent")
+    model = tmp_path_factory.mktemp("sweep_model")
+    params = ModelParams(source_path=str(sample_scene), model_path=str(model), eval=True,
+                         resolution=4, white_background=True, num_random_points=600)
+    scene = Scene(params, GaussianModel(3), shuffle=False)
+    scene.write_model_files()
+    scene.save(1)
+    gaussians = GaussianModel(3)
+    gaussians.load_ply(model / "point_cloud" / "iteration_1" / "point_cloud.ply")
+    state = prepare(gaussians, None, CompressionParams(layout="seed", percent=0.1, n_block=8,
+                                                       depth=12))
+    state.eval().save(gaussians, iteration_dir(model, "seed", 0))
+    return model
+
+
+def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import rd_sweep
+
+    rows = rd_sweep.sweep(codec_model, ["seed"], [3, 10], quiet=True)
+    assert [r[0] for r in rows] == ["seed_0_b3", "seed_0_b10"]
+    points = {p.submethod: p for p in read_results_csv(codec_model / "compression"
+                                                       / "results.csv")}
+    for name in ("seed_0_b3", "seed_0_b10"):
+        folder = codec_model / "compression" / "sweep" / name
+        rep = json.loads((folder / "report.json").read_text())
+        assert points[name].size_bytes == rep["size_bytes"] == (folder / "bins.zip").stat().st_size
+        assert points[name].psnr == pytest.approx(rep["psnr"], abs=1e-5)
+        assert rep["settings"]["num_bits"] == int(name.rsplit("b", 1)[1])
+        meta = json.loads((folder / "bins" / "meta.json").read_text())
+        assert meta["num_bits"] == rep["settings"]["num_bits"]
+    # more bits: a larger stream that is at least as faithful to the saved 8-bit state
+    low, high = points["seed_0_b3"], points["seed_0_b10"]
+    assert high.size_bytes > low.size_bytes
+    assert high.psnr >= low.psnr - 1e-3
+    assert rd_sweep.main(["-m", str(codec_model / "absent")]) == 1

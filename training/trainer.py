@@ -206,7 +206,7 @@ class _TrainingLoop:
                                              render_pkg, self.extent, self.generator)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return float(l1), float(loss)
+        return l1.item(), loss.item()
 
     def _after_step(self, step: int) -> None:
         """Evaluation, saving and checkpoints scheduled at ``step``."""

@@ -41,12 +41,14 @@ def render_views(views: list["Camera"], render_fn: RenderFn, out_dir: str | Path
     return out_dir
 
 
-def render_sets(scene: "Scene", render_fn: RenderFn, iteration: int, skip_train: bool = False,
+def render_sets(scene: "Scene", render_fn: RenderFn, iteration: int | str,
+                skip_train: bool = False,
                 skip_test: bool = False, method: str = "ours", quiet: bool = False
                 ) -> list[Path]:
     """Render the train and/or test views into ``<model>/<set>/<method>_<iteration>/``.
 
-    Empty sets (no test views without --eval) are skipped. Returns the folders written.
+    ``iteration`` may be a label (``compressed_given``). Empty sets (no test views without
+    --eval) are skipped. Returns the folders written.
     """
     sets = {"train": [] if skip_train else scene.getTrainCameras(),
             "test": [] if skip_test else scene.getTestCameras()}

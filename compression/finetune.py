@@ -1,0 +1,192 @@
+"""Quantization-aware finetune (CODEC.md §7): Adam on every attribute that enters the codec.
+
+Positions and the voxel structure are frozen, there is no densification and the SH degree stays
+at its maximum. Each step renders one training view with ``ft_render`` (attributes → RAHT →
+fake quantization → inverse RAHT, or the VQ codebook for f_rest in the official layout) and
+minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``. Views come from seeded shuffled passes (the
+training loop's :class:`training.trainer.ViewSampler`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from tqdm import tqdm
+
+from gaussian_renderer import ft_render
+from scene.gaussian_model import GaussianModel
+from training.trainer import ViewSampler, photometric_loss
+from utils.eval_utils import evaluate_views
+from utils.loss_utils import ssim
+from utils.lpips import LPIPS, load_lpips
+
+logger = logging.getLogger(__name__)
+
+#: constant finetune learning rates per trained attribute (times ``--finetune_lr_scale``)
+FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "opacity": 0.05,
+                                  "scaling": 5e-3, "rotation": 1e-3}
+#: learning rate of the LSQ steps (their own Adam group, CODEC.md §6; not scaled)
+LSQ_STEP_LR = 1e-3
+#: weight of (1 - SSIM) in the finetune loss
+LAMBDA_DSSIM = 0.2
+#: environment variable naming the LPIPS weights file (same as metrics.py)
+LPIPS_ENV = "LPIPS_WEIGHTS"
+
+
+def default_test_iterations(iterations: int) -> list[int]:
+    """0, every 1000, and the last finetune iteration (sorted, unique)."""
+    return sorted({0, *range(1000, iterations + 1, 1000), iterations})
+
+
+def resolve_test_iterations(iterations: int, requested: Sequence[int]) -> list[int]:
+    """``requested`` (or the default schedule when empty), checked against ``iterations``.
+
+    Raises:
+        ValueError: negative iterations or an iteration beyond ``iterations``.
+    """
+    if iterations < 0:
+        raise ValueError(f"--finetune_iterations must be >= 0, got {iterations}")
+    if not requested:
+        return default_test_iterations(iterations)
+    bad = [int(i) for i in requested if not 0 <= int(i) <= iterations]
+    if bad:
+        raise ValueError(f"--finetune_test_iterations must lie in [0, {iterations}] "
+                         f"(--finetune_iterations), got {bad}")
+    return sorted({int(i) for i in requested})
+
+
+def create_finetune_optimizer(gaussians: GaussianModel, lr_scale: float = 1.0
+                              ) -> torch.optim.Adam:
+    """Adam (eps 1e-15) over what the codec of ``gaussians.codec`` trains.
+
+    Seed layout: f_dc, f_rest, opacity, scaling, rotation. Official layout: the codebook (at
+    the f_rest rate) replaces f_rest, which is then unused and frozen. LSQ: the learned steps
+    of every block quantizer get one more group (lr ``LSQ_STEP_LR``). ``xyz`` is frozen.
+    Groups are named like the parameters (``codebook``, ``lsq_steps``).
+
+    Raises:
+        ValueError: the model has no codec attached (run ``pipeline.prepare`` first) or
+            ``lr_scale`` is not positive.
+    """
+    state = getattr(gaussians, "codec", None)
+    if state is None:
+        raise ValueError("finetune: the model has no codec attached (run "
+                         "compression.pipeline.prepare first)")
+    if not lr_scale > 0:
+        raise ValueError(f"--finetune_lr_scale must be > 0, got {lr_scale}")
+    official = state.layout == "official"
+    gaussians.params["xyz"].requires_grad_(False)
+    gaussians.params["f_rest"].requires_grad_(not official)
+    groups: list[dict[str, Any]] = []
+    for name, lr in FINETUNE_LRS.items():
+        if name == "f_rest" and official:
+            groups.append({"params": [state.codebook], "lr": lr * lr_scale, "name": "codebook"})
+            continue
+        param = gaussians.params[name].requires_grad_(True)
+        groups.append({"params": [param], "lr": lr * lr_scale, "name": name})
+    steps = [q.step for q in (state.quantizer, state.scale_quantizer)
+             if q is not None and q.step is not None]
+    if steps:
+        groups.append({"params": steps, "lr": LSQ_STEP_LR, "name": "lsq_steps"})
+    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics of float renders clamped to [0, 1]; ``lpips`` None without weights."""
+
+    psnr: float
+    ssim: float
+    lpips: Optional[float]
+
+
+def lpips_from_environment(device: torch.device) -> Optional[LPIPS]:
+    """The LPIPS network when ``$LPIPS_WEIGHTS`` names a weights file, else None."""
+    weights = os.environ.get(LPIPS_ENV)
+    return load_lpips(weights, device) if weights else None
+
+
+@torch.no_grad()
+def evaluate_codec(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
+                   background: torch.Tensor, lpips_net: Optional[LPIPS] = None) -> EvalResult:
+    """PSNR / SSIM / LPIPS of ``ft_render`` on ``cameras`` with the codec in evaluation mode
+    (the quantizer state does not move; the caller restores training mode)."""
+    gaussians.codec.eval()
+    device = gaussians.device
+    extra: dict[str, list[float]] = {"ssim": [], "lpips": []}
+
+    def on_view(index: int, camera: Any, image: torch.Tensor, gt: torch.Tensor) -> None:
+        extra["ssim"].append(float(ssim(image, gt)))
+        if lpips_net is not None:
+            extra["lpips"].append(float(lpips_net(image[None], gt[None])))
+
+    metrics = evaluate_views(
+        lambda cam: ft_render(cam, gaussians, pipe, background)["render"].to(device),
+        cameras, on_view)
+    lpips = sum(extra["lpips"]) / len(extra["lpips"]) if extra["lpips"] else None
+    return EvalResult(psnr=metrics["psnr"], ssim=sum(extra["ssim"]) / len(extra["ssim"]),
+                      lpips=lpips)
+
+
+def finetune(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
+             background: torch.Tensor, *, iterations: int, test_iterations: Sequence[int],
+             on_test: Callable[[int], Optional[float]], lr_scale: float = 1.0,
+             generator: Optional[torch.Generator] = None, quiet: bool = False,
+             writer: Any = None) -> None:
+    """Run the quantization-aware finetune of a prepared model in place.
+
+    Args:
+        gaussians: model with ``gaussians.codec`` attached by ``pipeline.prepare``.
+        cameras: training views (``original_image`` [3, H, W] in [0, 1]).
+        pipe: PipelineParams-like (``backend``).
+        background: [3] background colour.
+        iterations: finetune steps (0: only ``on_test(0)`` when 0 is a test iteration).
+        test_iterations: steps after which ``on_test(step)`` runs (0 = before any step).
+        on_test: evaluates and saves; may return a PSNR logged as ``finetune/psnr``. The
+            codec is switched back to training mode afterwards.
+        lr_scale: factor on every attribute learning rate.
+        generator: CPU torch.Generator of the view order (None: seeded with 0).
+        quiet: no progress bar.
+        writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``).
+
+    Raises:
+        ValueError: no codec, no cameras, or bad iteration settings.
+    """
+    optimizer = create_finetune_optimizer(gaussians, lr_scale)
+    state = gaussians.codec
+    gaussians.active_sh_degree = gaussians.max_sh_degree
+    tests = set(resolve_test_iterations(iterations, test_iterations))
+    sampler = ViewSampler(len(cameras), generator if generator is not None
+                          else torch.Generator().manual_seed(0))
+    device = gaussians.device
+
+    def run_test(step: int) -> None:
+        value = on_test(step)
+        if writer is not None and value is not None and math.isfinite(value):
+            writer.add_scalar("finetune/psnr", value, step)
+        state.train()
+
+    if 0 in tests:
+        run_test(0)
+    state.train()
+    bar = tqdm(range(1, iterations + 1), desc="Finetune", disable=quiet, dynamic_ncols=True)
+    try:
+        for step in bar:
+            camera = cameras[sampler.next()]
+            image = ft_render(camera, gaussians, pipe, background)["render"]
+            _, loss = photometric_loss(image, camera.original_image.to(device), LAMBDA_DSSIM)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if writer is not None:
+                writer.add_scalar("finetune/loss", loss.item(), step)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.5f}")
+            if step in tests:
+                run_test(step)
+    finally:
+        bar.close()

@@ -1,0 +1,228 @@
+"""What ``train.py`` and ``render.py`` run around the codec: compress a model, find a bitstream.
+
+``compress_model``: prepare (stages 1-6) → evaluate and save at finetune iteration 0 →
+finetune with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
+writes ``<model>/compression/<layout>/iteration_<k>/{bins/, bins.zip, report.json}`` and one
+row of ``<model>/compression/results.csv``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from arguments import CompressionParams, ModelParams, write_cfg_args
+from compression.bitstream import read_bitstream
+from compression.finetune import (evaluate_codec, finetune, lpips_from_environment,
+                                  resolve_test_iterations)
+from compression.pipeline import (LAYOUTS, append_results_csv, decode, iteration_dir, prepare,
+                                  standard_ply_size_bytes, write_report)
+from scene import Scene
+from scene.gaussian_model import GaussianModel
+from utils.system_utils import searchForMaxIteration
+
+logger = logging.getLogger(__name__)
+
+_ITERATION_PATH = re.compile(r"iteration_(?P<k>\d+)$")
+
+
+def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams, pipe: Any,
+                   model_path: str | os.PathLike, *, quiet: bool = False, seed: int = 0
+                   ) -> list[dict[str, Any]]:
+    """Compress a trained model in place and save it at every finetune test iteration.
+
+    Args:
+        gaussians: the trained model (edited in place: pruned, merged, sorted, finetuned).
+        scene: a ``Scene`` (training cameras for the importance and the finetune, test views
+            for the evaluation; the training views when it has none), or None: camera-free
+            importance, no finetune, a single save at iteration 0 with null metrics.
+        cfg: codec settings (``--hyper_config`` already applied).
+        pipe: PipelineParams-like (``backend``).
+        model_path: the model folder.
+        quiet: no progress bars.
+        seed: seed of the codec's random choices and of the finetune view order.
+
+    Returns:
+        One report dict per save (the content of each ``report.json``), in iteration order.
+
+    Raises:
+        ValueError: invalid settings (see ``pipeline.prepare`` and the finetune).
+    """
+    iterations = cfg.finetune_iterations if scene is not None else 0
+    tests = resolve_test_iterations(iterations, cfg.finetune_test_iterations
+                                    if scene is not None else [0])
+    ply_size_bytes = standard_ply_size_bytes(gaussians.num_gaussians, gaussians.max_sh_degree)
+    device = gaussians.device
+    train_views = scene.getTrainCameras() if scene is not None else []
+    state = prepare(gaussians, train_views or None, cfg,
+                    torch.Generator(device=device).manual_seed(seed), backend=pipe.backend)
+    eval_views, eval_split = [], None
+    if scene is not None:
+        eval_split = "test" if scene.getTestCameras() else "train"
+        eval_views = scene.getTestCameras() or train_views
+        if eval_split == "train":
+            logger.warning("codec: no test views (train without --eval); evaluating on the "
+                           "training views")
+    white = bool(scene.args.white_background) if scene is not None else False
+    background = torch.full((3,), float(white), device=device)
+    lpips_net = lpips_from_environment(device) if eval_views else None
+    reports: list[dict[str, Any]] = []
+
+    def evaluate_and_save(step: int) -> Optional[float]:
+        state.eval()
+        metrics = (evaluate_codec(gaussians, eval_views, pipe, background, lpips_net)
+                   if eval_views else None)
+        out_dir = iteration_dir(model_path, cfg.layout, step)
+        info = state.save(gaussians, out_dir)
+        psnr, ssim, lpips = ((metrics.psnr, metrics.ssim, metrics.lpips) if metrics
+                             else (None, None, None))
+        path = write_report(out_dir, layout=cfg.layout, iteration=step, save_info=info,
+                            psnr=psnr, ssim=ssim, lpips=lpips, ply_size_bytes=ply_size_bytes,
+                            settings=cfg, extra={"eval_split": eval_split})
+        append_results_csv(model_path, layout=cfg.layout, iteration=step, psnr=psnr, ssim=ssim,
+                           lpips=lpips, size_bytes=info["size_bytes"],
+                           num_gaussians=info["num_gaussians"])
+        reports.append(json.loads(path.read_text()))
+        logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d)%s", step, cfg.layout,
+                    info["size_bytes"], info["bits_per_gaussian"], info["num_gaussians"],
+                    "" if psnr is None else f", {eval_split} PSNR {psnr:.2f}")
+        return psnr
+
+    if scene is None:
+        evaluate_and_save(0)
+        return reports
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(Path(model_path) / "compression" / cfg.layout))
+    try:
+        finetune(gaussians, train_views, pipe, background, iterations=iterations,
+                 test_iterations=tests, on_test=evaluate_and_save,
+                 lr_scale=cfg.finetune_lr_scale, generator=torch.Generator().manual_seed(seed),
+                 quiet=quiet, writer=writer)
+    finally:
+        writer.close()
+    return reports
+
+
+def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
+                     cfg: Optional[Any] = None) -> tuple[Optional[Scene], GaussianModel]:
+    """A trained PLY to compress instead of training (``--given_ply_path``).
+
+    With ``dataset.source_path`` the scene is built (cameras for the importance, finetune and
+    evaluation) and cfg_args / cameras.json / input.ply are written; without it there is no
+    scene and only cfg_args is written. The model goes to ``dataset.data_device``.
+
+    Returns:
+        ``(scene or None, gaussians)``.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or invalid PLY or scene.
+    """
+    gaussians = GaussianModel(dataset.sh_degree)
+    gaussians.load_ply(ply_path)
+    gaussians.to(torch.device(dataset.data_device))
+    if not dataset.source_path:
+        write_cfg_args(dataset.model_path, cfg if cfg is not None else dataclasses.asdict(dataset))
+        return None, gaussians
+    scene = Scene(dataset, None)
+    scene.write_model_files(cfg)
+    return scene, gaussians
+
+
+# ------------------------------------------------------------------------ finding bitstreams
+
+def input_kind(path: str | os.PathLike) -> str:
+    """``"ply"``, ``"zip"`` or ``"folder"``, told apart by content (magic bytes), not name.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: a file that is neither a PLY (``ply\\n``) nor a zip archive (``PK``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "folder"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic.startswith(b"ply\n") or magic.startswith(b"ply\r"):
+        return "ply"
+    if magic.startswith(b"PK"):
+        return "zip"
+    raise ValueError(f"{path}: neither a PLY file, a bins.zip archive nor a bins folder")
+
+
+def latest_bitstream(model_path: str | os.PathLike, layout: Optional[str] = None,
+                     iteration: int = -1) -> tuple[Path, str, int]:
+    """The ``bins.zip`` of a model folder: ``(path, layout, k)``.
+
+    Args:
+        layout: None picks the first layout with a compression folder (seed, then official).
+        iteration: -1 = the latest saved iteration of that layout.
+
+    Raises:
+        FileNotFoundError: no compression folder / iteration / bins.zip.
+        ValueError: an unknown layout.
+    """
+    root = Path(model_path) / "compression"
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"--layout must be one of {LAYOUTS}, got {layout!r}")
+    candidates = [layout] if layout else [name for name in LAYOUTS if (root / name).is_dir()]
+    if not candidates:
+        raise FileNotFoundError(f"{root}: no compressed model (run train.py without "
+                                f"--skip_compress)")
+    layout = candidates[0]
+    k = searchForMaxIteration(root / layout) if iteration == -1 else int(iteration)
+    path = iteration_dir(model_path, layout, k) / "bins.zip"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved bitstream for layout {layout} iteration {k}")
+    return path, layout, k
+
+
+def method_for_bitstream(path: str | os.PathLike, model_path: Optional[str | os.PathLike]
+                         ) -> tuple[str, str]:
+    """Render folder parts ``(method, suffix)`` for a bins folder / bins.zip: ``("compressed_
+    <layout>", "<k>")`` inside ``<model>/compression/<layout>/iteration_<k>``, else
+    ``("compressed", "given")``."""
+    path = Path(path).resolve()
+    parent = path.parent
+    match = _ITERATION_PATH.match(parent.name)
+    if model_path is not None and match is not None and parent.parent.name in LAYOUTS \
+            and parent.parent.parent == (Path(model_path) / "compression").resolve():
+        return f"compressed_{parent.parent.name}", match["k"]
+    return "compressed", "given"
+
+
+def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Optional[str],
+                       iteration: int, model_path: Optional[str], sh_degree: int,
+                       device: torch.device) -> tuple[GaussianModel, str, str]:
+    """The model render.py draws with ``--given_ply_path`` or ``--dec_npz``, decoded before any
+    output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
+
+    ``given_path`` may be a PLY (``ours_given``), a bins folder or a bins.zip (told apart by
+    content; ``compressed_<layout>_<k>`` inside the model's compression folder, else
+    ``compressed_given``). ``dec_npz``: the model's ``bins.zip`` of ``layout`` at
+    ``iteration`` (-1 = latest).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing input, or a corrupt PLY / bitstream.
+    """
+    gaussians = GaussianModel(sh_degree)
+    if given_path is not None and input_kind(given_path) == "ply":
+        gaussians.load_ply(given_path)
+        return gaussians.to(device), "ours", "given"
+    if given_path is not None:
+        path = Path(given_path)
+        method, suffix = method_for_bitstream(path, model_path)
+    else:
+        if not dec_npz or not model_path:
+            raise ValueError("--dec_npz needs -m/--model_path")
+        path, layout, k = latest_bitstream(model_path, layout, iteration)
+        method, suffix = f"compressed_{layout}", str(k)
+    return decode(read_bitstream(path), device=device), method, suffix

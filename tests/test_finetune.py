@@ -1,0 +1,221 @@
+"""Quantization-aware finetune and the codec orchestration on the bundled sample scene.
+
+The scene is data/lego_sample at -r 4 (50 px) with the model initialised from the Blender
+random points (SH degree 1) and a short 3DGS warm-up, so every test runs in seconds on 2 cores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from arguments import CompressionParams, ModelParams, PipelineParams
+from compression.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
+                                  default_test_iterations, evaluate_codec, finetune,
+                                  resolve_test_iterations)
+from compression.pipeline import prepare
+from compression.runner import compress_model
+from gaussian_renderer import ft_render, render
+from scene import Scene
+from scene.gaussian_model import GaussianModel
+from scene.strategy import create_optimizer
+from arguments import OptimizationParams
+from training.trainer import photometric_loss
+
+PIPE = PipelineParams(backend="torch")
+WARMUP_STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def sample(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The sample scene and a warmed-up model state (plain Adam on all parameters)."""
+    args = ModelParams(source_path=str(sample_scene), eval=True, resolution=4, sh_degree=1,
+                       num_random_points=1500,
+                       model_path=str(tmp_path_factory.mktemp("sample_model")))
+    gaussians = GaussianModel(args.sh_degree)
+    scene = Scene(args, gaussians, seed=0)
+    gaussians.active_sh_degree = 1
+    optimizer = create_optimizer(gaussians, OptimizationParams(), scene.cameras_extent)
+    cameras = scene.getTrainCameras()
+    for step in range(WARMUP_STEPS):
+        camera = cameras[step % len(cameras)]
+        image = render(camera, gaussians, PIPE, torch.zeros(3))["render"]
+        photometric_loss(image, camera.original_image, 0.2)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return {"scene": scene, "state": gaussians.capture_state()}
+
+
+def _model(sample: dict) -> GaussianModel:
+    model = GaussianModel(1)
+    model.restore_state(sample["state"])
+    return model
+
+
+def _cfg(**kwargs) -> CompressionParams:
+    return CompressionParams(**{"n_block": 16, "codebook_size": 64, "vq_steps": 10, **kwargs})
+
+
+def test_test_iteration_schedule() -> None:
+    assert default_test_iterations(2500) == [0, 1000, 2000, 2500]
+    assert default_test_iterations(2000) == [0, 1000, 2000]
+    assert default_test_iterations(0) == [0]
+    assert resolve_test_iterations(10, [10, 0, 5, 5]) == [0, 5, 10]
+    with pytest.raises(ValueError, match="finetune_test_iterations"):
+        resolve_test_iterations(10, [11])
+    with pytest.raises(ValueError, match="finetune_iterations"):
+        resolve_test_iterations(-1, [])
+
+
+def test_qas_are_the_seed_quantizers(shared_data: Path) -> None:
+    """SH degree 3, seed layout, 57 blocks: 55 × 57 = 3,135 quantizers (``qas[c*57 + j]``)."""
+    model = GaussianModel(3)
+    model.load_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
+    with pytest.raises(ValueError, match="prepare"):
+        model.init_qas(57)
+    prepare(model, None, CompressionParams(), torch.Generator().manual_seed(0))
+    assert len(model.qas) == 3135
+    assert model.qas[3 * 57 + 5].column == 3 and model.qas[3 * 57 + 5].block == 5
+    quantizer = model.init_qas(20)
+    assert len(model.qas) == 55 * 20 and quantizer is model.qas
+    assert bool(quantizer.initialized) and bool((quantizer.max_val >= quantizer.min_val).all())
+    assert float((quantizer.max_val - quantizer.min_val).max()) > 0
+
+
+def test_optimizer_trains_what_enters_the_codec(sample: dict) -> None:
+    seed_model, official_model = _model(sample), _model(sample)
+    prepare(seed_model, None, _cfg(), torch.Generator().manual_seed(0))
+    groups = {g["name"]: g for g in create_finetune_optimizer(seed_model, 2.0).param_groups}
+    assert {k: g["lr"] for k, g in groups.items()} == {k: 2 * v for k, v in FINETUNE_LRS.items()}
+    assert all(g["eps"] == 1e-15 for g in groups.values())
+    assert not seed_model.params["xyz"].requires_grad
+
+    prepare(official_model, None, _cfg(layout="official", quantizer="lsq"),
+            torch.Generator().manual_seed(0))
+    optimizer = create_finetune_optimizer(official_model)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    codec = official_model.codec
+    assert groups["codebook"]["params"][0] is codec.codebook
+    assert groups["codebook"]["lr"] == FINETUNE_LRS["f_rest"] and "f_rest" not in groups
+    assert groups["lsq_steps"]["lr"] == LSQ_STEP_LR
+    assert {id(p) for p in groups["lsq_steps"]["params"]} == {
+        id(codec.quantizer.step), id(codec.scale_quantizer.step)}
+    with pytest.raises(ValueError, match="lr_scale"):
+        create_finetune_optimizer(official_model, 0.0)
+
+
+def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
+    """After a finetune save, load_npz decodes the evaluation-mode simulation, and renders
+    of the decoded model equal ft_render; evaluation never moves the ranges."""
+    model = _model(sample)
+    scene = sample["scene"]
+    prepare(model, scene.getTrainCameras(), _cfg(), torch.Generator().manual_seed(0))
+    background = torch.zeros(3)
+    saved: dict[int, dict] = {}
+
+    def on_test(step: int) -> float:
+        codec = model.codec
+        before = {k: v.clone() for k, v in codec.quantizer.state_dict().items()}
+        result = evaluate_codec(model, scene.getTestCameras(), PIPE, background)
+        after = codec.quantizer.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        saved[step] = model.save_npz(tmp_path / f"iteration_{step}")
+        return result.psnr
+
+    finetune(model, scene.getTrainCameras(), PIPE, background, iterations=6,
+             test_iterations=[6], on_test=on_test, generator=torch.Generator().manual_seed(0),
+             quiet=True)
+    assert list(saved) == [6]
+    model.codec.eval()
+    decoded = GaussianModel(1)
+    decoded.load_npz(tmp_path / "iteration_6" / "bins.zip")
+    with torch.no_grad():
+        simulated = model.codec.simulate(model)
+        decoded_attrs = {"means": decoded.get_xyz, "quats": decoded.get_rotation,
+                         "scales": decoded.get_scaling, "opacities": decoded.get_opacity[:, 0],
+                         "shs": decoded.get_features}
+        for name, value in decoded_attrs.items():
+            torch.testing.assert_close(value, simulated[name], rtol=0, atol=1e-5, msg=name)
+        for camera in scene.getTestCameras()[:3]:
+            shipped = render(camera, decoded, PIPE, background)["render"]
+            trained = ft_render(camera, model, PIPE, background)["render"]
+            assert float((shipped - trained).abs().mean()) <= 1e-5
+    # the folder holds the same bitstream as the archive
+    from_folder = GaussianModel(1)
+    from_folder.load_npz(tmp_path / "iteration_6" / "bins")
+    assert all(torch.equal(from_folder.params[k], decoded.params[k]) for k in decoded.params)
+
+
+def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path) -> None:
+    """Identical bins.zip for the same input and seed (at 0 and after finetuning), one
+    report and one results.csv row per save, and the finetune raises the test PSNR."""
+    scene = sample["scene"]
+    cfg = _cfg(finetune_iterations=40, finetune_test_iterations=[0, 5, 40])
+    runs = []
+    for name in ("a", "b"):
+        runs.append(compress_model(_model(sample), scene, cfg, PIPE, tmp_path / name,
+                                   quiet=True, seed=3))
+    for k in (0, 5, 40):
+        archives = [(tmp_path / name / "compression" / "seed" / f"iteration_{k}" / "bins.zip")
+                    .read_bytes() for name in ("a", "b")]
+        assert archives[0] == archives[1], k
+    reports = runs[0]
+    assert [r["iteration"] for r in reports] == [0, 5, 40]
+    assert all(r["eval_split"] == "test" and r["lpips"] is None for r in reports)
+    assert reports[-1]["psnr"] > reports[0]["psnr"] + 0.1
+    rows = (tmp_path / "a" / "compression" / "results.csv").read_text().splitlines()
+    assert rows[0] == "Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians"
+    assert [r.split(",")[0] for r in rows[1:]] == ["seed_0", "seed_5", "seed_40"]
+    assert (tmp_path / "a" / "compression" / "seed").glob("events.out.tfevents*")
+
+
+def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: Path) -> None:
+    model = _model(sample)
+    scene = sample["scene"]
+    prepare(model, scene.getTrainCameras(), _cfg(layout="official", quantizer="lsq"),
+            torch.Generator().manual_seed(0))
+    codec = model.codec
+    steps = [codec.quantizer.step.detach().clone(), codec.scale_quantizer.step.detach().clone()]
+    codebook = codec.codebook.detach().clone()
+    f_rest = model.params["f_rest"].detach().clone()
+    finetune(model, scene.getTrainCameras(), PIPE, torch.zeros(3), iterations=4,
+             test_iterations=[], on_test=lambda step: None, quiet=True)
+    assert not torch.equal(codec.quantizer.step, steps[0])
+    assert not torch.equal(codec.scale_quantizer.step, steps[1])
+    assert not torch.equal(codec.codebook, codebook)
+    assert torch.equal(model.params["f_rest"], f_rest)  # unused in the official layout
+    info = model.save_npz(tmp_path)
+    decoded = GaussianModel(1)
+    decoded.load_npz(info["path"])
+    codec.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(decoded.get_features, codec.simulate(model)["shs"],
+                                   rtol=0, atol=1e-5)
+
+
+def test_no_test_views_evaluates_on_training_views(sample: dict, tmp_path: Path) -> None:
+    scene = sample["scene"]
+
+    class TrainOnly:
+        """The sample scene without its test split (a run without --eval)."""
+
+        args = scene.args
+
+        def getTrainCameras(self):
+            return scene.getTrainCameras()
+
+        def getTestCameras(self):
+            return []
+
+    reports = compress_model(_model(sample), TrainOnly(), _cfg(finetune_iterations=0),
+                             PIPE, tmp_path, quiet=True)
+    assert [r["eval_split"] for r in reports] == ["train"] and reports[0]["psnr"] > 10
+
+
+def test_without_scene_one_save_and_no_metrics(sample: dict, tmp_path: Path) -> None:
+    reports = compress_model(_model(sample), None, _cfg(finetune_iterations=100), PIPE,
+                             tmp_path, quiet=True)
+    assert len(reports) == 1 and reports[0]["iteration"] == 0
+    assert reports[0]["psnr"] is None and reports[0]["eval_split"] is None
+    assert (tmp_path / "compression" / "seed" / "iteration_0" / "bins.zip").is_file()

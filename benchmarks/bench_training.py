@@ -38,7 +38,7 @@ def cpu_recipe(iterations: int) -> OptimizationParams:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=4)
     parser.add_argument("--out", type=str, default=None, help="model folder (default: temp)")
     parser.add_argument("--quiet", action="store_true")

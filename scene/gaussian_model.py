@@ -161,8 +161,10 @@ class GaussianModel:
 
     def _set_from_numpy(self, arrays: Mapping[str, np.ndarray]) -> None:
         device = self.device
-        self.set_params({name: torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32))
-                         .to(device) for name in PARAM_NAMES})
+        # empty().copy_() gives standard strides (numpy reports stride 0 on size-1 axes, which
+        # would make every gradient break the parameter's layout).
+        self.set_params({name: torch.empty(arrays[name].shape, device=device).copy_(
+            torch.from_numpy(np.asarray(arrays[name], np.float32))) for name in PARAM_NAMES})
 
     def create_from_pcd(self, pcd: BasicPointCloud, spatial_lr_scale: float) -> None:
         """Initialise one Gaussian per point, as 3DGS does.

@@ -5,7 +5,7 @@
 #
 # Usage: scripts/demo.sh [--quiet]        (make demo)
 # Environment overrides: PYTHON, SCENE, MODEL, DEMO_RESOLUTION, DEMO_ITERATIONS, DEMO_FINETUNE,
-# DEMO_BITS, DEMO_POINTS.
+# DEMO_BITS, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,10 +13,12 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SCENE=${SCENE:-data/lego_sample}
 MODEL=${MODEL:-demo_output/lego}
 RESOLUTION=${DEMO_RESOLUTION:-2}      # -r: 2 = 100 px views (the CPU rasterizer's budget)
-ITERATIONS=${DEMO_ITERATIONS:-500}    # demo schedule (the paper's is 30000 on a GPU)
-FINETUNE=${DEMO_FINETUNE:-100}        # quantization-aware finetune steps per layout
+ITERATIONS=${DEMO_ITERATIONS:-1000}   # demo schedule (the paper's is 30000 on a GPU)
+FINETUNE=${DEMO_FINETUNE:-200}        # quantization-aware finetune steps per layout
 BITS=${DEMO_BITS:-"6 8 10"}           # bit depths of the rate-distortion sweep
 POINTS=${DEMO_POINTS:-3000}           # random initial points (Blender scenes have none)
+NBLOCK=${DEMO_NBLOCK:-8}              # blocks per RAHT column: the paper's 57 suit 300k+ Gaussians,
+CODEBOOK=${DEMO_CODEBOOK:-128}        # and its 4096-entry codebook too; the demo scene has ~2k
 LAYOUTS="seed official"
 
 QUIET=()
@@ -49,13 +51,13 @@ step() {  # step <title> <command...>: run one stage with a header and its wall 
 }
 
 rm -rf "$MODEL"
-# Densification scaled to the short schedule: every 50 steps from 10% to half-way, no opacity
+# Densification scaled to the short schedule: every 100 steps from 10% to half-way, no opacity
 # reset (too short to recover from one), SH degree raised every ITERATIONS/6 steps.
 step "train ($ITERATIONS iterations)" \
   "$PYTHON" train.py -s "$SCENE" -m "$MODEL" --eval -r "$RESOLUTION" --white_background \
     --iterations "$ITERATIONS" --num_random_points "$POINTS" \
     --position_lr_max_steps "$ITERATIONS" --densify_from_iter $((ITERATIONS / 10)) \
-    --densification_interval 50 --densify_until_iter $((ITERATIONS / 2)) \
+    --densification_interval 100 --densify_until_iter $((ITERATIONS / 2)) \
     --opacity_reset_interval $((ITERATIONS + 1)) \
     --sh_increase_interval $((ITERATIONS / 6)) \
     --test_iterations "$ITERATIONS" --save_iterations "$ITERATIONS" --skip_compress "${QUIET[@]}"
@@ -64,7 +66,7 @@ PLY="$MODEL/point_cloud/iteration_$ITERATIONS/point_cloud.ply"
 for layout in $LAYOUTS; do
   step "compress: $layout layout, $FINETUNE finetune steps" \
     "$PYTHON" train.py -s "$SCENE" -m "$MODEL" --eval -r "$RESOLUTION" --white_background \
-      --given_ply_path "$PLY" --layout "$layout" \
+      --given_ply_path "$PLY" --layout "$layout" --n_block "$NBLOCK" --codebook_size "$CODEBOOK" \
       --finetune_iterations "$FINETUNE" --finetune_test_iterations 0 "$FINETUNE" "${QUIET[@]}"
 done
 

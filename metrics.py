@@ -20,16 +20,14 @@ import torch
 from utils.cli import run_main
 from utils.lpips import LPIPS, load_lpips
 from utils.metrics_utils import evaluate_model, format_table
+from utils.render_utils import default_device
 
 log = logging.getLogger("metrics")
 
 
 def pick_device(name: str) -> torch.device:
     """``auto``: the current accelerator when one is available, else the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    accelerator = torch.accelerator.current_accelerator(check_available=True)
-    return accelerator if accelerator is not None else torch.device("cpu")
+    return default_device() if name == "auto" else torch.device(name)
 
 
 def resolve_lpips(weights: str | None, device: torch.device) -> LPIPS | None:

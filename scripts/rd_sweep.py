@@ -38,8 +38,8 @@ from compression.raht import build_raht  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
-from utils.image_utils import psnr  # noqa: E402
 from utils.loss_utils import ssim  # noqa: E402
+from utils.eval_utils import evaluate_views  # noqa: E402
 from utils.render_utils import default_device  # noqa: E402
 from utils.system_utils import atomic_path, searchForMaxIteration  # noqa: E402
 
@@ -83,13 +83,11 @@ def measure(gaussians: GaussianModel, cameras: Sequence, background: torch.Tenso
             ) -> tuple[float, float]:
     """Mean PSNR and SSIM of the float renders (clamped to [0, 1]) over ``cameras``."""
     pipe = PipelineParams()
-    psnrs, ssims = [], []
-    for cam in cameras:
-        image = render(cam, gaussians, pipe, background)["render"].clamp(0.0, 1.0)
-        gt = cam.original_image.to(image.device)[:3]
-        psnrs.append(float(psnr(image, gt)))
-        ssims.append(float(ssim(image, gt)))
-    return sum(psnrs) / len(psnrs), sum(ssims) / len(ssims)
+    ssims: list[float] = []
+    metrics = evaluate_views(
+        lambda cam: render(cam, gaussians, pipe, background)["render"], cameras,
+        lambda _index, _cam, image, gt: ssims.append(float(ssim(image, gt))))
+    return metrics["psnr"], sum(ssims) / len(ssims)
 
 
 def append_rows(model_path: Path, rows: list[list[object]]) -> Path:

@@ -25,8 +25,9 @@ RenderFn = Callable[["Camera"], torch.Tensor]  # camera -> [3, H, W] image in [0
 
 
 def default_device() -> torch.device:
-    """The first CUDA device when one is available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The current accelerator (e.g. CUDA) when one is available, else the CPU."""
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    return accelerator if accelerator is not None else torch.device("cpu")
 
 
 @torch.no_grad()

@@ -54,6 +54,30 @@ SCENE_PRESETS: dict[str, ScenePreset] = {
 }
 
 
+def preset_settings(config: str, scene_name: str) -> dict[str, float | int]:
+    """The codec settings that ``--hyper_config <config> --scene_name <scene>`` sets.
+
+    Returns:
+        ``{"percent", "n_block", "codebook_size", "depth", "imp_beta"}`` (CompressionParams
+        field names) with the published values; the layout (official) is not included, so
+        that a sweep can apply the same values to any layout.
+
+    Raises:
+        ValueError: an unknown configuration or an unknown scene (the message lists the known
+            ones).
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"--hyper_config must be one of {CONFIGS}, got {config!r}")
+    preset = SCENE_PRESETS.get(scene_name)
+    if preset is None:
+        raise ValueError(f"--scene_name: unknown scene {scene_name!r}; known scenes: "
+                         f"{', '.join(SCENE_PRESETS)}")
+    index = CONFIGS.index(config)
+    return {"percent": preset.percent[index], "n_block": preset.n_block[index],
+            "codebook_size": preset.codebook_size, "depth": preset.depth,
+            "imp_beta": preset.imp_beta}
+
+
 def apply_hyper_config(cfg: CompressionParams) -> CompressionParams:
     """``cfg`` with the paper configuration applied (a copy; ``cfg`` itself is unchanged).
 
@@ -67,17 +91,8 @@ def apply_hyper_config(cfg: CompressionParams) -> CompressionParams:
         return cfg
     if cfg.hyper_config is None:
         raise ValueError("--scene_name needs --hyper_config c1|c2|c3")
-    if cfg.hyper_config not in CONFIGS:
-        raise ValueError(f"--hyper_config must be one of {CONFIGS}, got {cfg.hyper_config!r}")
-    if cfg.scene_name is None:
+    if cfg.hyper_config in CONFIGS and cfg.scene_name is None:
         raise ValueError(f"--hyper_config {cfg.hyper_config} needs --scene_name (one of "
                          f"{', '.join(SCENE_PRESETS)})")
-    preset = SCENE_PRESETS.get(cfg.scene_name)
-    if preset is None:
-        raise ValueError(f"--scene_name: unknown scene {cfg.scene_name!r}; known scenes: "
-                         f"{', '.join(SCENE_PRESETS)}")
-    index = CONFIGS.index(cfg.hyper_config)
-    return dataclasses.replace(cfg, layout="official", percent=preset.percent[index],
-                               n_block=preset.n_block[index],
-                               codebook_size=preset.codebook_size, depth=preset.depth,
-                               imp_beta=preset.imp_beta)
+    return dataclasses.replace(cfg, layout="official",
+                               **preset_settings(cfg.hyper_config, cfg.scene_name))

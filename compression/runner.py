@@ -3,7 +3,8 @@
 ``compress_model``: prepare (stages 1-6) → evaluate and save at finetune iteration 0 →
 finetune with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
 writes ``<model>/compression/<layout>/iteration_<k>/{bins/, bins.zip, report.json}`` and one
-row of ``<model>/compression/results.csv``.
+row of ``<model>/compression/results.csv``. ``report.json``'s ``finetune_seconds`` is the
+finetune time up to iteration k, evaluations and saves excluded (null without a scene).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,8 +75,13 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
     background = torch.full((3,), float(white), device=device)
     lpips_net = lpips_from_environment(device) if eval_views else None
     reports: list[dict[str, Any]] = []
+    finetune_start, saving_seconds = time.perf_counter(), 0.0  # finetune = elapsed - saving
 
     def evaluate_and_save(step: int) -> Optional[float]:
+        nonlocal saving_seconds
+        entered = time.perf_counter()
+        finetune_seconds = (entered - finetune_start - saving_seconds
+                            if scene is not None else None)
         state.eval()
         metrics = (evaluate_codec(gaussians, eval_views, pipe, background, lpips_net)
                    if eval_views else None)
@@ -84,7 +91,8 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
                              else (None, None, None))
         path = write_report(out_dir, layout=cfg.layout, iteration=step, save_info=info,
                             psnr=psnr, ssim=ssim, lpips=lpips, ply_size_bytes=ply_size_bytes,
-                            settings=cfg, extra={"eval_split": eval_split})
+                            settings=cfg, extra={"eval_split": eval_split,
+                                                 "finetune_seconds": finetune_seconds})
         append_results_csv(model_path, layout=cfg.layout, iteration=step, psnr=psnr, ssim=ssim,
                            lpips=lpips, size_bytes=info["size_bytes"],
                            num_gaussians=info["num_gaussians"])
@@ -92,6 +100,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d)%s", step, cfg.layout,
                     info["size_bytes"], info["bits_per_gaussian"], info["num_gaussians"],
                     "" if psnr is None else f", {eval_split} PSNR {psnr:.2f}")
+        saving_seconds += time.perf_counter() - entered
         return psnr
 
     if scene is None:
@@ -100,6 +109,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(Path(model_path) / "compression" / cfg.layout))
+    finetune_start = time.perf_counter()
     try:
         finetune(gaussians, train_views, pipe, background, iterations=iterations,
                  test_iterations=tests, on_test=evaluate_and_save,

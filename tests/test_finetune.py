@@ -162,6 +162,9 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
     reports = runs[0]
     assert [r["iteration"] for r in reports] == [0, 5, 20]
     assert all(r["eval_split"] == "test" and r["lpips"] is None for r in reports)
+    # finetune time up to each save, evaluations and saves excluded: it grows with the steps
+    seconds = [r["finetune_seconds"] for r in reports]
+    assert 0 <= seconds[0] < seconds[1] < seconds[2], seconds
     assert reports[-1]["psnr"] > reports[0]["psnr"] + 0.1
     rows = (tmp_path / "a" / "compression" / "results.csv").read_text().splitlines()
     assert rows[0] == "Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians"
@@ -217,4 +220,5 @@ def test_without_scene_one_save_and_no_metrics(sample: dict, tmp_path: Path) -> 
                              tmp_path, quiet=True)
     assert len(reports) == 1 and reports[0]["iteration"] == 0
     assert reports[0]["psnr"] is None and reports[0]["eval_split"] is None
+    assert reports[0]["finetune_seconds"] is None
     assert (tmp_path / "compression" / "seed" / "iteration_0" / "bins.zip").is_file()

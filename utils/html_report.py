@@ -275,7 +275,8 @@ def format_table(data: ReportData) -> str:
 
 # ------------------------------------------------------------------------------- pictures
 
-def _data_uri(png_bytes: bytes) -> str:
+def data_uri(png_bytes: bytes) -> str:
+    """``data:image/png;base64,...`` for embedding a PNG in a self-contained page."""
     return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
 
 
@@ -358,7 +359,8 @@ def rd_plot_png(data: ReportData) -> bytes:
 
 # ------------------------------------------------------------------------------- HTML
 
-_STYLE = """
+# the CSS of every generated report page
+PAGE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -368,7 +370,9 @@ image-rendering:pixelated}figcaption{font-size:12px}.view{margin-bottom:1em}
 """
 
 
-def _html_table(rows: list[list[str]], numeric_from: int = 1) -> str:
+def html_table(rows: list[list[str]], numeric_from: int = 1) -> str:
+    """An HTML table of text cells (header row first; columns from ``numeric_from`` on are
+    right-aligned numbers); every cell is escaped."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if i >= numeric_from
@@ -388,7 +392,7 @@ def _figure(uri: str, caption: str) -> str:
 
 def _view_html(data: ReportData, view: ViewImages) -> str:
     gt = _load_rgb(view.gt)
-    cells = [_figure(_data_uri(view.gt.read_bytes()), "ground truth")]
+    cells = [_figure(data_uri(view.gt.read_bytes()), "ground truth")]
     heatmaps = []
     for v in data.variants:
         path = view.renders.get(v.method)
@@ -396,10 +400,10 @@ def _view_html(data: ReportData, view: ViewImages) -> str:
             continue
         psnr = data.per_view_psnr.get(v.method, {}).get(view.gt.name)
         caption = v.label + ("" if psnr is None else f" ({psnr:.2f} dB)")
-        cells.append(_figure(_data_uri(path.read_bytes()), caption))
+        cells.append(_figure(data_uri(path.read_bytes()), caption))
         if v.layout is not None:
             heat = _png_bytes(error_heatmap(_load_rgb(path), gt))
-            heatmaps.append(_figure(_data_uri(heat), f"|error| {v.label}"))
+            heatmaps.append(_figure(data_uri(heat), f"|error| {v.label}"))
     return (f'<div class="view"><h3>{html.escape(view.name)}</h3>'
             + "".join(cells + heatmaps) + "</div>")
 
@@ -412,18 +416,18 @@ def build_html(data: ReportData) -> str:
         f"trained for {data.train_iteration} iterations. Quality: metrics.py "
         "(results.json); sizes and times: the codec's report.json; ratio = uncompressed PLY "
         "bytes / compressed bytes.</p>",
-        "<h2>Summary</h2>", _html_table(table_rows(data)),
+        "<h2>Summary</h2>", html_table(table_rows(data)),
     ]
     if any(v.quality_source != "metrics.py" for v in data.variants):
         sections.append('<p class="note">* quality from the codec\'s report.json '
                         "(metrics.py has not measured this variant).</p>")
     sections += ["<h2>Rate–distortion</h2>",
-                 f'<img alt="rate-distortion plot" src="{_data_uri(rd_plot_png(data))}">']
+                 f'<img alt="rate-distortion plot" src="{data_uri(rd_plot_png(data))}">']
     if data.sweep:
         sweep_rows = [_CSV_HEADER] + [
             [p.submethod, f"{p.psnr:.2f}", f"{p.ssim:.4f}", _fmt(p.lpips, ".4f"),
              str(p.size_bytes), str(p.num_gaussians)] for p in data.sweep]
-        sections += ["<h3>compression/results.csv</h3>", _html_table(sweep_rows)]
+        sections += ["<h3>compression/results.csv</h3>", html_table(sweep_rows)]
     sections += [
         "<h2>Test views</h2>",
         f'<p class="note">Error heat maps: mean absolute RGB error against the ground truth, '
@@ -432,15 +436,15 @@ def build_html(data: ReportData) -> str:
     sections += [_view_html(data, view) for view in data.views]
     sections.append("<h2>Settings</h2>")
     if data.train_settings:
-        sections += ["<h3>Training (cfg_args)</h3>", _html_table(_settings_rows(data.train_settings))]
+        sections += ["<h3>Training (cfg_args)</h3>", html_table(_settings_rows(data.train_settings))]
     last_per_layout = {v.layout: v for v in data.variants if v.layout is not None}
     for v in last_per_layout.values():
         if v.settings:
             sections += [f"<h3>Codec: {html.escape(v.label)}</h3>",
-                         _html_table(_settings_rows(v.settings))]
+                         html_table(_settings_rows(v.settings))]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Compression report: {html.escape(data.model_path.name)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections)
+            f"<style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(sections)
             + "\n</body></html>\n")
 
 

@@ -78,6 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(message)s")
     if args.cpus_per_job < 1 or (args.gpus_per_job is not None and args.gpus_per_job < 0):
         raise ValueError("--cpus_per_job must be at least 1 and --gpus_per_job at least 0")
+    if args.serial and (args.address or args.runtime_env):
+        raise ValueError("--serial runs without Ray: drop --address / --runtime_env")
     executor = Executor(use_ray=not args.serial, address=args.address,
                         runtime_env=args.runtime_env, num_cpus=args.num_cpus,
                         cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)

@@ -3,8 +3,9 @@
 On Ray, every step is a task with declared resources (``cpus_per_job`` CPUs, ``gpus_per_job``
 GPUs) running in a worker process; a job's task takes its scene step's task as an argument, so
 Ray starts it once that scene is trained, and scenes and jobs of different scenes run side by
-side. Without an address Ray runs embedded on this machine (``ray.init()``: no server to start,
-no dashboard); with ``address`` (``auto``, ``ray://host:port``) it joins a running cluster.
+side. Without an address Ray runs embedded on this machine (a new local instance: no server to
+start, no dashboard); with ``address`` (``auto``, ``ray://host:port``) it joins a running
+cluster.
 
 Resuming: a step whose ``sweep_step.json`` says it finished ``ok`` with the same command lines
 is not run again (its jobs get status ``skipped``); when a scene step must run, all its jobs
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tqdm import tqdm
@@ -101,7 +103,7 @@ def execute(plan: SweepPlan, executor: Executor, *, on_result: Callable[[JobResu
     try:
         for job in plan.jobs:
             scene = scene_results.get(job.scene.name)
-            recorded = (reusable_result(job.folder, job.commands(scene.ply))
+            recorded = (reusable_result(job.folder, job.commands(Path(scene.ply)))
                         if scene is not None and not job.error else None)
             if job.error:
                 done[job] = failed_job(job, job.error)
@@ -147,11 +149,15 @@ def _init_ray(executor: Executor) -> None:
 
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
                                "runtime_env": executor.runtime_env}
-    if executor.address is None:
-        options.update(num_cpus=executor.num_cpus, include_dashboard=False)
-    else:
-        options["address"] = executor.address
-    ray.init(**options)
+    if executor.address is None:  # "local": a new instance, even where RAY_ADDRESS is set
+        options.update(address="local", num_cpus=executor.num_cpus, include_dashboard=False)
+        ray.init(**options)
+        return
+    try:
+        ray.init(address=executor.address, **options)
+    except ConnectionError as exc:
+        raise ValueError(f"--address {executor.address}: no Ray cluster reachable there "
+                         f"({' '.join(str(exc).split())})") from None
 
 
 def _resources(executor: Executor) -> tuple[int, float]:
@@ -166,11 +172,9 @@ def _resources(executor: Executor) -> tuple[int, float]:
         gpus = 1 if most_gpus > 0 else 0
     for flag, wanted, most in (("--cpus_per_job", executor.cpus_per_job, most_cpus),
                                ("--gpus_per_job", gpus, most_gpus)):
-        if wanted > most:
-            message = f"{flag} {wanted:g}: no Ray node has that many (largest: {most:g})"
-            if executor.address is None:
-                raise ValueError(message)
-            logger.warning("%s; the steps wait until an autoscaler adds one", message)
+        if wanted > most:  # the steps would wait forever
+            raise ValueError(f"{flag} {wanted:g}: no Ray node has that many (largest: "
+                             f"{most:g})")
     return executor.cpus_per_job, gpus
 
 
@@ -210,8 +214,10 @@ def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
                 pass  # its jobs already carry the error
         return ran_scenes, ran_jobs
     except KeyboardInterrupt:
-        for ref in [*pending, *scene_refs.values()]:
-            ray.cancel(ref)
+        running = [*pending, *scene_refs.values()]
+        for ref in running:
+            ray.cancel(ref)  # the task's subprocess.run kills its command
+        ray.wait(running, num_returns=len(running), timeout=10)  # before Ray stops the workers
         raise
     finally:
         ray.shutdown()

@@ -7,7 +7,6 @@ differently compare by their total size and scenes of different sizes can be ave
 from __future__ import annotations
 
 import html
-import io
 import os
 from pathlib import Path
 from statistics import fmean
@@ -15,7 +14,7 @@ from typing import Optional, Sequence
 
 from sweeps.steps import FAILED, JobResult, SceneResult
 from sweeps.table import average_cells, dataset_averages
-from utils.html_report import PAGE_STYLE, data_uri, html_table
+from utils.html_report import PAGE_STYLE, data_uri, finish_rd_plot, html_table
 from utils.system_utils import atomic_path
 
 Point = tuple[float, float, str]  # (bits per input Gaussian, PSNR, label)
@@ -49,19 +48,8 @@ def rd_plot_png(series: dict[str, list[Point]], baseline: Optional[tuple[float, 
         for x, y, label in points:
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                         color=f"C{index}")
-    if baseline is not None:
-        ax.scatter([baseline[0]], [baseline[1]], marker="*", s=160, zorder=3, color="gold",
-                   edgecolors="black", label="uncompressed PLY")
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per input Gaussian (log scale)")
-    ax.set_ylabel("PSNR [dB] on the test views")
     ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return finish_rd_plot(fig, ax, "bits per input Gaussian", baseline)
 
 
 def _scene_series(jobs: Sequence[JobResult]) -> dict[str, list[Point]]:

@@ -343,11 +343,23 @@ def rd_plot_png(data: ReportData) -> bytes:
                    s=60, zorder=3, color=colours[layout], edgecolors="black",
                    label=f"{layout}: saved iterations")
     plain = data.variants[0]
-    if plain.psnr is not None:
-        ax.scatter([plain.bits_per_gaussian], [plain.psnr], marker="*", s=160, zorder=3,
+    return finish_rd_plot(fig, ax, "bits per Gaussian", None if plain.psnr is None
+                          else (plain.bits_per_gaussian, plain.psnr))
+
+
+def finish_rd_plot(fig: Any, ax: Any, rate_label: str,
+                   uncompressed: Optional[tuple[float, float]]) -> bytes:
+    """Finish a PSNR-against-rate plot like every report's: the uncompressed model
+    ``(rate, PSNR)`` as a gold star, a log rate axis named ``rate_label``, grid and legend.
+
+    Returns:
+        The matplotlib figure as PNG bytes.
+    """
+    if uncompressed is not None:
+        ax.scatter([uncompressed[0]], [uncompressed[1]], marker="*", s=160, zorder=3,
                    color="gold", edgecolors="black", label="uncompressed PLY")
     ax.set_xscale("log")
-    ax.set_xlabel("bits per Gaussian (log scale)")
+    ax.set_xlabel(f"{rate_label} (log scale)")
     ax.set_ylabel("PSNR [dB] on the test views")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -92,7 +92,6 @@ def run_sweep(options: SweepOptions, quiet: bool = False) -> SweepSummary:
     plan = build_plan(find_scenes(options.scenes), settings, options.layouts, out_dir,
                       options.extra_flags, given_ply_pattern=options.given_ply_pattern,
                       lpips_weights=weights)
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / CSV_NAME
     finished: dict[tuple[str, str, str], JobResult] = {}
     order = [(job.scene.name, job.setting, job.layout) for job in plan.jobs]

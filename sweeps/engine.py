@@ -13,11 +13,11 @@ run too (their input changes).
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
@@ -89,114 +89,110 @@ def execute(plan: SweepPlan, executor: Executor, *, on_result: Callable[[JobResu
         ValueError: resources no Ray node offers.
     """
     scene_results: dict[str, SceneResult] = {}
-    scenes_to_run: list[SceneStep] = []
     for step in plan.scenes:
-        recorded = reusable_result(step.folder, step.commands)
-        if recorded is None:
-            scenes_to_run.append(step)
-        else:
-            scene_results[step.scene.name] = dataclasses.replace(SceneResult(**recorded),
-                                                                 status=SKIPPED)
+        reused = reusable_result(step.folder, step.commands, SceneResult)
+        if reused is not None:
+            scene_results[step.scene.name] = reused
     done: dict[JobStep, JobResult] = {}
-    jobs_to_run: list[JobStep] = []
-    progress = _Progress(len(plan.jobs), quiet, on_result)
-    try:
-        for job in plan.jobs:
-            scene = scene_results.get(job.scene.name)
-            recorded = (reusable_result(job.folder, job.commands(Path(scene.ply)))
-                        if scene is not None and not job.error else None)
-            if job.error:
-                done[job] = failed_job(job, job.error)
-            elif recorded is not None:
-                done[job] = dataclasses.replace(JobResult(**recorded), status=SKIPPED)
-            else:
-                jobs_to_run.append(job)
-                continue
-            progress.add(done[job])
-        needed = {job.scene.name for job in jobs_to_run}
-        scenes_to_run = [step for step in scenes_to_run if step.scene.name in needed]
-        ran_scenes, ran_jobs = {}, {}
-        if jobs_to_run:
+    for job in plan.jobs:
+        scene = scene_results.get(job.scene.name)
+        if job.error:
+            done[job] = failed_job(job, job.error)
+        elif scene is not None:
+            reused = reusable_result(job.folder, job.commands(Path(scene.ply)), JobResult)
+            if reused is not None:
+                done[job] = reused
+    jobs = [job for job in plan.jobs if job not in done]
+    scenes = [step for step in plan.scenes if step.scene.name not in scene_results
+              and any(job.scene == step.scene for job in jobs)]
+    session = (_ray_session(executor) if executor.use_ray and jobs
+               else contextlib.nullcontext((executor.cpus_per_job, 0)))
+    with session as (cpus, gpus):
+        progress = _Progress(len(plan.jobs), quiet, on_result)
+        try:
+            for job in plan.jobs:
+                if job in done:
+                    progress.add(done[job])
             run = _run_on_ray if executor.use_ray else _run_serially
-            ran_scenes, ran_jobs = run(scenes_to_run, jobs_to_run, scene_results, executor,
-                                       progress)
-    finally:
-        progress.close()
+            ran_scenes, ran_jobs = (run(scenes, jobs, scene_results, cpus, gpus, progress)
+                                    if jobs else ({}, {}))
+        finally:
+            progress.close()
     scene_results.update(ran_scenes)
     done.update(ran_jobs)
     return ([scene_results[s.scene.name] for s in plan.scenes if s.scene.name in scene_results],
             [done[job] for job in plan.jobs])
 
 
+StepOutcomes = tuple[dict[str, SceneResult], dict[JobStep, JobResult]]
+
+
 def _run_serially(scenes: list[SceneStep], jobs: list[JobStep],
-                  finished_scenes: dict[str, SceneResult], executor: Executor,
-                  progress: _Progress) -> tuple[dict[str, SceneResult], dict[JobStep, JobResult]]:
+                  finished_scenes: dict[str, SceneResult], cpus: int, gpus: float,
+                  progress: _Progress) -> StepOutcomes:
+    """Each scene step when its first job needs it, then the job; GPUs are not managed."""
     steps = {step.scene.name: step for step in scenes}
     ran_scenes: dict[str, SceneResult] = {}
     ran_jobs: dict[JobStep, JobResult] = {}
     for job in jobs:
         name = job.scene.name
         if name not in finished_scenes and name not in ran_scenes:
-            ran_scenes[name] = run_scene(steps[name], executor.cpus_per_job)
-        ran_jobs[job] = run_job(job, finished_scenes.get(name) or ran_scenes[name],
-                                executor.cpus_per_job)
+            ran_scenes[name] = run_scene(steps[name], cpus)
+        scene = finished_scenes[name] if name in finished_scenes else ran_scenes[name]
+        ran_jobs[job] = run_job(job, scene, cpus)
         progress.add(ran_jobs[job])
     return ran_scenes, ran_jobs
 
 
-def _init_ray(executor: Executor) -> None:
+@contextlib.contextmanager
+def _ray_session(executor: Executor) -> Iterator[tuple[int, float]]:
+    """Ray started (embedded) or joined (``address``) for the block; yields ``(cpus, gpus)``
+    per step, checked against the largest node so that no step waits forever."""
     import ray
 
-    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING,
-                               "runtime_env": executor.runtime_env}
+    options: dict[str, Any] = {"log_to_driver": False, "runtime_env": executor.runtime_env}
     if executor.address is None:  # "local": a new instance, even where RAY_ADDRESS is set
-        options.update(address="local", num_cpus=executor.num_cpus, include_dashboard=False)
-        ray.init(**options)
-        return
+        ray.init(address="local", num_cpus=executor.num_cpus, include_dashboard=False,
+                 logging_level=logging.ERROR, **options)
+    else:
+        try:
+            ray.init(address=executor.address, logging_level=logging.WARNING, **options)
+        except ConnectionError as exc:
+            raise ValueError(f"--address {executor.address}: no Ray cluster reachable there "
+                             f"({' '.join(str(exc).split())})") from None
     try:
-        ray.init(address=executor.address, **options)
-    except ConnectionError as exc:
-        raise ValueError(f"--address {executor.address}: no Ray cluster reachable there "
-                         f"({' '.join(str(exc).split())})") from None
-
-
-def _resources(executor: Executor) -> tuple[int, float]:
-    """``(cpus, gpus)`` per step, checked against the largest node of the Ray cluster."""
-    import ray
-
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
-    most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
-    gpus = executor.gpus_per_job
-    if gpus is None:
-        gpus = 1 if most_gpus > 0 else 0
-    for flag, wanted, most in (("--cpus_per_job", executor.cpus_per_job, most_cpus),
-                               ("--gpus_per_job", gpus, most_gpus)):
-        if wanted > most:  # the steps would wait forever
-            raise ValueError(f"{flag} {wanted:g}: no Ray node has that many (largest: "
-                             f"{most:g})")
-    return executor.cpus_per_job, gpus
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        most_cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+        most_gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+        gpus = executor.gpus_per_job
+        if gpus is None:
+            gpus = 1 if most_gpus > 0 else 0
+        for flag, wanted, most in (("--cpus_per_job", executor.cpus_per_job, most_cpus),
+                                   ("--gpus_per_job", gpus, most_gpus)):
+            if wanted > most:
+                raise ValueError(f"{flag} {wanted:g}: no Ray node has that many (largest: "
+                                 f"{most:g})")
+        logger.info("Ray: %g CPU and %g GPU per step", executor.cpus_per_job, gpus)
+        yield executor.cpus_per_job, gpus
+    finally:
+        ray.shutdown()
 
 
 def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
-                finished_scenes: dict[str, SceneResult], executor: Executor,
-                progress: _Progress) -> tuple[dict[str, SceneResult], dict[JobStep, JobResult]]:
+                finished_scenes: dict[str, SceneResult], cpus: int, gpus: float,
+                progress: _Progress) -> StepOutcomes:
+    """Submit every step as a Ray task, collect the jobs as they finish."""
     import ray
     from ray.exceptions import RayError
 
-    _init_ray(executor)
-    pending: dict[Any, JobStep] = {}
-    scene_refs: dict[str, Any] = {}
+    scene_task = ray.remote(run_scene).options(num_cpus=cpus, num_gpus=gpus)
+    job_task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus)
+    scene_refs = {step.scene.name: scene_task.remote(step, cpus) for step in scenes}
+    pending = {job_task.remote(job, scene_refs[job.scene.name] if job.scene.name in scene_refs
+                               else finished_scenes[job.scene.name], cpus): job
+               for job in jobs}
+    ran_jobs: dict[JobStep, JobResult] = {}
     try:
-        cpus, gpus = _resources(executor)
-        logger.info("Ray: %g CPU and %g GPU per step", cpus, gpus)
-        scene_task = ray.remote(run_scene).options(num_cpus=cpus, num_gpus=gpus)
-        job_task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus)
-        scene_refs = {step.scene.name: scene_task.remote(step, cpus) for step in scenes}
-        pending = {job_task.remote(job, scene_refs[job.scene.name] if job.scene.name in scene_refs
-                                   else finished_scenes[job.scene.name], cpus): job
-                   for job in jobs}
-        ran_jobs: dict[JobStep, JobResult] = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -206,18 +202,16 @@ def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
                 ran_jobs[job] = failed_job(job, f"Ray: {str(exc).strip().splitlines()[-1]}",
                                            str(job.folder / "job.log"))
             progress.add(ran_jobs[job])
-        ran_scenes = {}
-        for name, ref in scene_refs.items():
-            try:
-                ran_scenes[name] = ray.get(ref)
-            except RayError:
-                pass  # its jobs already carry the error
-        return ran_scenes, ran_jobs
     except KeyboardInterrupt:
         running = [*pending, *scene_refs.values()]
         for ref in running:
             ray.cancel(ref)  # the task's subprocess.run kills its command
         ray.wait(running, num_returns=len(running), timeout=10)  # before Ray stops the workers
         raise
-    finally:
-        ray.shutdown()
+    ran_scenes = {}
+    for name, ref in scene_refs.items():
+        try:
+            ran_scenes[name] = ray.get(ref)
+        except RayError:
+            pass  # its jobs carry the error
+    return ran_scenes, ran_jobs

@@ -19,11 +19,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, TypeVar
 
 from sweeps.outputs import compressed_method, latest_report, metrics_file, trained_ply
 from sweeps.plan import Command, JobStep, SceneStep
-from utils.html_report import ply_vertex_count
+from utils.html_report import ply_vertex_count, read_json
 from utils.system_utils import atomic_path
 
 PROJECT = Path(__file__).resolve().parents[1]  # where train.py, render.py, metrics.py are
@@ -83,6 +83,9 @@ class JobResult:
     folder: str = ""
 
 
+StepResult = TypeVar("StepResult", SceneResult, JobResult)
+
+
 # ------------------------------------------------------------------------------ records
 
 def _write_record(folder: Path, result: SceneResult | JobResult,
@@ -92,19 +95,20 @@ def _write_record(folder: Path, result: SceneResult | JobResult,
         tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def reusable_result(folder: Path, commands: Sequence[Command]) -> Optional[dict[str, Any]]:
-    """The recorded result of a step that finished ``ok`` with the same command lines, or None.
+def reusable_result(folder: Path, commands: Sequence[Command], kind: type[StepResult]
+                    ) -> Optional[StepResult]:
+    """The recorded result of a step that finished ``ok`` with the same command lines, as
+    ``kind`` with status ``skipped``; None when the step must run.
 
-    An unreadable record counts as absent (the step runs again).
+    An unreadable or outdated record counts as absent (the step runs again).
     """
-    path = folder / RECORD_NAME
     try:
-        record = json.loads(path.read_text())
-        result = record["result"]
-        same = record["commands"] == [list(c) for c in commands]
+        record = json.loads((folder / RECORD_NAME).read_text())
+        if record["commands"] != [list(c) for c in commands] or record["result"]["status"] != OK:
+            return None
+        return dataclasses.replace(kind(**record["result"]), status=SKIPPED)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return result if same and result.get("status") == OK else None
 
 
 # ------------------------------------------------------------------------------ running
@@ -146,18 +150,8 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
                                     cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT).returncode
             if status != 0:
-                out.flush()
                 return f"{script} exited with status {status}: {_error_line(log)}"
     return None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not written") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
 def run_scene(step: SceneStep, cpus: int) -> SceneResult:
@@ -169,7 +163,7 @@ def run_scene(step: SceneStep, cpus: int) -> SceneResult:
         try:
             ply = step.given_ply if step.given_ply is not None else trained_ply(step.folder)
             uncompressed = [entry for method, entry in
-                            _read_json(metrics_file(step.folder)).items()
+                            read_json(metrics_file(step.folder)).items()
                             if method.startswith("ours_")]
             if len(uncompressed) != 1:
                 raise ValueError(f"{metrics_file(step.folder)}: expected one uncompressed "
@@ -204,9 +198,9 @@ def run_job(job: JobStep, scene: SceneResult, cpus: int) -> JobResult:
     fields: dict[str, Any] = {}
     if error is None:
         try:
-            report = _read_json(latest_report(job.folder, job.layout))
+            report = read_json(latest_report(job.folder, job.layout))
             method = compressed_method(job.layout, report["iteration"])
-            scores = _read_json(metrics_file(job.folder)).get(method)
+            scores = read_json(metrics_file(job.folder)).get(method)
             if scores is None:
                 raise ValueError(f"{metrics_file(job.folder)}: no entry for {method}")
             fields = {"psnr": scores["PSNR"], "ssim": scores["SSIM"],

@@ -20,8 +20,7 @@ from statistics import fmean
 import pytest
 
 import sweep as sweep_cli
-from sweeps.plan import (Setting, build_plan, config_settings, find_scenes, flag_tokens,
-                         grid_settings)
+from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
 from sweeps.steps import RECORD_NAME, JobResult
 from sweeps.table import COLUMNS, PAPER_METHOD, dataset_averages
@@ -305,6 +304,9 @@ def test_plan_commands_and_flag_checks(sample_scene: Path, tmp_path: Path) -> No
     (["--iterations", "5", "--bogus"], "unknown flag(s) --bogus"),
     (["--layout", "seed", "--eval"], "--layout is set by the sweep"),
     (["--iterations", "5"], "pass --eval"),
+    (["--eval", "--serial", "--address", "auto"], "--serial runs without Ray"),
+    # more than any node offers: refused at once instead of waiting forever
+    (["--eval", "--num_cpus", "2", "--cpus_per_job", "3"], "--cpus_per_job 3: no Ray node"),
 ])
 def test_cli_bad_input_is_one_line(argv: list[str], message: str, sample_scene: Path,
                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

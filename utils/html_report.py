@@ -104,7 +104,13 @@ class ReportData:
 
 # ------------------------------------------------------------------------------- reading
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The content of a JSON file another step wrote.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: it is not valid JSON.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (run the step that writes it first)")
     try:
@@ -163,7 +169,7 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
     variants = []
     for report_path in sorted((model / "compression").glob("*/iteration_*/report.json"),
                               key=lambda p: (p.parents[1].name, int(p.parent.name[10:]))):
-        rep = _read_json(report_path)
+        rep = read_json(report_path)
         missing = {"layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
                    "ply_size_bytes"} - rep.keys()
         if missing:
@@ -213,7 +219,7 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
     ply = model / "point_cloud" / f"iteration_{train_iter}" / "point_cloud.ply"
     if not ply.is_file():
         raise FileNotFoundError(f"{ply}: trained PLY not found")
-    results = _read_json(model / "results.json")
+    results = read_json(model / "results.json")
     ply_bytes = ply.stat().st_size
     num_gaussians = ply_vertex_count(ply)
     ours = f"ours_{train_iter}"
@@ -228,7 +234,7 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
         raise FileNotFoundError(f"{model / 'test' / ours}: uncompressed renders not found "
                                 f"(run render.py -m {model} first)")
     per_view_path = model / "per_view.json"
-    per_view = _read_json(per_view_path) if per_view_path.is_file() else {}
+    per_view = read_json(per_view_path) if per_view_path.is_file() else {}
     cfg = model / "cfg_args"
     return ReportData(
         model_path=model, train_iteration=train_iter, variants=variants,

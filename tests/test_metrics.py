@@ -16,7 +16,7 @@ from scipy import ndimage
 import metrics
 from utils.image_utils import load_image, psnr, save_png
 from utils.loss_utils import l1_loss, ssim
-from utils.lpips import LPIPS, load_lpips
+from utils.lpips import load_lpips
 from utils.metrics_utils import evaluate_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,18 +53,6 @@ def lego_pairs(shared_data: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
         blurred = ndimage.gaussian_filter(gt.numpy(), sigma=(0, sigma, sigma))
         pairs.append((gt, torch.from_numpy(blurred)))
     return pairs
-
-
-@pytest.fixture(scope="module")
-def lpips_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights file in the documented layout: random VGG convs, positive linear heads."""
-    gen = torch.Generator().manual_seed(3)
-    state = {k: torch.randn(v.shape, generator=gen) * (0.05 if k.startswith("features") else 1)
-             for k, v in LPIPS().state_dict().items()}
-    state.update({k: v.abs() for k, v in state.items() if k.startswith("lin")})
-    path = tmp_path_factory.mktemp("lpips") / "lpips_vgg.pth"
-    torch.save(state, path)
-    return path
 
 
 def test_psnr_known_value_and_batches(lego_pairs):

@@ -190,9 +190,11 @@ def test_averages_and_html(sweep_runs: dict) -> None:
 
 
 def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: Path,
-                                               shared_data: Path, tmp_path: Path) -> None:
-    """--configs on scenes named like the paper's: per-scene values reach every layout, the
-    averages sit beside the published numbers, and a scene the paper lacks fails alone."""
+                                               shared_data: Path, lpips_weights: Path,
+                                               tmp_path: Path) -> None:
+    """--configs on scenes named like the paper's: per-scene values reach every layout, LPIPS
+    is measured with weights, the averages sit beside the published numbers, and a scene the
+    paper lacks fails alone."""
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     (scenes / "lego").symlink_to(sample_scene)
@@ -202,7 +204,8 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     done = subprocess.run(
         [sys.executable, str(REPO / "sweep.py"), "--scenes", str(scenes), "--configs", "c1",
          "--layouts", "seed", "official", "-o", str(out), "--serial", "--quiet",
-         "--given_ply_pattern", str(trained / "point_cloud.ply"), *TINY],
+         "--given_ply_pattern", str(trained / "point_cloud.ply"),
+         "--lpips_weights", str(lpips_weights), *TINY],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-2000:]
     rows = _rows(out)
@@ -212,6 +215,9 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     for row in rows[:2]:
         settings = json.loads((out / row["folder"] / "compression" / row["layout"]
                                / "iteration_5" / "report.json").read_text())["settings"]
+        metrics = json.loads((out / row["folder"] / "results.json").read_text())
+        assert float(row["lpips"]) == pytest.approx(
+            metrics[f"compressed_{row['layout']}_5"]["LPIPS"], rel=1e-5)
         assert (settings["layout"], settings["percent"], settings["n_block"],
                 settings["depth"], settings["imp_beta"]) == (row["layout"], 0.1, 66, 14, 0.05)
         assert row["dataset"] == "SyntheticNeRF"
@@ -298,6 +304,12 @@ def test_plan_commands_and_flag_checks(sample_scene: Path, tmp_path: Path) -> No
             build_plan(scenes, settings, ["seed"], tmp_path, bad)
     with pytest.raises(ValueError, match="--layouts takes distinct values"):
         build_plan(scenes, settings, ["tiny"], tmp_path, {"eval": True})
+    given = build_plan(scenes, settings, ["seed"], tmp_path, {"eval": True},
+                       given_ply_pattern="/models/<scene>/point_cloud.ply").scenes[0]
+    assert given.given_ply == Path("/models/lego_sample/point_cloud.ply")
+    for command in given.commands[:2]:  # train.py checks it, render.py draws it
+        at = command.index("--given_ply_path")
+        assert command[at + 1] == "/models/lego_sample/point_cloud.ply"
 
 
 @pytest.mark.parametrize("argv, message", [

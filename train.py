@@ -3,9 +3,10 @@
 Flags keep the original 3DGS names (see ``arguments/``). Outputs go to the model folder:
 cfg_args, cameras.json, input.ply, point_cloud/iteration_<N>/point_cloud.ply, chkpnt<N>.pth and
 TensorBoard events. Then, unless --skip_compress, the codec runs on the trained model (one
---layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <ply>`` skips
-training and compresses that PLY (with -s: cameras for the importance, finetune and
-evaluation; without: camera-free importance, no finetune).
+--layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <model>`` skips
+training and compresses that model: a 3DGS PLY, or a .spz, .sog, .splat, .ksplat or PlayCanvas
+compressed .ply converted by splat-transform (with -s: cameras for the importance, finetune
+and evaluation; without: camera-free importance, no finetune).
 """
 from __future__ import annotations
 

@@ -107,7 +107,9 @@ class CompressionParams:
                                               "n_block, codebook_size, depth, imp_beta)",
                                         choices=("c1", "c2", "c3"))
     scene_name: Optional[str] = _flag(None, "scene for --hyper_config")
-    given_ply_path: Optional[str] = _flag(None, "compress this trained PLY instead of training")
+    given_ply_path: Optional[str] = _flag(None, "compress this trained model instead of training "
+                                                "(.ply, compressed .ply, .spz, .sog, .splat, "
+                                                ".ksplat)")
     skip_compress: bool = _flag(False, "train only")
 
 

@@ -24,7 +24,9 @@ from compression.finetune import (evaluate_codec, finetune, lpips_from_environme
 from compression.pipeline import (LAYOUTS, append_results_csv, decode, iteration_dir, prepare,
                                   standard_ply_size_bytes, write_report)
 from scene import Scene
+from scene.formats import detect_format
 from scene.gaussian_model import GaussianModel
+from scene.interop import standard_ply
 from utils.system_utils import searchForMaxIteration
 
 logger = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
 
 def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
                      cfg: Optional[Any] = None) -> tuple[Optional[Scene], GaussianModel]:
-    """A trained PLY to compress instead of training (``--given_ply_path``).
+    """A trained model file to compress instead of training (``--given_ply_path``): a 3DGS
+    PLY, or a .spz / .sog / .splat / .ksplat / compressed.ply converted by splat-transform.
 
     With ``dataset.source_path`` the scene is built (cameras for the importance, finetune and
     evaluation) and cfg_args / cameras.json / input.ply are written; without it there is no
@@ -125,7 +128,8 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
         FileNotFoundError, ValueError: a missing or invalid PLY or scene.
     """
     gaussians = GaussianModel(dataset.sh_degree)
-    gaussians.load_ply(ply_path)
+    with standard_ply(ply_path) as ply:
+        gaussians.load_ply(ply)
     gaussians.to(torch.device(dataset.data_device))
     if not dataset.source_path:
         write_cfg_args(dataset.model_path, cfg if cfg is not None else dataclasses.asdict(dataset))
@@ -136,27 +140,6 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
 
 
 # ------------------------------------------------------------------------ finding bitstreams
-
-def input_kind(path: str | os.PathLike) -> str:
-    """``"ply"``, ``"zip"`` or ``"folder"``, told apart by content (magic bytes), not name.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: a file that is neither a PLY (``ply\\n``) nor a zip archive (``PK``).
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "folder"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic.startswith(b"ply\n") or magic.startswith(b"ply\r"):
-        return "ply"
-    if magic.startswith(b"PK"):
-        return "zip"
-    raise ValueError(f"{path}: neither a PLY file, a bins.zip archive nor a bins folder")
-
 
 def latest_bitstream(model_path: str | os.PathLike, layout: Optional[str] = None,
                      iteration: int = -1) -> tuple[Path, str, int]:
@@ -205,7 +188,8 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
     """The model render.py draws with ``--given_ply_path`` or ``--dec_npz``, decoded before any
     output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
 
-    ``given_path`` may be a PLY (``ours_given``), a bins folder or a bins.zip (told apart by
+    ``given_path`` may be a model file (``ours_given``: a PLY, or another tool's format that
+    :func:`scene.interop.standard_ply` converts), a bins folder or a bins.zip (told apart by
     content; ``compressed_<layout>_<k>`` inside the model's compression folder, else
     ``compressed_given``). ``dec_npz``: the model's ``bins.zip`` of ``layout`` at
     ``iteration`` (-1 = latest).
@@ -214,8 +198,9 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
         FileNotFoundError, ValueError: a missing input, or a corrupt PLY / bitstream.
     """
     gaussians = GaussianModel(sh_degree)
-    if given_path is not None and input_kind(given_path) == "ply":
-        gaussians.load_ply(given_path)
+    if given_path is not None and detect_format(given_path) != "bins":
+        with standard_ply(given_path) as ply:
+            gaussians.load_ply(ply)
         return gaussians.to(device), "ours", "given"
     if given_path is not None:
         path = Path(given_path)

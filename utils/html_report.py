@@ -10,7 +10,9 @@ Everything here is a pure function of the model folder (nothing is recomputed fr
 - the rate–distortion sweep comes from ``<model>/compression/results.csv``
   (``Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians``);
 - the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed) and
-  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream).
+  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream);
+- 3D viewer pages, linked when present, are ``<model>/viewer/<method>.html`` (written by
+  ``compression.viewer_pages``; the report says how to get them when they are missing).
 
 Images are embedded as base64 PNG data URIs, so ``report.html`` opens anywhere on its own.
 """
@@ -31,11 +33,13 @@ import numpy as np
 from PIL import Image
 
 from arguments import read_cfg_args
+from utils.splat_transform import NODE_HINT
 from utils.system_utils import atomic_path, searchForMaxIteration
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
+VIEWER_DIR = "viewer"
 HEATMAP_MAX_ERROR = 0.25  # mean absolute RGB error mapped to the top of the colour scale
 HEATMAP_CMAP = "magma"
 _CSV_HEADER = ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
@@ -61,6 +65,7 @@ class Variant:
     layout: Optional[str] = None    # None for the uncompressed model
     iteration: Optional[int] = None
     settings: dict[str, Any] = field(default_factory=dict)
+    source: Optional[Path] = None   # the model file: the trained PLY or the bins.zip
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,12 @@ class ReportData:
     train_settings: dict[str, Any]
     views: list[ViewImages]
     per_view_psnr: dict[str, dict[str, float]]   # method -> image name -> PSNR
+    viewer_pages: dict[str, Path] = field(default_factory=dict)   # method -> existing page
+
+
+def viewer_page_path(model_path: str | Path, method: str) -> Path:
+    """Where the 3D viewer page of variant ``method`` lives: ``<model>/viewer/<method>.html``."""
+    return Path(model_path) / VIEWER_DIR / f"{method}.html"
 
 
 # ------------------------------------------------------------------------------- reading
@@ -178,7 +189,7 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
             ratio=float(rep["ply_size_bytes"]) / float(rep["size_bytes"]),
             encode_seconds=rep.get("encode_seconds"), decode_seconds=rep.get("decode_seconds"),
             layout=rep["layout"], iteration=int(rep["iteration"]),
-            settings=dict(rep.get("settings") or {})))
+            settings=dict(rep.get("settings") or {}), source=report_path.parent / "bins.zip"))
     return variants
 
 
@@ -221,7 +232,7 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
     uncompressed = Variant(
         label="uncompressed", method=ours, psnr=psnr, ssim=ssim, lpips=lpips,
         quality_source=source, size_bytes=ply_bytes, num_gaussians=num_gaussians,
-        bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0)
+        bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0, source=ply)
     variants = [uncompressed] + _compressed_variants(model, results)
     rendered = [v.method for v in variants if (model / "test" / v.method / "renders").is_dir()]
     if ours not in rendered:
@@ -235,7 +246,9 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
         sweep=read_results_csv(model / "compression" / "results.csv"),
         train_settings=read_cfg_args(cfg) if cfg.is_file() else {},
         views=_views(model, rendered, max_views),
-        per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()})
+        per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()},
+        viewer_pages={v.method: page for v in variants
+                      if (page := viewer_page_path(model, v.method)).is_file()})
 
 
 # ------------------------------------------------------------------------------- the table
@@ -404,6 +417,27 @@ def _view_html(data: ReportData, view: ViewImages) -> str:
             + "".join(cells + heatmaps) + "</div>")
 
 
+def _viewer_html(data: ReportData) -> list[str]:
+    """Links to the 3D viewer pages, and how to get the missing ones."""
+    items = [f'<li><a href="{html.escape(page.relative_to(data.model_path).as_posix())}">'
+             f"{html.escape(v.label)}</a> ({_size_text(page.stat().st_size)})</li>"
+             for v in data.variants if (page := data.viewer_pages.get(v.method))]
+    sections = ["<h2>3D viewer</h2>"]
+    if items:
+        sections += ['<p class="note">Self-contained viewer pages (PlayCanvas SuperSplat viewer, '
+                     "written by splat-transform): the uncompressed model and the models "
+                     "decoded from the bitstreams.</p>", f"<ul>{''.join(items)}</ul>"]
+    missing = [v.label for v in data.variants if v.method not in data.viewer_pages]
+    if missing:
+        sections.append(
+            f'<p class="note">No viewer page for {html.escape(", ".join(missing))}. '
+            f"<code>python scripts/make_report.py -m {html.escape(str(data.model_path))}</code> "
+            "writes them when Node.js is available: "
+            f"{html.escape(NODE_HINT)}. One model at a time: <code>python render.py "
+            "--given_ply_path &lt;PLY or bins.zip&gt; --export page.html</code>.</p>")
+    return sections
+
+
 def build_html(data: ReportData) -> str:
     """The full report page (one string, every image embedded as a base64 PNG data URI)."""
     sections = [
@@ -424,6 +458,7 @@ def build_html(data: ReportData) -> str:
             [p.submethod, f"{p.psnr:.2f}", f"{p.ssim:.4f}", _fmt(p.lpips, ".4f"),
              str(p.size_bytes), str(p.num_gaussians)] for p in data.sweep]
         sections += ["<h3>compression/results.csv</h3>", _html_table(sweep_rows)]
+    sections += _viewer_html(data)
     sections += [
         "<h2>Test views</h2>",
         f'<p class="note">Error heat maps: mean absolute RGB error against the ground truth, '

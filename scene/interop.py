@@ -27,7 +27,7 @@ def standard_ply(path: str | os.PathLike) -> Iterator[Path]:
 
     A graphdeco PLY is yielded as it is; another tool's format (told apart by content, see
     :mod:`scene.formats`) is converted by splat-transform into a temporary folder that is
-    removed on exit.
+    removed on exit. A ValueError raised while the converted PLY is read names ``path``.
 
     Raises:
         FileNotFoundError: ``path`` is missing; also :class:`SplatTransformUnavailable` (no
@@ -47,7 +47,13 @@ def standard_ply(path: str | os.PathLike) -> Iterator[Path]:
         # the tool picks the reader by file name, so the input gets its kind's extension
         named = Path(tmp) / f"input{TOOL_EXTENSIONS[kind]}"
         named.symlink_to(path.resolve())
-        yield convert(named, Path(tmp) / "model.ply", subject=path)
+        converted = convert(named, Path(tmp) / "model.ply", subject=path)
+        try:
+            yield converted
+        except ValueError as exc:  # name the user's file, not the temporary PLY
+            message = str(exc).removeprefix(f"{converted}: ")
+            raise ValueError(f"{path} (as the PLY splat-transform converts it to): "
+                             f"{message}") from None
 
 
 def export_model(gaussians: "GaussianModel", path: str | os.PathLike) -> Path:

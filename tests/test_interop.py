@@ -467,5 +467,10 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path: Path, shared_ply: Path
     line = _one_error_line(_run("render.py", "--given_ply_path", str(shared_ply), "--export",
                                 str(tmp_path / "out.splat"), "--quiet"), "render.py")
     assert "output format" in line
+    sh3 = tmp_path / "sh3.spz"
+    render_cli.main(["--given_ply_path", str(shared_ply), "--export", str(sh3), "--quiet"])
+    line = _one_error_line(_run("render.py", "--given_ply_path", str(sh3), "--sh_degree", "1",
+                                "--export_ply", str(out), "--quiet"), "render.py")
+    assert line.startswith(f"render.py: error: {sh3} ") and "sh_degree 1" in line  # not a temp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.spz", "model.gscf",
-                                                          "odd.splat"]
+                                                          "odd.splat", "sh3.spz"]

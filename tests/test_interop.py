@@ -20,8 +20,8 @@ Facts from the nianticlabs/spz format description and from the readers and write
   c uint8 of 0.15·c + 0.5, ≤ 0.5/(255·0.15) on ±0.5/0.15 (clamped); r is round(128 r) + 128
   rounded to a multiple of 8 (degree 1) or 16 (degrees 2-3), ≤ 4.5/128 and 8.5/128 on
   [-1, 127/128] (clamped); q "smallest three" with 9-bit magnitudes on [0, 1/√2]: the stored
-  components are within δ = 1/(2·511·√2), the rebuilt largest one within 3δ(√2 + δ)/(1 - 4δ),
-  so every component within 4.5 δ.
+  components are within δ = 1/(2·511·√2), the rebuilt largest one within
+  3δ(√2 + δ)/(1 - 4.5δ) < 4.5δ, so every component within 4.5 δ.
 - PlayCanvas compressed.ply: chunks of 256 Gaussians in file order; x and s lie between the
   chunk's min and max with 11/10/11 bits, |Δ| ≤ (max - min)/(2(2^b - 1)); the colour 0.5 + C0·c
   between the chunk's min and max with 8 bits, |Δc| ≤ (max - min)/(2·255·C0); α uint8,
@@ -444,6 +444,41 @@ def test_splat_transform_env_must_name_a_file(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv(ENV_VAR)
     with pytest.raises(SplatTransformUnavailable, match="Node.js"):
         splat_transform_executable()
+
+
+def test_first_use_installs_the_pinned_tool_atomically(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """With node and npm (stand-ins here) but no tool, npm installs the pinned package into
+    the project folder, through a temporary folder that a failed install leaves no trace of."""
+    import utils.splat_transform as tool
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {"node": "exit 0\n",
+               "npm": 'prefix="$3"; echo "$@" > "$prefix/../npm_args"\n'
+                      '[ -n "$FAIL" ] && { echo "npm error code E404" >&2; exit 1; }\n'
+                      'mkdir -p "$prefix/node_modules/.bin"\n'
+                      'touch "$prefix/node_modules/.bin/splat-transform"\n'}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    install_dir = tmp_path / ".tools" / "splat-transform"
+    monkeypatch.setattr(tool, "TOOLS_DIR", install_dir.parent)
+    monkeypatch.setattr(tool, "INSTALL_DIR", install_dir)
+    monkeypatch.setattr(tool, "INSTALLED_EXECUTABLE",
+                        install_dir / "node_modules" / ".bin" / "splat-transform")
+    monkeypatch.setenv("FAIL", "1")
+    with pytest.raises(ValueError, match="npm install of @playcanvas/splat-transform@3.7.0 "
+                                         "failed: npm error code E404"):
+        tool.splat_transform_executable()
+    assert not install_dir.exists()
+    monkeypatch.delenv("FAIL")
+    assert tool.splat_transform_executable() == tool.INSTALLED_EXECUTABLE
+    args = (install_dir.parent / "npm_args").read_text().split()
+    assert args[:2] == ["install", "--prefix"] and args[-1] == "@playcanvas/splat-transform@3.7.0"
+    assert tool.splat_transform_executable(install=False) == tool.INSTALLED_EXECUTABLE
 
 
 @needs_tool

@@ -147,13 +147,13 @@ def _install() -> Path:
 
 
 def _failure_reason(output: str) -> str:
-    """The tool's own error line (``✗ Error: ...``), else the last line it printed."""
+    """The first error line of splat-transform (``✗ Error: ...``) or of npm (``npm error ...``),
+    else the last line printed."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("✗") and not line.startswith("✗ failed in"):
-            return line.lstrip("✗ ").strip()
-    errors = [line for line in lines if re.match(r"(npm )?(ERR!|error)", line)]
-    return (errors or lines or ["no output"])[-1]
+    errors = [line.lstrip("✗ ") for line in lines
+              if (line.startswith("✗") and not line.startswith("✗ failed in"))
+              or (re.match(r"npm (ERR!|error) ", line) and "complete log" not in line)]
+    return (errors or lines[-1:] or ["no output"])[0]
 
 
 def run_splat_transform(args: Sequence[str], *, subject: str | os.PathLike,

@@ -23,8 +23,10 @@ import pytest
 from PIL import Image, ImageFilter
 from plyfile import PlyData, PlyElement
 
-from utils.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
-                               ply_vertex_count, read_results_csv, write_report)
+from reporting.codec_results import read_results_csv
+from reporting.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
+                                   ply_vertex_count, write_report)
+from utils.cli import EXIT_BAD_INPUT, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ITER = 30
@@ -283,8 +285,9 @@ def test_make_report_cli(model_dir: Path, tmp_path: Path) -> None:
     assert "uncompressed" in ok.stdout and (model_dir / "report.html").is_file()
     bad = subprocess.run([sys.executable, str(script), "-m", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    assert bad.returncode == EXIT_BAD_INPUT
     assert len(bad.stderr.strip().splitlines()) == 1 and "nowhere" in bad.stderr
+    assert bad.stderr.startswith("make_report.py: error: ")
 
 
 def _browser() -> str | None:
@@ -310,10 +313,11 @@ def test_headless_browser_screenshot(written: tuple[Path, str], tmp_path: Path) 
 def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) -> Path:
     """A real model folder: random-init Gaussians of the sample scene saved as iteration 1 and
     compressed with the seed layout (no finetune) into compression/seed/iteration_0."""
-    from arguments import CompressionParams, ModelParams
-    from compression.pipeline import iteration_dir, prepare
+    from arguments import ModelParams
+    from compression.settings import CompressionParams
     from scene import Scene
     from scene.gaussian_model import GaussianModel
+    from utils.output_paths import iteration_dir
 
     if not (sample_scene / "transforms_train.json").is_file():
         pytest.skip(f"{sample_scene} is absent")
@@ -325,9 +329,9 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     scene.save(1)
     gaussians = GaussianModel(3)
     gaussians.load_ply(model / "point_cloud" / "iteration_1" / "point_cloud.ply")
-    state = prepare(gaussians, None, CompressionParams(layout="seed", percent=0.1, n_block=8,
-                                                       depth=12))
-    state.eval().save(gaussians, iteration_dir(model, "seed", 0))
+    gaussians.prepare_codec(None, CompressionParams(layout="seed", percent=0.1, n_block=8,
+                                                    depth=12)).eval()
+    gaussians.save_npz(iteration_dir(model, "seed", 0))
     return model
 
 
@@ -336,7 +340,7 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     import rd_sweep
 
     rows = rd_sweep.sweep(codec_model, ["seed"], [3, 10], quiet=True)
-    assert [r[0] for r in rows] == ["seed_0_b3", "seed_0_b10"]
+    assert [r.submethod for r in rows] == ["seed_0_b3", "seed_0_b10"]
     points = {p.submethod: p for p in read_results_csv(codec_model / "compression"
                                                        / "results.csv")}
     for name in ("seed_0_b3", "seed_0_b10"):
@@ -351,4 +355,5 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     low, high = points["seed_0_b3"], points["seed_0_b10"]
     assert high.size_bytes > low.size_bytes
     assert high.psnr >= low.psnr - 1e-3
-    assert rd_sweep.main(["-m", str(codec_model / "absent")]) == 1
+    assert run_main(rd_sweep.main, "rd_sweep.py",
+                    ["-m", str(codec_model / "absent")]) == EXIT_BAD_INPUT

@@ -152,14 +152,14 @@ class Layout:
 
     def params_from_columns(self, groups: tuple[str, ...], matrix: Tensor,
                             sh_degree: int) -> dict[str, Tensor]:
-        """Inverse of :meth:`columns`: [N, width] → raw parameters by name."""
-        params, start = {}, 0
-        for name in groups:
-            group = GROUPS[name]
-            stop = start + group.width(sh_degree)
-            params[group.param] = group.from_columns(matrix[:, start:stop], sh_degree)
-            start = stop
-        return params
+        """Inverse of :meth:`columns`: [N, width] → raw parameters by name.
+
+        One ``split`` (not one slice per group), so that the backward is one concatenation
+        instead of a zero-filled full-width gradient per group.
+        """
+        widths = [GROUPS[name].width(sh_degree) for name in groups]
+        return {GROUPS[name].param: GROUPS[name].from_columns(cols, sh_degree)
+                for name, cols in zip(groups, torch.split(matrix, widths, dim=1))}
 
 
 #: today's MesonGS settings, the defaults of the seed and official layouts

@@ -1,7 +1,7 @@
 """Render the train/test views of a trained model, like the original 3DGS render.py.
 
     python render.py -m <model> [-s <scene>] [--iteration N] [--skip_train] [--skip_test] [--quiet]
-    python render.py -m <model> --dec_npz [--layout seed|official] [--iteration k]
+    python render.py -m <model> --dec_npz [--layout <layout>] [--iteration k]
     python render.py [-m <model>] --given_ply_path <model file | bins folder | bins.zip>
                      [--export_ply P] [--export P.{ply,compressed.ply,spz,sog,html}]
 
@@ -24,14 +24,15 @@ from typing import Optional, Sequence
 import torch
 
 from arguments import ModelParams, PipelineParams, add_arguments, extract, get_combined_args
-from compression.pipeline import LAYOUTS
-from compression.runner import load_for_rendering
+from compression.layouts import LAYOUTS
 from gaussian_renderer import render
 from scene import Scene
 from scene.formats import export_format
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
+from training.compress import load_for_rendering
 from utils.cli import run_main
+from utils.output_paths import UNCOMPRESSED_METHOD
 from utils.render_utils import default_device, render_sets
 
 
@@ -46,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     parser.add_argument("--dec_npz", action="store_true",
                         help="render the compressed model decoded from its bins.zip alone")
-    parser.add_argument("--layout", choices=LAYOUTS, default=None,
-                        help="codec layout for --dec_npz (default: the first one saved, seed "
-                             "first)")
+    parser.add_argument("--layout", choices=tuple(LAYOUTS), default=None,
+                        help="codec layout for --dec_npz (default: the first one saved, in the "
+                             f"order {', '.join(LAYOUTS)})")
     parser.add_argument("--given_ply_path", type=str, default=None,
                         help="render this model file (.ply, compressed .ply, .spz, .sog, .splat, "
                              ".ksplat), bins folder or bins.zip instead")
@@ -95,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     if gaussians is None:
         gaussians = GaussianModel(dataset.sh_degree)
         scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
-        method, iteration = "ours", scene.loaded_iter
+        method, iteration = UNCOMPRESSED_METHOD, scene.loaded_iter
         gaussians.to(device)
         if write_exports(gaussians, cli):
             return []

@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compression.viewer_pages import write_viewer_pages  # noqa: E402
-from utils.html_report import collect_report, format_table, write_report  # noqa: E402
+from reporting.html_report import collect_report, format_table, write_report  # noqa: E402
+from reporting.viewer_pages import write_viewer_pages  # noqa: E402
+from utils.cli import run_main  # noqa: E402
 from utils.splat_transform import SplatTransformUnavailable  # noqa: E402
 
 logger = logging.getLogger("make_report")
@@ -35,20 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max_views must be >= 1, got {args.max_views}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    try:
-        if not args.no_viewers:
-            try:
-                write_viewer_pages(collect_report(args.model_path, max_views=args.max_views))
-            except SplatTransformUnavailable as exc:
-                logger.warning("no 3D viewer pages: %s", exc)
-        out, data = write_report(args.model_path, max_views=args.max_views)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"make_report: error: {exc}", file=sys.stderr)
-        return 1
+    if not args.no_viewers:
+        try:
+            write_viewer_pages(collect_report(args.model_path, max_views=args.max_views))
+        except SplatTransformUnavailable as exc:
+            logger.warning("no 3D viewer pages: %s", exc)
+    out, data = write_report(args.model_path, max_views=args.max_views)
     print(format_table(data))
     print(f"\nreport: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "make_report.py", sys.argv[1:]))

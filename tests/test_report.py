@@ -30,10 +30,12 @@ import pytest
 from PIL import Image, ImageFilter
 from plyfile import PlyData, PlyElement
 
+from reporting.codec_results import read_results_csv
+from reporting.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
+                                   ply_vertex_count, write_report)
 from tests._browser import Browser, chromium_executable
-from utils.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
-                               ply_vertex_count, read_results_csv, viewer_page_path,
-                               write_report)
+from utils.cli import EXIT_BAD_INPUT, run_main
+from utils.output_paths import viewer_page_path
 from utils.splat_transform import NODE_HINT, splat_transform_available
 
 REPO = Path(__file__).resolve().parents[1]
@@ -293,8 +295,9 @@ def test_make_report_cli(model_dir: Path, tmp_path: Path) -> None:
     assert "uncompressed" in ok.stdout and (model_dir / "report.html").is_file()
     bad = subprocess.run([sys.executable, str(script), "-m", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    assert bad.returncode == EXIT_BAD_INPUT
     assert len(bad.stderr.strip().splitlines()) == 1 and "nowhere" in bad.stderr
+    assert bad.stderr.startswith("make_report.py: error: ")
 
 
 def test_viewer_links_or_how_to_get_them(model_dir: Path, written: tuple[Path, str],
@@ -358,10 +361,12 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     """A real model folder: random-init Gaussians of the sample scene saved as iteration 1 and
     compressed with the seed layout (no finetune) into compression/seed/iteration_0, with the
     report.json the codec runner writes (no metrics: no cameras)."""
-    from arguments import CompressionParams, ModelParams
-    from compression.pipeline import iteration_dir, prepare, write_report as write_codec_report
+    from arguments import ModelParams
+    from compression.settings import CompressionParams, resolve_settings
+    from reporting.codec_results import write_report as write_codec_report
     from scene import Scene
     from scene.gaussian_model import GaussianModel
+    from utils.output_paths import iteration_dir
 
     if not (sample_scene / "transforms_train.json").is_file():
         pytest.skip(f"{sample_scene} is absent")
@@ -373,11 +378,12 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     scene.save(1)
     gaussians = GaussianModel(3)
     gaussians.load_ply(model / "point_cloud" / "iteration_1" / "point_cloud.ply")
-    settings = CompressionParams(layout="seed", percent=0.1, n_block=8, depth=12)
+    settings = resolve_settings(CompressionParams(layout="seed", percent=0.1, n_block=8,
+                                                  depth=12))
     ply_size_bytes = (model / "point_cloud" / "iteration_1" / "point_cloud.ply").stat().st_size
-    state = prepare(gaussians, None, settings)
+    gaussians.prepare_codec(None, settings).eval()
     out = iteration_dir(model, "seed", 0)
-    write_codec_report(out, layout="seed", iteration=0, save_info=state.eval().save(gaussians, out),
+    write_codec_report(out, layout="seed", iteration=0, save_info=gaussians.save_npz(out),
                        psnr=None, ssim=None, lpips=None, ply_size_bytes=ply_size_bytes,
                        settings=settings)
     return model
@@ -388,7 +394,7 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     import rd_sweep
 
     rows = rd_sweep.sweep(codec_model, ["seed"], [3, 10], quiet=True)
-    assert [r[0] for r in rows] == ["seed_0_b3", "seed_0_b10"]
+    assert [r.submethod for r in rows] == ["seed_0_b3", "seed_0_b10"]
     points = {p.submethod: p for p in read_results_csv(codec_model / "compression"
                                                        / "results.csv")}
     for name in ("seed_0_b3", "seed_0_b10"):
@@ -403,7 +409,8 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     low, high = points["seed_0_b3"], points["seed_0_b10"]
     assert high.size_bytes > low.size_bytes
     assert high.psnr >= low.psnr - 1e-3
-    assert rd_sweep.main(["-m", str(codec_model / "absent")]) == 1
+    assert run_main(rd_sweep.main, "rd_sweep.py",
+                    ["-m", str(codec_model / "absent")]) == EXIT_BAD_INPUT
 
 
 # ------------------------------------------------------------------ viewer pages of a real model
@@ -438,7 +445,7 @@ def test_viewer_pages_of_every_variant(viewer_model: Path) -> None:
         assert f'href="viewer/{method}.html"' in report
     # a page newer than its source is kept as it is
     before = {m: p.stat().st_mtime_ns for m, p in data.viewer_pages.items()}
-    from compression.viewer_pages import write_viewer_pages
+    from reporting.viewer_pages import write_viewer_pages
     write_viewer_pages(data)
     assert {m: p.stat().st_mtime_ns for m, p in data.viewer_pages.items()} == before
 

@@ -12,14 +12,14 @@ Everything here is a pure function of the model folder (nothing is recomputed fr
 - the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed) and
   ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream);
 - 3D viewer pages, linked when present, are ``<model>/viewer/<method>.html`` (written by
-  ``compression.viewer_pages``; the report says how to get them when they are missing).
+  ``reporting.viewer_pages``; the report says how to get them when they are missing).
 
 Images are embedded as base64 PNG data URIs, so ``report.html`` opens anywhere on its own.
+Every path comes from ``utils/output_paths.py``.
 """
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -33,17 +33,20 @@ import numpy as np
 from PIL import Image
 
 from arguments import read_cfg_args
+from compression.layouts import LAYOUTS
+from reporting.codec_results import ResultsRow, read_results_csv
+from utils.output_paths import (CFG_ARGS, PER_VIEW_JSON, REPORT_HTML, RESULTS_HEADER,
+                                RESULTS_JSON, TEST_SPLIT, UNCOMPRESSED_METHOD,
+                                compressed_method, parse_sweep_submethod, point_cloud_dir,
+                                point_cloud_path, render_dir, render_name, results_csv_path,
+                                saved_reports, viewer_page_path)
 from utils.splat_transform import NODE_HINT
 from utils.system_utils import atomic_path, searchForMaxIteration
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
-VIEWER_DIR = "viewer"
 HEATMAP_MAX_ERROR = 0.25  # mean absolute RGB error mapped to the top of the colour scale
 HEATMAP_CMAP = "magma"
-_CSV_HEADER = ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
-_SWEEP_ROW = re.compile(r"(?P<layout>[^_]+)_(?P<iteration>\d+)_b(?P<bits>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -65,24 +68,7 @@ class Variant:
     layout: Optional[str] = None    # None for the uncompressed model
     iteration: Optional[int] = None
     settings: dict[str, Any] = field(default_factory=dict)
-    source: Optional[Path] = None   # the model file: the trained PLY or the bins.zip
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """One row of ``compression/results.csv``."""
-
-    submethod: str
-    psnr: float
-    ssim: float
-    lpips: Optional[float]
-    size_bytes: int
-    num_gaussians: int
-
-    @property
-    def layout(self) -> str:
-        """Layout name: the Submethod's text before its first underscore."""
-        return self.submethod.split("_", 1)[0]
+    source: Optional[Path] = None   # the model file: the trained PLY or the saved bitstream
 
 
 @dataclass(frozen=True)
@@ -101,16 +87,11 @@ class ReportData:
     model_path: Path
     train_iteration: int
     variants: list[Variant]         # uncompressed first
-    sweep: list[SweepPoint]
+    sweep: list[ResultsRow]         # compression/results.csv
     train_settings: dict[str, Any]
     views: list[ViewImages]
     per_view_psnr: dict[str, dict[str, float]]   # method -> image name -> PSNR
     viewer_pages: dict[str, Path] = field(default_factory=dict)   # method -> existing page
-
-
-def viewer_page_path(model_path: str | Path, method: str) -> Path:
-    """Where the 3D viewer page of variant ``method`` lives: ``<model>/viewer/<method>.html``."""
-    return Path(model_path) / VIEWER_DIR / f"{method}.html"
 
 
 # ------------------------------------------------------------------------------- reading
@@ -138,30 +119,6 @@ def ply_vertex_count(path: Path) -> int:
     return int(match.group(1))
 
 
-def read_results_csv(path: Path) -> list[SweepPoint]:
-    """Rows of ``compression/results.csv``; a repeated Submethod keeps its last row.
-
-    Raises:
-        ValueError: the header is not the codec's results header.
-    """
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0] != _CSV_HEADER:
-        raise ValueError(f"{path}: expected header {','.join(_CSV_HEADER)}, "
-                         f"found {','.join(rows[0]) if rows else 'an empty file'}")
-    latest: dict[str, SweepPoint] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        try:
-            latest[row[0]] = SweepPoint(row[0], float(row[1]), float(row[2]),
-                                        float(row[3]) if row[3] not in ("", "nan") else None,
-                                        int(row[4]), int(row[5]))
-        except (IndexError, ValueError):
-            raise ValueError(f"{path}: line {line_no} is not a results row: {row}") from None
-    return list(latest.values())
-
-
 def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
              ) -> tuple[Optional[float], Optional[float], Optional[float], str]:
     if method in results:
@@ -172,14 +129,13 @@ def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
 
 def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
     variants = []
-    for report_path in sorted((model / "compression").glob("*/iteration_*/report.json"),
-                              key=lambda p: (p.parents[1].name, int(p.parent.name[10:]))):
+    for report_path in saved_reports(model):
         rep = _read_json(report_path)
         missing = {"layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
                    "ply_size_bytes"} - rep.keys()
         if missing:
             raise ValueError(f"{report_path}: missing keys {sorted(missing)}")
-        method = f"compressed_{rep['layout']}_{rep['iteration']}"
+        method = render_name(compressed_method(rep["layout"]), rep["iteration"])
         psnr, ssim, lpips, source = _quality(results, method, rep)
         variants.append(Variant(
             label=f"{rep['layout']} @ {rep['iteration']}", method=method, psnr=psnr, ssim=ssim,
@@ -189,19 +145,25 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
             ratio=float(rep["ply_size_bytes"]) / float(rep["size_bytes"]),
             encode_seconds=rep.get("encode_seconds"), decode_seconds=rep.get("decode_seconds"),
             layout=rep["layout"], iteration=int(rep["iteration"]),
-            settings=dict(rep.get("settings") or {}), source=report_path.parent / "bins.zip"))
+            settings=dict(rep.get("settings") or {}),
+            source=_bitstream_beside(report_path, rep)))
     return variants
+
+
+def _bitstream_beside(report_path: Path, report: dict[str, Any]) -> Optional[Path]:
+    """The bitstream file saved beside ``report.json``; None for a layout this version lacks."""
+    layout = LAYOUTS.get(report["layout"])
+    return None if layout is None else report_path.parent / layout.container.file_name
 
 
 def _views(model: Path, methods: list[str], max_views: int) -> list[ViewImages]:
     """Test views that the uncompressed folder holds, with every method's render of them."""
-    first = model / "test" / methods[0]
-    gt_dir = first / "gt"
+    gt_dir = render_dir(model, TEST_SPLIT, methods[0]) / "gt"
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{gt_dir}: no ground-truth renders (run render.py first)")
     views = []
     for gt in sorted(gt_dir.glob("*.png"))[:max_views]:
-        renders = {m: model / "test" / m / "renders" / gt.name for m in methods}
+        renders = {m: render_dir(model, TEST_SPLIT, m) / "renders" / gt.name for m in methods}
         views.append(ViewImages(gt.stem, gt, {m: p for m, p in renders.items() if p.is_file()}))
     return views
 
@@ -220,30 +182,31 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
     model = Path(model_path)
     if not model.is_dir():
         raise FileNotFoundError(f"{model}: model folder not found")
-    train_iter = searchForMaxIteration(model / "point_cloud")
-    ply = model / "point_cloud" / f"iteration_{train_iter}" / "point_cloud.ply"
+    train_iter = searchForMaxIteration(point_cloud_dir(model))
+    ply = point_cloud_path(model, train_iter)
     if not ply.is_file():
         raise FileNotFoundError(f"{ply}: trained PLY not found")
-    results = _read_json(model / "results.json")
+    results = _read_json(model / RESULTS_JSON)
     ply_bytes = ply.stat().st_size
     num_gaussians = ply_vertex_count(ply)
-    ours = f"ours_{train_iter}"
+    ours = render_name(UNCOMPRESSED_METHOD, train_iter)
     psnr, ssim, lpips, source = _quality(results, ours, {})
     uncompressed = Variant(
         label="uncompressed", method=ours, psnr=psnr, ssim=ssim, lpips=lpips,
         quality_source=source, size_bytes=ply_bytes, num_gaussians=num_gaussians,
         bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0, source=ply)
     variants = [uncompressed] + _compressed_variants(model, results)
-    rendered = [v.method for v in variants if (model / "test" / v.method / "renders").is_dir()]
+    rendered = [v.method for v in variants
+                if (render_dir(model, TEST_SPLIT, v.method) / "renders").is_dir()]
     if ours not in rendered:
-        raise FileNotFoundError(f"{model / 'test' / ours}: uncompressed renders not found "
-                                f"(run render.py -m {model} first)")
-    per_view_path = model / "per_view.json"
+        raise FileNotFoundError(f"{render_dir(model, TEST_SPLIT, ours)}: uncompressed renders "
+                                f"not found (run render.py -m {model} first)")
+    per_view_path = model / PER_VIEW_JSON
     per_view = _read_json(per_view_path) if per_view_path.is_file() else {}
-    cfg = model / "cfg_args"
+    cfg = model / CFG_ARGS
     return ReportData(
         model_path=model, train_iteration=train_iter, variants=variants,
-        sweep=read_results_csv(model / "compression" / "results.csv"),
+        sweep=read_results_csv(results_csv_path(model)),
         train_settings=read_cfg_args(cfg) if cfg.is_file() else {},
         views=_views(model, rendered, max_views),
         per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()},
@@ -341,14 +304,15 @@ def rd_plot_png(data: ReportData) -> bytes:
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     colours = {lay: f"C{i}" for i, lay in enumerate(layouts)}
     for layout in layouts:
-        pts = sorted(((m, p) for p in data.sweep if p.layout == layout
-                      and (m := _SWEEP_ROW.match(p.submethod))), key=lambda mp: mp[1].size_bytes)
+        pts = sorted(((sweep[2], p) for p in data.sweep if p.layout == layout
+                      and p.psnr is not None and (sweep := parse_sweep_submethod(p.submethod))),
+                     key=lambda bp: bp[1].size_bytes)
         if pts:
             xs = [8.0 * p.size_bytes / max(p.num_gaussians, 1) for _, p in pts]
             ax.plot(xs, [p.psnr for _, p in pts], marker="o", color=colours[layout],
                     label=f"{layout}: bit-depth sweep")
-            for x, (m, p) in zip(xs, pts):
-                ax.annotate(f"{m['bits']} b", (x, p.psnr), textcoords="offset points",
+            for x, (bits, p) in zip(xs, pts):
+                ax.annotate(f"{bits} b", (x, p.psnr), textcoords="offset points",
                             xytext=(4, -10), fontsize=8, color=colours[layout])
         saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
         ax.scatter([v.bits_per_gaussian for v in saved], [v.psnr for v in saved], marker="s",
@@ -454,8 +418,8 @@ def build_html(data: ReportData) -> str:
     sections += ["<h2>Rate–distortion</h2>",
                  f'<img alt="rate-distortion plot" src="{_data_uri(rd_plot_png(data))}">']
     if data.sweep:
-        sweep_rows = [_CSV_HEADER] + [
-            [p.submethod, f"{p.psnr:.2f}", f"{p.ssim:.4f}", _fmt(p.lpips, ".4f"),
+        sweep_rows = [list(RESULTS_HEADER)] + [
+            [p.submethod, _fmt(p.psnr, ".2f"), _fmt(p.ssim, ".4f"), _fmt(p.lpips, ".4f"),
              str(p.size_bytes), str(p.num_gaussians)] for p in data.sweep]
         sections += ["<h3>compression/results.csv</h3>", _html_table(sweep_rows)]
     sections += _viewer_html(data)
@@ -486,7 +450,7 @@ def write_report(model_path: str | Path, max_views: int = 6) -> tuple[Path, Repo
         The written path and the data it shows.
     """
     data = collect_report(model_path, max_views=max_views)
-    out = data.model_path / REPORT_NAME
+    out = data.model_path / REPORT_HTML
     with atomic_path(out) as tmp:
         tmp.write_text(build_html(data), encoding="utf-8")
     logger.info("wrote %s", out)

@@ -1,5 +1,6 @@
 # make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt)
 # make test  : run the test suite in .venv
+# make tools : install splat-transform into .tools/ (npm; needs Node.js) unless one is found
 # make demo  : run the end-to-end demo (scripts/demo.sh)
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_FLAGS ?=
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test demo
+.PHONY: venv test demo tools
 
 venv: $(VENV)/.installed
 
@@ -19,6 +20,9 @@ $(VENV)/.installed: requirements.txt
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install $(TORCH_PIP_FLAGS) "$(TORCH)"
 	$(VPY) -m pip install -r requirements.txt
 	touch $@
+
+tools: venv
+	$(VPY) -m utils.splat_transform
 
 test: venv
 	$(VPY) -m pytest tests -q

@@ -1,7 +1,7 @@
 """Sweep scenes × settings × layouts on Ray: ``python sweep.py --scenes ... -o <sweep folder>``.
 
     python sweep.py --scenes <folder of scenes | scene ...> (--configs c1 c2 c3 | --grid
-        key=v1,v2 ...) [--layouts official seed] -o <sweep folder> [--address auto|ray://host:port]
+        key=v1,v2 ...) [--layouts <layout> ...] -o <sweep folder> [--address auto|ray://host:port]
         [--gpus_per_job N] [--cpus_per_job N] [--given_ply_pattern '<scene>/point_cloud.ply']
         --eval [any other train.py flag, passed to every step]
 
@@ -17,14 +17,14 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from sweeps import Executor, SweepOptions, run_sweep
 from train import build_parser as build_train_parser
 from utils.cli import run_main
-
-logger = logging.getLogger("sweep")
-
+from utils.output_paths import SWEEP_CSV
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument("--configs", nargs="+", help="the paper's per-scene settings: c1 c2 c3")
     settings.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
                           help="cartesian product over compression flags, e.g. num_bits=6,8")
-    parser.add_argument("--layouts", nargs="+", default=["official"], help="codec layouts")
+    parser.add_argument("--layouts", nargs="+", default=[PAPER_LAYOUT],
+                        help=f"codec layouts, among {', '.join(LAYOUTS)} (default: "
+                             f"{PAPER_LAYOUT})")
     parser.add_argument("-o", "--output", required=True, help="the sweep folder")
     parser.add_argument("--given_ply_pattern", default=None,
                         help="compress these PLYs instead of training ('<scene>' is replaced "
@@ -76,10 +78,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    if args.cpus_per_job < 1 or (args.gpus_per_job is not None and args.gpus_per_job < 0):
-        raise ValueError("--cpus_per_job must be at least 1 and --gpus_per_job at least 0")
-    if args.serial and (args.address or args.runtime_env):
-        raise ValueError("--serial runs without Ray: drop --address / --runtime_env")
     executor = Executor(use_ray=not args.serial, address=args.address,
                         runtime_env=args.runtime_env, num_cpus=args.num_cpus,
                         cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
@@ -91,8 +89,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = run_sweep(options, quiet=args.quiet)
     except KeyboardInterrupt:
-        print(f"sweep.py: interrupted; finished jobs are in {args.output}/sweep.csv; run the "
-              f"same command again to resume", file=sys.stderr)
+        print(f"sweep.py: interrupted; finished jobs are in {Path(args.output) / SWEEP_CSV}; "
+              f"run the same command again to resume", file=sys.stderr)
         return 130
     if not args.quiet:
         print(summary.averages.read_text())

@@ -1,7 +1,7 @@
 """Scene readers: COLMAP sparse models and Blender/NeRF-synthetic transforms → plain records.
 
 Readers return camera geometry and image paths only (no pixels, no device); images are decoded
-when ``utils.camera_utils.load_camera`` builds a ``Camera``. Poses are world-to-camera with
+when ``scene.camera_utils.load_camera`` builds a ``Camera``. Poses are world-to-camera with
 OpenCV axes (+x right, +y down, +z forward).
 """
 from __future__ import annotations

@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from compression.layouts import PAPER_LAYOUT
 from sweeps.engine import Executor, execute
 from sweeps.plan import build_plan, config_settings, find_scenes, grid_settings
 from sweeps.report import write_html
 from sweeps.steps import FAILED, JobResult, SceneResult
 from sweeps.table import averages_markdown, dataset_averages, write_sweep_csv
+from utils.output_paths import SWEEP_AVERAGES_MD, SWEEP_CSV, SWEEP_HTML
 from utils.system_utils import atomic_path
 
 __all__ = ["Executor", "SweepOptions", "SweepSummary", "run_sweep"]
 
 logger = logging.getLogger(__name__)
-
-CSV_NAME, AVERAGES_NAME, HTML_NAME = "sweep.csv", "sweep_averages.md", "sweep.html"
-
 
 @dataclass(frozen=True)
 class SweepOptions:
@@ -37,7 +36,8 @@ class SweepOptions:
         out_dir: the sweep folder.
         configs: paper configurations (c1, c2, c3), or empty when ``grid`` is given.
         grid: ``key=v1,v2`` axes over compression flags, or empty when ``configs`` is given.
-        layouts: codec layouts; every setting runs with each.
+        layouts: codec layouts (names in ``compression.layouts.LAYOUTS``); every setting runs
+            with each.
         extra_flags: parsed train.py flags (name → value) for every step; must hold ``eval``.
         given_ply_pattern: compress ``<scene>``-patterned PLYs instead of training.
         lpips_weights: LPIPS weights for metrics.py (None: no LPIPS).
@@ -48,7 +48,7 @@ class SweepOptions:
     out_dir: Path
     configs: Sequence[str] = ()
     grid: Sequence[str] = ()
-    layouts: Sequence[str] = ("official",)
+    layouts: Sequence[str] = (PAPER_LAYOUT,)
     extra_flags: Mapping[str, Any] = field(default_factory=dict)
     given_ply_pattern: Optional[str] = None
     lpips_weights: Optional[Path] = None
@@ -92,7 +92,7 @@ def run_sweep(options: SweepOptions, quiet: bool = False) -> SweepSummary:
     plan = build_plan(find_scenes(options.scenes), settings, options.layouts, out_dir,
                       options.extra_flags, given_ply_pattern=options.given_ply_pattern,
                       lpips_weights=weights)
-    csv_path = out_dir / CSV_NAME
+    csv_path = out_dir / SWEEP_CSV
     finished: dict[tuple[str, str, str], JobResult] = {}
     order = [(job.scene.name, job.setting, job.layout) for job in plan.jobs]
 
@@ -104,8 +104,8 @@ def run_sweep(options: SweepOptions, quiet: bool = False) -> SweepSummary:
                 len(settings), len(options.layouts), len(plan.jobs), out_dir)
     scenes, jobs = execute(plan, options.executor, on_result=record, quiet=quiet)
     write_sweep_csv(csv_path, jobs, out_dir)
-    averages_path = out_dir / AVERAGES_NAME
+    averages_path = out_dir / SWEEP_AVERAGES_MD
     with atomic_path(averages_path) as tmp:
         tmp.write_text(averages_markdown(dataset_averages(jobs)))
-    html_path = write_html(out_dir / HTML_NAME, out_dir, jobs, scenes)
+    html_path = write_html(out_dir / SWEEP_HTML, out_dir, jobs, scenes)
     return SweepSummary(jobs, scenes, csv_path, averages_path, html_path)

@@ -48,6 +48,12 @@ class Executor:
     cpus_per_job: int = 1
     gpus_per_job: Optional[float] = None
 
+    def __post_init__(self) -> None:
+        if self.cpus_per_job < 1 or (self.gpus_per_job is not None and self.gpus_per_job < 0):
+            raise ValueError("--cpus_per_job must be at least 1 and --gpus_per_job at least 0")
+        if not self.use_ray and (self.address or self.runtime_env):
+            raise ValueError("--serial runs without Ray: drop --address / --runtime_env")
+
 
 class _Progress:
     """The progress bar over jobs; hands each finished job to ``on_result``."""

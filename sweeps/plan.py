@@ -9,10 +9,14 @@ Two kinds of step, each a sequence of our own command lines (run by ``sweeps.ste
   the setting's codec flags, ``render.py --dec_npz`` (test views decoded from the bitstream
   alone) and ``metrics.py``.
 
-Folders, all under the sweep folder::
+Folders, all under the sweep folder (``utils.output_paths.sweep_scene_dir`` /
+``sweep_job_dir``)::
 
     <scene>/trained/               the scene step's model folder and scene.log
     <scene>/<layout>/<setting>/    one job's model folder and job.log
+
+Layouts come from the registry (``compression.layouts.LAYOUTS``), so a new layout is swept
+without a change here.
 """
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, get_type_hints
 
-from arguments import CompressionParams
+from arguments import scalar_type
+from compression.layouts import LAYOUTS
 from compression.presets import CONFIGS, SCENE_PRESETS, preset_settings
+from compression.settings import CompressionParams
 from scene.dataset_readers import scene_type
-from sweeps.outputs import LAYOUTS
 from sweeps.published import SCENE_DATASET
+from utils.output_paths import sweep_job_dir, sweep_scene_dir
 
 GIVEN_PLY_SCENE_TOKEN = "<scene>"  # replaced by the scene name in --given_ply_pattern
 
@@ -35,8 +41,21 @@ GIVEN_PLY_SCENE_TOKEN = "<scene>"  # replaced by the scene name in --given_ply_p
 _RESERVED_FLAGS = ("source_path", "model_path", "given_ply_path", "layout", "skip_compress",
                    "hyper_config", "scene_name", "start_checkpoint", "quiet")
 _CODEC_FIELDS = {f.name: f for f in dataclasses.fields(CompressionParams)}
-_PRESET_FIELDS = frozenset(preset_settings(CONFIGS[0], next(iter(SCENE_PRESETS))))
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._+-]+")  # a grid value is also part of a folder name
+
+
+def _paper_values(config: str, scene_name: str) -> dict[str, Any]:
+    """The values ``--hyper_config <config> --scene_name <scene>`` sets, without the paper's
+    layout: the sweep applies them to every layout it runs.
+
+    Raises:
+        ValueError: an unknown configuration or scene.
+    """
+    return {name: value for name, value in preset_settings(config, scene_name).items()
+            if name != "layout"}
+
+
+_PRESET_FIELDS = frozenset(_paper_values(CONFIGS[0], next(iter(SCENE_PRESETS))))
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,7 @@ class Setting:
             ValueError: a paper configuration for a scene the paper has no settings for.
         """
         if self.config:
-            return preset_settings(self.config, scene_name)
+            return _paper_values(self.config, scene_name)
         return dict(self.values)
 
 
@@ -91,27 +110,33 @@ def grid_settings(specs: Sequence[str]) -> list[Setting]:
         ValueError: a malformed axis, a key that is not a single-valued compression flag (or one
             the sweep sets itself), a repeated key or a value of the wrong type.
     """
-    hints = get_type_hints(CompressionParams)
+    kinds = _grid_kinds()
     axes: list[list[tuple[str, str]]] = []
     for spec in specs:
         key, sep, text = spec.partition("=")
         key = key.lstrip("-")
         if not sep or not key or not text:
             raise ValueError(f"--grid {spec!r}: expected key=value1,value2,...")
-        if key not in _CODEC_FIELDS or key in _RESERVED_FLAGS or hints[key] not in (int, float,
-                                                                                     str):
-            allowed = [name for name in _CODEC_FIELDS
-                       if name not in _RESERVED_FLAGS and hints[name] in (int, float, str)]
+        if key not in kinds:
             raise ValueError(f"--grid {key}: not a single-valued compression flag; one of "
-                             f"{', '.join(allowed)}")
+                             f"{', '.join(kinds)}")
         if any(key == axis[0][0] for axis in axes):
             raise ValueError(f"--grid {key}: given twice")
         values = text.split(",")
         for value in values:
-            _check_value(key, value, hints[key])
+            _check_value(key, value, kinds[key])
         axes.append([(key, value) for value in values])
     return [Setting(name=",".join(f"{key}={value}" for key, value in point), values=point)
             for point in itertools.product(*axes)]
+
+
+def _grid_kinds() -> dict[str, type]:
+    """The compression flags a grid may sweep (single-valued numbers and words the sweep does
+    not set itself), with the type each value is parsed with."""
+    hints = get_type_hints(CompressionParams)
+    kinds = {name: scalar_type(hints[name]) for name, field in _CODEC_FIELDS.items()
+             if name not in _RESERVED_FLAGS and not field.metadata.get("nargs")}
+    return {name: kind for name, kind in kinds.items() if kind in (int, float, str)}
 
 
 def _check_value(key: str, value: str, kind: type) -> None:
@@ -298,14 +323,14 @@ def build_plan(scenes: Sequence[SceneSpec], settings: Sequence[Setting], layouts
                 except ValueError as exc:
                     codec, error = dict(extra_flags), f"--configs {setting.name}: {exc}"
                 jobs.append(JobStep(scene, setting.name, layout,
-                                    out_dir / scene.name / layout / setting.name,
+                                    sweep_job_dir(out_dir, scene.name, layout, setting.name),
                                     tuple(flag_tokens(codec)), metrics_flags, error))
     return SweepPlan(out_dir, tuple(scene_steps), tuple(jobs))
 
 
 def _scene_step(scene: SceneSpec, out_dir: Path, train_flags: Sequence[str],
                 metrics_flags: Sequence[str], given_ply_pattern: Optional[str]) -> SceneStep:
-    folder = out_dir / scene.name / "trained"
+    folder = sweep_scene_dir(out_dir, scene.name)
     model = str(folder)
     metrics = ("metrics.py", "-m", model, "--quiet", *metrics_flags)
     if given_ply_pattern is None:

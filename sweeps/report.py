@@ -12,9 +12,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import Optional, Sequence
 
+from reporting.html_report import PAGE_STYLE, data_uri, finish_rd_plot, html_table, number_text
 from sweeps.steps import FAILED, JobResult, SceneResult
 from sweeps.table import average_cells, dataset_averages
-from utils.html_report import PAGE_STYLE, data_uri, finish_rd_plot, html_table
 from utils.system_utils import atomic_path
 
 Point = tuple[float, float, str]  # (bits per input Gaussian, PSNR, label)
@@ -78,32 +78,29 @@ def _aggregate(jobs: Sequence[JobResult], scenes: Sequence[SceneResult]
     return series, baseline, complete
 
 
-def _number(value: Optional[float], spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+#: the numeric columns of the jobs and scenes tables: (header, result field, format)
+_JOB_NUMBERS = (("PSNR", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("LPIPS", "lpips", ".4f"),
+                ("bytes", "size_bytes", "d"), ("bits/Gaussian", "bits_per_gaussian", ".1f"),
+                ("#Gaussians", "num_gaussians", "d"), ("input Gaussians", "input_gaussians", "d"),
+                ("finetune it.", "finetune_iterations", "d"),
+                ("encode s", "encode_seconds", ".2f"), ("decode s", "decode_seconds", ".2f"),
+                ("finetune s", "finetune_seconds", ".1f"), ("job s", "job_seconds", ".1f"))
+_SCENE_NUMBERS = (("PSNR", "psnr", ".2f"), ("SSIM", "ssim", ".4f"), ("LPIPS", "lpips", ".4f"),
+                  ("PLY bytes", "ply_bytes", "d"), ("input Gaussians", "input_gaussians", "d"))
 
 
 def _job_cells(jobs: Sequence[JobResult]) -> list[list[str]]:
-    cells = [["scene", "setting", "layout", "status", "PSNR", "SSIM", "LPIPS", "bytes",
-              "bits/Gaussian", "#Gaussians", "input Gaussians", "finetune it.", "encode s",
-              "decode s", "finetune s", "job s"]]
-    for j in jobs:
-        cells.append([j.scene, j.setting, j.layout, j.status, _number(j.psnr, ".2f"),
-                      _number(j.ssim, ".4f"), _number(j.lpips, ".4f"), _number(j.size_bytes, "d"),
-                      _number(j.bits_per_gaussian, ".1f"), _number(j.num_gaussians, "d"),
-                      _number(j.input_gaussians, "d"), _number(j.finetune_iterations, "d"),
-                      _number(j.encode_seconds, ".2f"), _number(j.decode_seconds, ".2f"),
-                      _number(j.finetune_seconds, ".1f"), _number(j.job_seconds, ".1f")])
-    return cells
+    return [["scene", "setting", "layout", "status", *(h for h, _, _ in _JOB_NUMBERS)]] + [
+        [j.scene, j.setting, j.layout, j.status,
+         *(number_text(getattr(j, name), spec) for _, name, spec in _JOB_NUMBERS)]
+        for j in jobs]
 
 
 def _scene_cells(scenes: Sequence[SceneResult]) -> list[list[str]]:
-    cells = [["scene", "dataset", "status", "PSNR", "SSIM", "LPIPS", "PLY bytes",
-              "input Gaussians"]]
-    for s in scenes:
-        cells.append([s.scene, s.dataset, s.status, _number(s.psnr, ".2f"),
-                      _number(s.ssim, ".4f"), _number(s.lpips, ".4f"), _number(s.ply_bytes, "d"),
-                      _number(s.input_gaussians, "d")])
-    return cells
+    return [["scene", "dataset", "status", *(h for h, _, _ in _SCENE_NUMBERS)]] + [
+        [s.scene, s.dataset, s.status,
+         *(number_text(getattr(s, name), spec) for _, name, spec in _SCENE_NUMBERS)]
+        for s in scenes]
 
 
 def _failure_cells(jobs: Sequence[JobResult], out_dir: Path) -> list[list[str]]:

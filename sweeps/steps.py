@@ -21,13 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, TypeVar
 
-from sweeps.outputs import compressed_method, latest_report, metrics_file, trained_ply
+from reporting.codec_results import read_json, read_report
+from reporting.html_report import ply_vertex_count
 from sweeps.plan import Command, JobStep, SceneStep
-from utils.html_report import ply_vertex_count, read_json
-from utils.system_utils import atomic_path
+from utils.output_paths import (GIVEN_SUFFIX, JOB_LOG, REPORT_JSON, RESULTS_JSON, SCENE_LOG,
+                                SWEEP_STEP_JSON, UNCOMPRESSED_METHOD, compressed_method,
+                                iteration_dir, layout_dir, point_cloud_dir, point_cloud_path,
+                                render_name)
+from utils.system_utils import atomic_path, searchForMaxIteration
 
 PROJECT = Path(__file__).resolve().parents[1]  # where train.py, render.py, metrics.py are
-RECORD_NAME = "sweep_step.json"
 _ERROR_LINE = re.compile(r"^[\w.-]+\.py: error: .*$", re.MULTILINE)
 _MAX_ERROR_CHARS = 400
 
@@ -91,7 +94,7 @@ StepResult = TypeVar("StepResult", SceneResult, JobResult)
 def _write_record(folder: Path, result: SceneResult | JobResult,
                   commands: Sequence[Command]) -> None:
     record = {"commands": [list(c) for c in commands], "result": dataclasses.asdict(result)}
-    with atomic_path(folder / RECORD_NAME) as tmp:
+    with atomic_path(folder / SWEEP_STEP_JSON) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -103,7 +106,7 @@ def reusable_result(folder: Path, commands: Sequence[Command], kind: type[StepRe
     An unreadable or outdated record counts as absent (the step runs again).
     """
     try:
-        record = json.loads((folder / RECORD_NAME).read_text())
+        record = json.loads((folder / SWEEP_STEP_JSON).read_text())
         if record["commands"] != [list(c) for c in commands] or record["result"]["status"] != OK:
             return None
         return dataclasses.replace(kind(**record["result"]), status=SKIPPED)
@@ -154,23 +157,36 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
     return None
 
 
+def _scores(model_path: Path, method: str) -> dict[str, Any]:
+    """metrics.py's averages of one render method of a model folder.
+
+    Raises:
+        FileNotFoundError, ValueError: no results.json, or no entry for ``method``.
+    """
+    path = model_path / RESULTS_JSON
+    scores = read_json(path).get(method)
+    if scores is None:
+        raise ValueError(f"{path}: no entry for {method}")
+    return scores
+
+
 def run_scene(step: SceneStep, cpus: int) -> SceneResult:
     """Train (or check the given PLY of) one scene and score the uncompressed model."""
-    log = step.folder / "scene.log"
+    log = step.folder / SCENE_LOG
     error = run_commands(step.commands, step.folder, log.name, cpus)
     fields: dict[str, Any] = {}
     if error is None:
         try:
-            ply = step.given_ply if step.given_ply is not None else trained_ply(step.folder)
-            uncompressed = [entry for method, entry in
-                            read_json(metrics_file(step.folder)).items()
-                            if method.startswith("ours_")]
-            if len(uncompressed) != 1:
-                raise ValueError(f"{metrics_file(step.folder)}: expected one uncompressed "
-                                 f"method, found {len(uncompressed)}")
+            if step.given_ply is not None:  # render.py draws it as ours_given
+                ply, method = step.given_ply, render_name(UNCOMPRESSED_METHOD, GIVEN_SUFFIX)
+            else:
+                iteration = searchForMaxIteration(point_cloud_dir(step.folder))
+                ply = point_cloud_path(step.folder, iteration)
+                method = render_name(UNCOMPRESSED_METHOD, iteration)
+            scores = _scores(step.folder, method)
             fields = {"ply": str(ply), "input_gaussians": ply_vertex_count(ply),
-                      "ply_bytes": ply.stat().st_size, "psnr": uncompressed[0]["PSNR"],
-                      "ssim": uncompressed[0]["SSIM"], "lpips": uncompressed[0].get("LPIPS")}
+                      "ply_bytes": ply.stat().st_size, "psnr": scores["PSNR"],
+                      "ssim": scores["SSIM"], "lpips": scores.get("LPIPS")}
         except (FileNotFoundError, ValueError, KeyError) as exc:
             error = f"reading the scene step's outputs: {exc}"
     result = SceneResult(step.scene.name, step.scene.dataset, FAILED if error else OK,
@@ -193,16 +209,14 @@ def run_job(job: JobStep, scene: SceneResult, cpus: int) -> JobResult:
         return failed_job(job, f"scene step failed: {scene.error}", scene.log)
     start = time.perf_counter()
     commands = job.commands(Path(scene.ply))
-    log = job.folder / "job.log"
+    log = job.folder / JOB_LOG
     error = run_commands(commands, job.folder, log.name, cpus)
     fields: dict[str, Any] = {}
     if error is None:
         try:
-            report = read_json(latest_report(job.folder, job.layout))
-            method = compressed_method(job.layout, report["iteration"])
-            scores = read_json(metrics_file(job.folder)).get(method)
-            if scores is None:
-                raise ValueError(f"{metrics_file(job.folder)}: no entry for {method}")
+            latest = searchForMaxIteration(layout_dir(job.folder, job.layout))
+            report = read_report(iteration_dir(job.folder, job.layout, latest) / REPORT_JSON)
+            scores = _scores(job.folder, render_name(compressed_method(job.layout), latest))
             fields = {"psnr": scores["PSNR"], "ssim": scores["SSIM"],
                       "lpips": scores.get("LPIPS"), "size_bytes": report["size_bytes"],
                       "bits_per_gaussian": report["bits_per_gaussian"],
@@ -211,7 +225,7 @@ def run_job(job: JobStep, scene: SceneResult, cpus: int) -> JobResult:
                       "finetune_iterations": report["iteration"],
                       "encode_seconds": report["encode_seconds"],
                       "decode_seconds": report["decode_seconds"],
-                      "finetune_seconds": report.get("finetune_seconds")}
+                      "finetune_seconds": report["finetune_seconds"]}
         except (FileNotFoundError, ValueError, KeyError) as exc:
             error = f"reading the job's outputs: {exc}"
     result = JobResult(job.scene.name, job.scene.dataset, job.setting, job.layout,

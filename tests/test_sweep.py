@@ -6,6 +6,7 @@ again to completion (the finished job is skipped), and a third time (everything 
 """
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -20,12 +21,16 @@ from statistics import fmean
 import pytest
 
 import sweep as sweep_cli
+from compression.layouts import LAYOUTS, PAPER_LAYOUT
+from reporting.html_report import ply_vertex_count
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
-from sweeps.steps import RECORD_NAME, JobResult
+from sweeps.steps import JobResult
 from sweeps.table import COLUMNS, PAPER_METHOD, dataset_averages
 from utils.cli import run_main
-from utils.html_report import ply_vertex_count
+from utils.output_paths import (REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD, SWEEP_CSV,
+                                SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir, point_cloud_path,
+                                sweep_scene_dir)
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MD = REPO.parent / "shared" / "docs" / "PUBLISHED.md"
@@ -44,7 +49,7 @@ def _env() -> dict[str, str]:
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "sweep.csv").open(newline="") as handle:
+    with (out / SWEEP_CSV).open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -80,7 +85,7 @@ def sweep_runs(sample_scene: Path, shared_data: Path, tmp_path_factory: pytest.T
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and first.poll() is None:
-        if (out / "sweep.csv").is_file() and any(r["status"] == "ok" for r in _rows(out)):
+        if (out / SWEEP_CSV).is_file() and any(r["status"] == "ok" for r in _rows(out)):
             break
         time.sleep(0.2)
     first.send_signal(signal.SIGINT)
@@ -88,13 +93,13 @@ def sweep_runs(sample_scene: Path, shared_data: Path, tmp_path_factory: pytest.T
     time.sleep(2)  # Ray's shutdown reaps its workers
     runs["interrupted"] = {"returncode": first.returncode, "output": output,
                            "rows": _rows(out), "left": _our_processes(out),
-                           "records": sorted(p.parent for p in out.rglob(RECORD_NAME)),
+                           "records": sorted(p.parent for p in out.rglob(SWEEP_STEP_JSON)),
                            "temporaries": list(out.rglob(".*.tmp*"))}
     for name in ("resumed", "repeated"):
         done = subprocess.run(command, cwd=root, env=_env(), capture_output=True, text=True,
                               timeout=900)
         runs[name] = {"returncode": done.returncode, "stderr": done.stderr, "rows": _rows(out),
-                      "record_times": {p: p.stat().st_mtime_ns for p in out.rglob(RECORD_NAME)}}
+                      "record_times": {p: p.stat().st_mtime_ns for p in out.rglob(SWEEP_STEP_JSON)}}
     return runs
 
 
@@ -118,22 +123,22 @@ def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:
     rows = run["rows"]
     assert list(rows[0]) == list(COLUMNS)
     assert [(r["scene"], r["setting"], r["layout"]) for r in rows] == [
-        (scene, setting, "official") for scene in ("lego_sample", "statuette", "corrupt")
+        (scene, setting, PAPER_LAYOUT) for scene in ("lego_sample", "statuette", "corrupt")
         for setting in ("n_block=8", "n_block=16")]
     recorded = set(sweep_runs["interrupted"]["records"])
     for row in rows[:4]:
         # jobs finished before the interrupt are skipped, the others ran now
         folder = out / row["folder"]
         assert row["status"] == ("skipped" if folder in recorded else "ok"), row
-        report = json.loads((folder / "compression" / "official" / "iteration_5"
-                             / "report.json").read_text())
-        metrics = json.loads((folder / "results.json").read_text())["compressed_official_5"]
-        bins = folder / "compression" / "official" / "iteration_5" / "bins.zip"
-        ply = (out / row["scene"] / "trained" / "point_cloud" / "iteration_60"
-               / "point_cloud.ply")
+        saved = iteration_dir(folder, PAPER_LAYOUT, 5)
+        report = json.loads((saved / REPORT_JSON).read_text())
+        metrics = json.loads((folder / RESULTS_JSON).read_text())[
+            f"compressed_{PAPER_LAYOUT}_5"]
+        bitstream = saved / LAYOUTS[PAPER_LAYOUT].container.file_name
+        ply = point_cloud_path(sweep_scene_dir(out, row["scene"]), 60)
         assert report["settings"]["n_block"] == int(row["setting"].split("=")[1])
-        assert report["settings"]["layout"] == "official"
-        assert int(row["size_bytes"]) == bins.stat().st_size == report["size_bytes"]
+        assert report["settings"]["layout"] == PAPER_LAYOUT
+        assert int(row["size_bytes"]) == bitstream.stat().st_size == report["size_bytes"]
         assert int(row["num_gaussians"]) == report["num_gaussians"]
         assert int(row["input_gaussians"]) == ply_vertex_count(ply) > report["num_gaussians"]
         assert float(row["bits_per_gaussian"]) == pytest.approx(
@@ -154,7 +159,7 @@ def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:
                                        "train.py: error:"), row["error"]
         assert "transforms_train.json" in row["error"]
         assert row["log"] == "corrupt/trained/scene.log" and (out / row["log"]).is_file()
-    assert "sweep.py: job corrupt/official/n_block=8 failed" in run["stderr"]
+    assert f"sweep.py: job corrupt/{PAPER_LAYOUT}/n_block=8 failed" in run["stderr"]
 
 
 def test_rerun_skips_every_finished_job(sweep_runs: dict) -> None:
@@ -176,13 +181,13 @@ def test_rerun_skips_every_finished_job(sweep_runs: dict) -> None:
 def test_averages_and_html(sweep_runs: dict) -> None:
     out = sweep_runs["out"]
     rows = [r for r in sweep_runs["repeated"]["rows"] if r["status"] != "failed"]
-    averages = (out / "sweep_averages.md").read_text()
+    averages = (out / SWEEP_AVERAGES_MD).read_text()
     for setting in ("n_block=8", "n_block=16"):
         psnr = fmean(float(r["psnr"]) for r in rows if r["setting"] == setting)
         dataset = rows[0]["dataset"]
-        assert f"| {dataset} | {setting} | ours (official) | 2 | {psnr:.2f} |" in averages
+        assert f"| {dataset} | {setting} | ours ({PAPER_LAYOUT}) | 2 | {psnr:.2f} |" in averages
     assert f"| {PAPER_METHOD} |" not in averages  # no scene of the paper in this sweep
-    page = (out / "sweep.html").read_text()
+    page = (out / SWEEP_HTML).read_text()
     plots = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
     assert plots == ["aggregate rate-distortion plot", "rate-distortion plot of lego_sample",
                      "rate-distortion plot of statuette"]
@@ -199,12 +204,12 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     scenes.mkdir()
     (scenes / "lego").symlink_to(sample_scene)
     (scenes / "statuette").symlink_to(shared_data / "statuette")
-    trained = sweep_runs["out"] / "lego_sample" / "trained" / "point_cloud" / "iteration_60"
+    trained = point_cloud_path(sweep_scene_dir(sweep_runs["out"], "lego_sample"), 60)
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, str(REPO / "sweep.py"), "--scenes", str(scenes), "--configs", "c1",
          "--layouts", "seed", "official", "-o", str(out), "--serial", "--quiet",
-         "--given_ply_pattern", str(trained / "point_cloud.ply"),
+         "--given_ply_pattern", str(trained),
          "--lpips_weights", str(lpips_weights), *TINY],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-2000:]
@@ -213,9 +218,9 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
         ("lego", "seed", "ok"), ("lego", "official", "ok"),
         ("statuette", "seed", "failed"), ("statuette", "official", "failed")]
     for row in rows[:2]:
-        settings = json.loads((out / row["folder"] / "compression" / row["layout"]
-                               / "iteration_5" / "report.json").read_text())["settings"]
-        metrics = json.loads((out / row["folder"] / "results.json").read_text())
+        settings = json.loads((iteration_dir(out / row["folder"], row["layout"], 5)
+                               / REPORT_JSON).read_text())["settings"]
+        metrics = json.loads((out / row["folder"] / RESULTS_JSON).read_text())
         assert float(row["lpips"]) == pytest.approx(
             metrics[f"compressed_{row['layout']}_5"]["LPIPS"], rel=1e-5)
         assert (settings["layout"], settings["percent"], settings["n_block"],
@@ -224,7 +229,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     assert "unknown scene 'statuette'" in rows[2]["error"]
     assert not (out / "statuette").exists()  # no step ran for it
     paper = PUBLISHED[("lego", "c1")]
-    averages = (out / "sweep_averages.md").read_text()
+    averages = (out / SWEEP_AVERAGES_MD).read_text()
     assert (f"| SyntheticNeRF | c1 | {PAPER_METHOD} | 1 | {paper.psnr:.2f} | {paper.ssim:.4f} | "
             f"{paper.lpips:.4f} | {paper.size_bytes / 1e6:.3f} |") in averages
 
@@ -310,6 +315,25 @@ def test_plan_commands_and_flag_checks(sample_scene: Path, tmp_path: Path) -> No
     for command in given.commands[:2]:  # train.py checks it, render.py draws it
         at = command.index("--given_ply_path")
         assert command[at + 1] == "/models/lego_sample/point_cloud.ply"
+
+
+def test_layouts_come_from_the_registry(sample_scene: Path, tmp_path: Path) -> None:
+    """No code of the sweep names a layout, so a layout added to compression.layouts is swept
+    without an edit: --layouts lists the registry, every registered layout plans its jobs."""
+    named = [f"{path.name}:{node.lineno}"
+             for path in [REPO / "sweep.py", *sorted((REPO / "sweeps").glob("*.py"))]
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and node.value in LAYOUTS]
+    assert not named, named
+    help_text = " ".join(sweep_cli.build_parser().format_help().split())
+    assert f"among {', '.join(LAYOUTS)} (default: {PAPER_LAYOUT})" in help_text
+    plan = build_plan(find_scenes([sample_scene]), grid_settings(["num_bits=8"]), list(LAYOUTS),
+                      tmp_path, {"eval": True})
+    assert [job.layout for job in plan.jobs] == list(LAYOUTS)
+    for job in plan.jobs:
+        train = job.commands(Path("/m.ply"))[0]
+        assert train[train.index("--layout") + 1] == job.layout
+        assert job.folder == tmp_path / "lego_sample" / job.layout / "num_bits=8"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,8 +5,9 @@
         [--gpus_per_job N] [--cpus_per_job N] [--given_ply_pattern '<scene>/point_cloud.ply']
         --eval [any other train.py flag, passed to every step]
 
-Each scene is trained once (or its --given_ply_pattern PLY is taken), then each (setting,
-layout) job compresses, renders and scores it in <sweep folder>/<scene>/<layout>/<setting>/.
+Each scene is trained once (or its --given_ply_pattern model file is taken), then each
+(setting, layout) job compresses, renders and scores it in
+<sweep folder>/<scene>/<layout>/<setting>/.
 Without --address, Ray runs embedded on this machine; with it, the sweep runs on that cluster.
 A rerun skips finished jobs. Writes sweep.csv, sweep_averages.md and sweep.html; exits with 1
 when a job failed.
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{PAPER_LAYOUT})")
     parser.add_argument("-o", "--output", required=True, help="the sweep folder")
     parser.add_argument("--given_ply_pattern", default=None,
-                        help="compress these PLYs instead of training ('<scene>' is replaced "
-                             "by the scene's folder name)")
+                        help="compress these model files instead of training (a PLY or any "
+                             "format train.py --given_ply_path reads; '<scene>' is replaced by "
+                             "the scene's folder name)")
     parser.add_argument("--lpips_weights", default=None, help="LPIPS weights for metrics.py")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (auto | ray://host:port); default: embedded")

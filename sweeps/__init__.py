@@ -39,7 +39,8 @@ class SweepOptions:
         layouts: codec layouts (names in ``compression.layouts.LAYOUTS``); every setting runs
             with each.
         extra_flags: parsed train.py flags (name → value) for every step; must hold ``eval``.
-        given_ply_pattern: compress ``<scene>``-patterned PLYs instead of training.
+        given_ply_pattern: compress ``<scene>``-patterned model files instead of training (a
+            PLY or any format ``train.py --given_ply_path`` reads).
         lpips_weights: LPIPS weights for metrics.py (None: no LPIPS).
         executor: Ray (embedded or a cluster) or serial, and the resources of each step.
     """

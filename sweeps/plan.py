@@ -3,8 +3,9 @@
 Two kinds of step, each a sequence of our own command lines (run by ``sweeps.steps``):
 
 * one scene step per scene: ``train.py --skip_compress`` (or, with ``--given_ply_pattern``,
-  ``train.py --given_ply_path <ply> --skip_compress``, which only checks the PLY and writes the
-  model folder), then ``render.py`` and ``metrics.py`` on the uncompressed model;
+  ``train.py --given_ply_path <model file> --skip_compress``, which only checks the file (a PLY
+  or another tool's format) and writes the model folder), then ``render.py`` and ``metrics.py``
+  on the uncompressed model;
 * one job per (scene, setting, layout): ``train.py --given_ply_path <the scene's PLY>`` with
   the setting's codec flags, ``render.py --dec_npz`` (test views decoded from the bitstream
   alone) and ``metrics.py``.

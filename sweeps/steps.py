@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence, TypeVar
 
 from reporting.codec_results import read_json, read_report
 from reporting.html_report import ply_vertex_count
+from scene.interop import standard_ply
 from sweeps.plan import Command, JobStep, SceneStep
 from utils.output_paths import (GIVEN_SUFFIX, JOB_LOG, REPORT_JSON, RESULTS_JSON, SCENE_LOG,
                                 SWEEP_STEP_JSON, UNCOMPRESSED_METHOD, compressed_method,
@@ -171,7 +172,7 @@ def _scores(model_path: Path, method: str) -> dict[str, Any]:
 
 
 def run_scene(step: SceneStep, cpus: int) -> SceneResult:
-    """Train (or check the given PLY of) one scene and score the uncompressed model."""
+    """Train (or check the given model file of) one scene and score the uncompressed model."""
     log = step.folder / SCENE_LOG
     error = run_commands(step.commands, step.folder, log.name, cpus)
     fields: dict[str, Any] = {}
@@ -184,7 +185,9 @@ def run_scene(step: SceneStep, cpus: int) -> SceneResult:
                 ply = point_cloud_path(step.folder, iteration)
                 method = render_name(UNCOMPRESSED_METHOD, iteration)
             scores = _scores(step.folder, method)
-            fields = {"ply": str(ply), "input_gaussians": ply_vertex_count(ply),
+            with standard_ply(ply) as readable:  # another tool's format: converted to count
+                input_gaussians = ply_vertex_count(readable)
+            fields = {"ply": str(ply), "input_gaussians": input_gaussians,
                       "ply_bytes": ply.stat().st_size, "psnr": scores["PSNR"],
                       "ssim": scores["SSIM"], "lpips": scores.get("LPIPS")}
         except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -20,14 +20,16 @@ from statistics import fmean
 
 import pytest
 
+import render as render_cli
 import sweep as sweep_cli
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from reporting.html_report import ply_vertex_count
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
-from sweeps.steps import JobResult
+from sweeps.steps import JobResult, run_scene
 from sweeps.table import COLUMNS, PAPER_METHOD, dataset_averages
 from utils.cli import run_main
+from utils.splat_transform import splat_transform_available
 from utils.output_paths import (REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD, SWEEP_CSV,
                                 SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir, point_cloud_path,
                                 sweep_scene_dir)
@@ -232,6 +234,27 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     averages = (out / SWEEP_AVERAGES_MD).read_text()
     assert (f"| SyntheticNeRF | c1 | {PAPER_METHOD} | 1 | {paper.psnr:.2f} | {paper.ssim:.4f} | "
             f"{paper.lpips:.4f} | {paper.size_bytes / 1e6:.3f} |") in averages
+
+
+@pytest.mark.skipif(not splat_transform_available(), reason="splat-transform needs Node.js")
+def test_scene_step_takes_another_tools_format(sweep_runs: dict, sample_scene: Path,
+                                               tmp_path: Path) -> None:
+    """--given_ply_pattern may name any file train.py --given_ply_path reads: the scene step
+    of an .spz scores it (render.py's ours_given), sizes the file itself and counts the
+    Gaussians of the PLY it converts to."""
+    trained = point_cloud_path(sweep_scene_dir(sweep_runs["out"], "lego_sample"), 60)
+    spz = tmp_path / "lego_sample.spz"
+    render_cli.main(["--given_ply_path", str(trained), "--export", str(spz), "--quiet"])
+    # SH degree 3: splat-transform writes the degree-1 model's .spz with degree-3 coefficients
+    plan = build_plan(find_scenes([sample_scene]), grid_settings(["n_block=8"]), [PAPER_LAYOUT],
+                      tmp_path / "out", {"eval": True, "resolution": 32, "backend": "torch"},
+                      given_ply_pattern=str(tmp_path / "<scene>.spz"))
+    result = run_scene(plan.scenes[0], cpus=1)
+    assert result.status == "ok", result.error
+    scores = json.loads((plan.scenes[0].folder / RESULTS_JSON).read_text())["ours_given"]
+    assert (result.ply, result.ply_bytes) == (str(spz), spz.stat().st_size)
+    assert result.input_gaussians == ply_vertex_count(trained)
+    assert (result.psnr, result.ssim) == (scores["PSNR"], scores["SSIM"])
 
 
 # ------------------------------------------------------------------------------ planning

@@ -29,7 +29,8 @@ import constriction
 import numpy as np
 
 __all__ = ["ByteReader", "EntropyError", "MAX_ALPHABET", "MAX_COUNT", "Model", "StreamReader",
-           "StreamWriter", "categorical_cost_bits", "decode_symbols", "encode_symbols", "put_varint"]
+           "StreamWriter", "categorical_cost_bits", "decode_symbols", "encode_symbols", "put_varint",
+           "quarter_powers"]
 
 MAX_ALPHABET = 1 << 20  # a segment's symbols span at most this many consecutive values
 MAX_COUNT = (1 << 31) - 1  # symbols per segment
@@ -130,17 +131,29 @@ def _levels_from_counts(counts: np.ndarray) -> np.ndarray:
     return levels
 
 
+def quarter_powers(exponents: np.ndarray) -> np.ndarray:
+    """2^(e/4) as float64 for integer exponents e (any sign), the same bits on any IEEE machine
+    (a power of two times one of four exact constants; no ``pow``)."""
+    e = np.asarray(exponents, dtype=np.int64)
+    return np.ldexp(_QUARTER_POWERS[e % _LEVELS_PER_OCTAVE], e // _LEVELS_PER_OCTAVE)
+
+
 def _probabilities_from_levels(levels: np.ndarray) -> np.ndarray:
     """Levels -> unnormalized float64 probabilities 2^((q-1)/4), exact on any IEEE machine."""
-    q = np.maximum(levels - 1, 0)
-    probs = np.ldexp(_QUARTER_POWERS[q % _LEVELS_PER_OCTAVE], q // _LEVELS_PER_OCTAVE)
-    return np.where(levels > 0, probs, 0.0)
+    return np.where(levels > 0, quarter_powers(np.maximum(levels - 1, 0)), 0.0)
+
+
+def _laplace_fits(lo: int, hi: int) -> bool:
+    """Whether a zero-mean Laplace table over [lo, hi] stays small: its size is max(|lo|, |hi|)
+    + 1 (the table runs from 0), so both ends must lie within the alphabet limit."""
+    return max(abs(lo), abs(hi)) < MAX_ALPHABET
 
 
 def _laplace_probabilities(m_code: int, lo: int, hi: int) -> np.ndarray:
     """Discretized Laplace over [lo, hi] (unnormalized float64), from m = m_code / 2^16.
 
     P(0) = 1 - m, P(k) = ½·m^(2|k|-1)·(1 - m²): powers by sequential products (deterministic).
+    The caller checks :func:`_laplace_fits` first (the table is sized by the larger |end|).
     """
     m = m_code / _M_SCALE
     top = max(abs(lo), abs(hi))
@@ -233,10 +246,13 @@ class StreamWriter:
             model = Model.CONSTANT
         offsets = (array - lo).astype(np.int32)
         counts = np.bincount(offsets, minlength=hi - lo + 1)
+        if model == Model.LAPLACE and not _laplace_fits(lo, hi):
+            raise ValueError(f"symbols: a Laplace segment needs |symbol| < {MAX_ALPHABET}, "
+                             f"got [{lo}, {hi}]")
         if model is None:
             categorical_bits = categorical_cost_bits(counts)
-            laplace_bits = 40.0 + _cost_bits(counts, _laplace_probabilities(
-                _laplace_m_code(array), lo, hi))
+            laplace_bits = (40.0 + _cost_bits(counts, _laplace_probabilities(
+                _laplace_m_code(array), lo, hi)) if _laplace_fits(lo, hi) else np.inf)
             model = Model.CATEGORICAL if categorical_bits < laplace_bits else Model.LAPLACE
         self._side.append(int(model))
         put_varint(self._side, _zigzag(lo))
@@ -320,6 +336,8 @@ class StreamReader:
             m_code = self._side.uint(2)
             if not 1 <= m_code < _M_SCALE:
                 raise EntropyError(f"invalid Laplace parameter {m_code}")
+            if not _laplace_fits(lo, hi):
+                raise EntropyError(f"Laplace segment over [{lo}, {hi}] beyond the alphabet limit")
             probabilities = _laplace_probabilities(m_code, lo, hi)
         return self._decode(_categorical(probabilities), count).astype(np.int64) + lo
 

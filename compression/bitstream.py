@@ -45,6 +45,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from compression.compact_format import CompactBitstream, is_compact_file, read_compact
 from compression.layouts import BINS, LAYOUTS, Layout
 from compression.octree import MAX_DEPTH
 from compression.quantization import MAX_BITS, QUANTIZER_KINDS, storage_dtype
@@ -233,21 +234,24 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 # ------------------------------------------------------------------------------------ reading
 
-def read_bitstream(path: str | os.PathLike) -> Bitstream:
-    """Read and fully validate a bins folder or a ``bins.zip`` (told apart by content).
+def read_bitstream(path: str | os.PathLike) -> Bitstream | CompactBitstream:
+    """Read and fully validate a bins folder, a ``bins.zip`` or a compact ``bitstream.gsc``
+    (told apart by content).
 
     Args:
-        path: the ``bins`` folder or the ``bins.zip`` archive.
+        path: the ``bins`` folder, the ``bins.zip`` archive or the compact file.
 
     Returns:
-        The :class:`Bitstream`.
+        The :class:`Bitstream`, or the :class:`compact_format.CompactBitstream`.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        BitstreamError: (a ValueError) any missing, extra, oversized, corrupt, truncated or
-            inconsistent member; the message names the file.
+        BitstreamError, CompactFormatError: (ValueErrors) any missing, extra, oversized,
+            corrupt, truncated or inconsistent content; the message names the file.
     """
     path = Path(path)
+    if is_compact_file(path):
+        return read_compact(path)
     if path.is_dir():
         source: _Source = _FolderSource(path)
     elif path.is_file():

@@ -17,6 +17,11 @@ Column order (CODEC.md §4):
   log-scale xyz, all through RAHT.
 * official (C = 7): opacity, Euler angles, f_dc through RAHT; the 3 log-scales
   block-quantized directly; f_rest vector-quantized.
+* compact (C = 10): opacity, Euler angles, f_dc, log-scales through RAHT with a uniform step
+  per (column, RAHT level) ("level" quantizer scheme); f_rest vector-quantized with a float16
+  codebook; one entropy-coded file (docs/COMPACT_FORMAT.md). Its settings come from
+  ``--quality`` (``quality_levels``); the octree depth and the codebook size are chosen from
+  the model unless given.
 """
 from __future__ import annotations
 
@@ -28,11 +33,12 @@ import torch
 from torch import Tensor
 
 from compression.euler import euler_to_quat, quat_to_euler
-from utils.output_paths import BINS_DIR, BINS_ZIP
+from utils.output_paths import BINS_DIR, BINS_ZIP, COMPACT_FILE
 from utils.sh_utils import sh_degree_of
 
 __all__ = ["AttributeGroup", "Container", "Layout", "GROUPS", "LAYOUTS", "DEFAULT_LAYOUT",
-           "PAPER_LAYOUT", "CODED_PARAMS", "rest_columns", "sh_degree_of_params"]
+           "PAPER_LAYOUT", "CODED_PARAMS", "BINS", "COMPACT", "rest_columns",
+           "sh_degree_of_params"]
 
 #: parameters the codec codes (``xyz`` becomes the voxel centres instead)
 CODED_PARAMS = ("f_dc", "f_rest", "opacity", "scaling", "rotation")
@@ -94,7 +100,7 @@ class Container:
 
     Attributes:
         name: the writer/reader the core dispatches on ("bins": a folder of deterministic
-            .npz files plus the same files zipped).
+            .npz files plus the same files zipped; "compact": one entropy-coded file).
         file_name: the bitstream file in the iteration folder (its size is the reported size).
         folder_name: an unpacked copy beside it, or None.
     """
@@ -105,6 +111,7 @@ class Container:
 
 
 BINS = Container("bins", BINS_ZIP, BINS_DIR)
+COMPACT = Container("compact", COMPACT_FILE, None)
 
 
 @dataclass(frozen=True)
@@ -118,11 +125,26 @@ class Layout:
         vq: groups vector-quantized with one codebook over their columns.
         trains: tensors the finetune trains: parameters by name, ``codebook`` for the VQ
             codebook (the parameters of ``vq`` groups are then frozen).
-        files: the bitstream's array files, in order (meta.json comes first).
+        files: the bins container's array files, in order (meta.json comes first); empty for
+            other containers.
         container: how the files are stored.
         quantizer_scheme: the scalar quantizer of the RAHT and direct columns ("block": one
-            min–max or LSQ quantizer per (column, block), CODEC.md §6).
-        defaults: the value of every layout-dependent setting when its flag is not given.
+            min–max or LSQ quantizer per (column, block), CODEC.md §6; "level": a fixed uniform
+            step per (column, RAHT level), ``step_quantization.py``).
+        defaults: the value of every layout-dependent setting when neither its flag nor the
+            quality level gives it; None: chosen from the model at prepare (depth, codebook
+            size) or, for the settings in ``ignores``, not used.
+        ignores: settings this layout does not use (giving one is an error).
+        quality_levels: ``--quality`` → the settings it stands for (flags given win); may hold
+            ``codebook_reference``, the codebook size of a 32,768-Gaussian model (the size is
+            scaled to the model). Empty: the layout has no quality knob.
+        step_weights: "level" scheme: each RAHT group's step relative to the base step.
+        codebook_dtype: the stored codebook's float type ("float32" or "float16"); the
+            finetune renders the codebook rounded through it.
+        exact_decode: a decoded model renders exactly what ``pipeline.simulate`` gives in
+            evaluation mode, bit for bit (the finetune activates contiguous copies and unit
+            quaternions, as the decoded model does). The bins layouts keep their historical
+            float path (tests/golden pins their bytes).
     """
 
     name: str
@@ -134,12 +156,19 @@ class Layout:
     container: Container
     quantizer_scheme: str
     defaults: Mapping[str, Any] = field(repr=False)
+    ignores: tuple[str, ...] = ()
+    quality_levels: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    step_weights: Mapping[str, float] = field(default_factory=dict, repr=False)
+    codebook_dtype: str = "float32"
+    exact_decode: bool = False
 
     def __post_init__(self) -> None:
         coded = [GROUPS[name].param for name in self.raht + self.direct + self.vq]
         if sorted(coded) != sorted(CODED_PARAMS):
             raise ValueError(f"layout {self.name!r} must code each of {CODED_PARAMS} once, "
                              f"codes {coded}")
+        if self.step_weights and sorted(self.step_weights) != sorted(self.raht):
+            raise ValueError(f"layout {self.name!r}: step_weights must name each RAHT group")
 
     def width(self, groups: tuple[str, ...], sh_degree: int) -> int:
         """Columns of ``groups`` (e.g. ``layout.raht``) at SH degree d."""
@@ -166,18 +195,51 @@ class Layout:
 _MESONGS_DEFAULTS = MappingProxyType({
     "percent": 0.2, "depth": 20, "n_block": 57, "num_bits": 8, "quantizer": "vanilla",
     "codebook_size": 4096, "vq_steps": 100, "vq_batch": 65536, "oct_merge": "mean",
-    "imp_beta": 0.1, "finetune_iterations": 8000,
+    "imp_beta": 0.1, "finetune_iterations": 8000, "quality": None, "base_step": None,
+    "voxel_ratio": None,
+})
+#: the compact layout's knob (docs/COMPACT_FORMAT.md; measured in docs/COMPACT.md): per quality
+#: level the pruned fraction, the f_dc step (the others scale by ``step_weights``), the voxel
+#: edge over the median Gaussian's largest scale, and the codebook of a 32,768-Gaussian model
+_COMPACT_QUALITY_LEVELS = MappingProxyType({
+    quality: MappingProxyType({"percent": percent, "base_step": step, "voxel_ratio": ratio,
+                               "codebook_reference": codebook})
+    for quality, percent, step, ratio, codebook in (
+        (1, 0.50, 1.6, 0.4, 16),
+        (2, 0.45, 1.1, 0.28, 16),
+        (3, 0.40, 0.8, 0.2, 32),
+        (4, 0.35, 0.55, 0.14, 32),
+        (5, 0.30, 0.4, 0.1, 64),
+        (6, 0.25, 0.2, 0.07, 128),
+        (7, 0.20, 0.1, 0.05, 256),
+        (8, 0.10, 0.05, 0.035, 512),
+        (9, 0.05, 0.025, 0.025, 1024),
+    )})
+_COMPACT_DEFAULTS = MappingProxyType({
+    "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
+    "codebook_size": None, "vq_steps": 50, "vq_batch": 65536, "oct_merge": "mean",
+    "imp_beta": 0.1, "finetune_iterations": 500, "quality": 5, "base_step": None,
+    "voxel_ratio": None,
 })
 
 LAYOUTS: Mapping[str, Layout] = MappingProxyType({layout.name: layout for layout in (
     Layout(name="seed", raht=("opacity", "euler", "f_dc", "f_rest", "scaling"), direct=(),
            vq=(), trains=("f_dc", "f_rest", "opacity", "scaling", "rotation"),
            files=("oct.npz", "orgb.npz", "t.npz"), container=BINS, quantizer_scheme="block",
-           defaults=_MESONGS_DEFAULTS),
+           defaults=_MESONGS_DEFAULTS, ignores=("quality", "base_step", "voxel_ratio")),
     Layout(name="official", raht=("opacity", "euler", "f_dc"), direct=("scaling",),
            vq=("f_rest",), trains=("f_dc", "codebook", "opacity", "scaling", "rotation"),
            files=("oct.npz", "orgb.npz", "t.npz", "ct.npz", "ntk.npz", "um.npz"),
-           container=BINS, quantizer_scheme="block", defaults=_MESONGS_DEFAULTS),
+           container=BINS, quantizer_scheme="block", defaults=_MESONGS_DEFAULTS,
+           ignores=("quality", "base_step", "voxel_ratio")),
+    Layout(name="compact", raht=("opacity", "euler", "f_dc", "scaling"), direct=(),
+           vq=("f_rest",), trains=("f_dc", "codebook", "opacity", "scaling", "rotation"),
+           files=(), container=COMPACT, quantizer_scheme="level", defaults=_COMPACT_DEFAULTS,
+           ignores=("n_block", "num_bits", "quantizer"),
+           quality_levels=_COMPACT_QUALITY_LEVELS,
+           step_weights=MappingProxyType({"opacity": 1.0, "euler": 0.4, "f_dc": 1.0,
+                                          "scaling": 0.75}),
+           codebook_dtype="float16", exact_decode=True),
 )})
 
 #: ``--layout`` when not given

@@ -6,16 +6,19 @@ x·2^(2D) + y·2^D + z in int64 arithmetic (D <= 21).
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_DEPTH", "MERGE_MODES", "check_depth", "codes_to_keys", "decode_positions",
-           "keys_to_codes", "merge_voxels", "voxelize"]
+__all__ = ["AUTO_DEPTH_RANGE", "MAX_DEPTH", "MERGE_MODES", "check_depth", "codes_to_keys",
+           "decode_positions", "depth_for_scales", "keys_to_codes", "merge_voxels", "voxelize"]
 
 #: 3·21 = 63 bits: a voxel key (and a Morton code) fits a non-negative int64
 MAX_DEPTH = 21
+#: the depths :func:`depth_for_scales` chooses from
+AUTO_DEPTH_RANGE = (6, MAX_DEPTH)
 MERGE_MODES = ("mean", "imp", "rand")
 
 Attributes = Union[Tensor, Mapping[str, Tensor]]
@@ -52,6 +55,33 @@ def voxelize(positions: Tensor, depth: int) -> tuple[Tensor, Tensor]:
     codes[:, extent <= 0] = 0
     params = torch.stack([lo, hi], dim=1).reshape(6)
     return codes, params
+
+
+def depth_for_scales(positions: Tensor, log_scales: Tensor, voxel_ratio: float) -> int:
+    """The octree depth a model's own sizes ask for: the smallest D whose voxel edge (the
+    bounding box's largest axis / 2^D) is at most ``voxel_ratio`` × the median of the
+    Gaussians' largest scale, clamped to :data:`AUTO_DEPTH_RANGE`.
+
+    A voxel well below a typical Gaussian's extent moves centres by an invisible amount, while
+    every further level costs about 3 bits per isolated voxel.
+
+    Args:
+        positions: [N, 3] centres; log_scales: [N, 3] raw (log) scales; N >= 1.
+        voxel_ratio: voxel edge over the median largest scale (> 0).
+    """
+    if positions.ndim != 2 or positions.shape[1] != 3 or positions.shape[0] == 0 \
+            or log_scales.shape != positions.shape:
+        raise ValueError(f"depth_for_scales: expected positions and log_scales [N, 3], N >= 1; "
+                         f"got {tuple(positions.shape)}, {tuple(log_scales.shape)}")
+    if not voxel_ratio > 0:
+        raise ValueError(f"voxel_ratio must be > 0, got {voxel_ratio}")
+    p = positions.detach().to(torch.float64)
+    extent = float((p.max(dim=0).values - p.min(dim=0).values).max())
+    largest = float(torch.exp(log_scales.detach().to(torch.float64).max(dim=1).values).median())
+    low, high = AUTO_DEPTH_RANGE
+    if not (extent > 0 and largest > 0 and math.isfinite(extent / largest)):
+        return low
+    return min(max(math.ceil(math.log2(extent / (voxel_ratio * largest))), low), high)
 
 
 def decode_positions(codes: Tensor, params: Tensor, depth: int) -> Tensor:

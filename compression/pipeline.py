@@ -3,13 +3,18 @@
 ::
 
     params ──prepare──▶ (state, params')      stages 1-6: importance → prune → voxelize + merge
-       │                                      (sorted by voxel key) → VQ → RAHT plan → init_qas
+       │                                      (sorted by voxel key) → VQ → RAHT plan → quantizers
        │  simulate(state, params')            RAHT → fake quantization → inverse RAHT (what the
        │                                      finetune renders; differentiable)
        │  encode(state, params') → Bitstream  stage 7: codes with the trained ranges
        │  save(state, params', dir)           stage 8: encode + the layout's container
        ▼
     decode(Bitstream) → params                stage 9: codes → inverse RAHT → raw parameters
+
+The layout's container picks the encoder and decoder (``ENCODERS``, ``DECODERS``,
+``CONTAINER_WRITERS``: "bins" for seed / official, "compact" for the entropy-coded
+``bitstream.gsc``), its quantizer scheme the quantizers (``QUANTIZER_SCHEMES``: "block" min–max
+or LSQ per (column, block), "level" a fixed uniform step per (column, RAHT level)).
 
 ``params`` is a plain dict of raw tensors named like ``GaussianModel.params``: ``xyz`` [N, 3],
 ``f_dc`` [N, 1, 3], ``f_rest`` [N, (d+1)²-1, 3], ``opacity`` [N, 1] logits, ``scaling``
@@ -20,6 +25,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any, Mapping, Optional, Sequence
@@ -29,21 +35,29 @@ import torch
 from torch import Tensor, nn
 
 from compression.bitstream import Bitstream, read_bitstream, write_bitstream
+from compression.compact_format import CompactBitstream, write_compact
 from compression.importance import compute_importance, prune_mask
-from compression.layouts import CODED_PARAMS, LAYOUTS, Layout, sh_degree_of_params
-from compression.octree import (codes_to_keys, decode_positions, keys_to_codes, merge_voxels,
-                                voxelize)
+from compression.layouts import CODED_PARAMS, GROUPS, LAYOUTS, Layout, sh_degree_of_params
+from compression.octree import (codes_to_keys, decode_positions, depth_for_scales, keys_to_codes,
+                                merge_voxels, voxelize)
 from compression.quantization import BlockQuantizer, storage_dtype
 from compression.raht import RahtPlan, build_raht
 from compression.settings import CompressionParams, resolve_settings
+from compression.step_quantization import LevelQuantizer, choose_exponents
 from compression.vq import vq_kmeans
 
 logger = logging.getLogger(__name__)
 
 #: the scalar quantizer of each ``Layout.quantizer_scheme``
-QUANTIZER_SCHEMES: dict[str, type[BlockQuantizer]] = {"block": BlockQuantizer}
+QUANTIZER_SCHEMES: dict[str, type[nn.Module]] = {"block": BlockQuantizer, "level": LevelQuantizer}
 #: the writer of each ``Container.name`` (``read_bitstream`` tells containers apart by content)
-CONTAINER_WRITERS = {"bins": write_bitstream}
+CONTAINER_WRITERS = {"bins": write_bitstream, "compact": write_compact}
+#: codebook storage types (``Layout.codebook_dtype``)
+CODEBOOK_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+#: auto codebook size (compact): ``codebook_reference`` entries for a model of this many coded
+#: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
+CODEBOOK_REFERENCE_GAUSSIANS = 32768
+AUTO_CODEBOOK_RANGE = (16, 4096)
 
 
 class CodecState(nn.Module):
@@ -53,28 +67,34 @@ class CodecState(nn.Module):
         layout: the :class:`layouts.Layout`.
         sh_degree: d.
         depth: D.
-        num_bits, quantizer_kind: b and "vanilla" | "lsq" of every quantizer.
+        num_bits, quantizer_kind: b and "vanilla" | "lsq" of every block quantizer (None for
+            the "level" scheme).
         plan: the :class:`RahtPlan` of the frozen voxels.
-        quantizer: the quantizer of the C RAHT columns (block scheme: C·B quantizers); None
-            until :func:`init_qas`.
+        quantizer: the quantizer of the C RAHT columns (block scheme: C·B quantizers; level
+            scheme: a :class:`LevelQuantizer`); None until initialized.
         direct_quantizer: the quantizer of the C' directly quantized columns (official: the 3
             log-scales), or None.
         codebook: layouts with VQ, [K, F] trainable codebook (nn.Parameter), else None.
+        num_input: Gaussians of the model before pruning and merging (bits per input Gaussian).
+        quality: the ``--quality`` level (0 for layouts without the knob).
     Buffers: ``keys`` [N] int64 ascending voxel keys, ``bbox`` [6] float64, ``means`` [N, 3]
     voxel centres (float32), ``vq_indices`` [N] int64 (layouts with VQ).
 
     ``train()``/``eval()`` switch the quantizers: training forwards grow the vanilla ranges,
-    evaluation and saving never move them.
+    evaluation and saving never move them (level quantizers never move).
     """
 
-    def __init__(self, layout: Layout, sh_degree: int, depth: int, num_bits: int,
-                 quantizer_kind: str, keys: Tensor, bbox: Tensor, plan: RahtPlan,
-                 codebook: Optional[Tensor] = None, vq_indices: Optional[Tensor] = None) -> None:
+    def __init__(self, layout: Layout, sh_degree: int, depth: int, num_bits: Optional[int],
+                 quantizer_kind: Optional[str], keys: Tensor, bbox: Tensor, plan: RahtPlan,
+                 codebook: Optional[Tensor] = None, vq_indices: Optional[Tensor] = None, *,
+                 num_input: Optional[int] = None, quality: int = 0) -> None:
         super().__init__()
         self.layout, self.sh_degree, self.depth = layout, sh_degree, depth
         self.num_bits, self.quantizer_kind = num_bits, quantizer_kind
         self.plan = plan
-        self.quantizer: Optional[BlockQuantizer] = None
+        self.num_input = int(keys.shape[0] if num_input is None else num_input)
+        self.quality = int(quality)
+        self.quantizer: Optional[nn.Module] = None
         self.direct_quantizer: Optional[BlockQuantizer] = None
         self.codebook = None if codebook is None else nn.Parameter(codebook.detach().clone())
         self.register_buffer("keys", keys)
@@ -117,9 +137,13 @@ def init_qas(state: CodecState, params: Mapping[str, Tensor],
         The RAHT quantizer (block scheme: C·B quantizers, e.g. 55 × 57 = 3,135).
 
     Raises:
-        ValueError: ``params`` do not match the state, or fewer AC coefficients than blocks.
+        ValueError: ``params`` do not match the state, fewer AC coefficients than blocks, or a
+            layout without block quantizers.
     """
     _check_params(state, params)
+    if "n_block" in state.layout.ignores:
+        raise ValueError(f"layout {state.layout.name} has no block quantizers (its steps come "
+                         f"from --quality / --base_step)")
     n_block = state.quantizer.n_block if n_block is None else int(n_block)
     if not 1 <= n_block <= state.num_gaussians - 1:
         raise ValueError(f"n_block must be in [1, N - 1 = {state.num_gaussians - 1}], "
@@ -139,20 +163,65 @@ def init_qas(state: CodecState, params: Mapping[str, Tensor],
     return state.quantizer
 
 
+@torch.no_grad()
+def _init_level_quantizer(state: CodecState, params: Mapping[str, Tensor],
+                          base_step: float) -> LevelQuantizer:
+    """Fix the steps of the "level" scheme: ``base_step`` × each column's group weight, per
+    (column, RAHT level) (:func:`step_quantization.choose_exponents`)."""
+    layout, device = state.layout, state.keys.device
+    weights = [layout.step_weights[name] for name in layout.raht
+               for _ in range(GROUPS[name].width(state.sh_degree))]
+    coeffs = _coefficients(state, params)
+    slot_levels = state.plan.slot_levels()
+    exponents = choose_exponents(coeffs, slot_levels, len(state.plan.levels),
+                                 base_step * torch.tensor(weights, dtype=torch.float64))
+    state.quantizer = LevelQuantizer(exponents, slot_levels).to(device)
+    return state.quantizer
+
+
 def trainable_tensors(state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """What the finetune trains (``Layout.trains``): parameters by name, the state's own
-    tensors (the VQ ``codebook``) by theirs."""
+    tensors (the VQ ``codebook``) by theirs; a codebook the model has none of (SH degree 0)
+    is skipped."""
     own = dict(state.named_parameters())
-    return {name: params[name] if name in params else own[name] for name in state.layout.trains}
+    return {name: params[name] if name in params else own[name] for name in state.layout.trains
+            if name in params or name in own}
 
 
 def quantizer_steps(state: CodecState) -> list[Tensor]:
-    """The learned steps of the LSQ quantizers (empty for vanilla ones)."""
+    """The learned steps of the LSQ quantizers (empty for vanilla and level ones)."""
     return [q.step for q in (state.quantizer, state.direct_quantizer)
-            if q is not None and q.step is not None]
+            if getattr(q, "step", None) is not None]
 
 
 # ------------------------------------------------------------------------ the two paths
+
+class _RoundThrough(torch.autograd.Function):
+    """A tensor rounded through a narrower float type (the stored codebook), identity gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, storage: torch.dtype) -> Tensor:  # type: ignore[override]
+        largest = torch.finfo(storage).max
+        return x.clamp(-largest, largest).to(storage).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad, None
+
+
+def _stored_codebook(state: CodecState) -> Tensor:
+    """The codebook as the decoder reads it (rounded through ``Layout.codebook_dtype``)."""
+    storage = CODEBOOK_DTYPES[state.layout.codebook_dtype]
+    codebook = state.codebook
+    return codebook if codebook.dtype == storage else _RoundThrough.apply(codebook, storage)
+
+
+def _vq_columns(state: CodecState, params: Mapping[str, Tensor]) -> Tensor:
+    """[N, F] VQ columns as decoded: codebook rows, or [N, 0] when F = 0 (SH degree 0)."""
+    if state.codebook is None:
+        return params["f_rest"].new_zeros((state.num_gaussians, 0))
+    return _stored_codebook(state)[state.vq_indices]
+
 
 def _activated(raw: Mapping[str, Tensor], means: Tensor) -> dict[str, Tensor]:
     """Rasterizer inputs from raw parameters."""
@@ -179,14 +248,26 @@ def simulate(state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tenso
         direct = state.direct_quantizer(layout.columns(layout.direct, params))
         raw.update(layout.params_from_columns(layout.direct, direct, d))
     if layout.vq:
-        raw.update(layout.params_from_columns(layout.vq, state.codebook[state.vq_indices], d))
+        raw.update(layout.params_from_columns(layout.vq, _vq_columns(state, params), d))
+    if layout.exact_decode:
+        # What a decoded model renders: contiguous parameters (elementwise kernels such as
+        # sigmoid may round a strided view differently in the last bit) and unit quaternions
+        # (GaussianModel.get_rotation normalizes), so the two renders agree bit for bit.
+        raw = {name: value.contiguous() for name, value in raw.items()}
+        raw["rotation"] = nn.functional.normalize(raw["rotation"], dim=-1)
     return _activated(raw, state.means)
 
 
 @torch.no_grad()
-def encode(state: CodecState, params: Mapping[str, Tensor]) -> Bitstream:
-    """Quantize with the current ranges (what is trained is what ships); never moves them."""
+def encode(state: CodecState, params: Mapping[str, Tensor]) -> Bitstream | CompactBitstream:
+    """Quantize with the current ranges or steps (what is trained is what ships); never moves
+    them. The layout's container picks the encoder (``ENCODERS``)."""
     _check_params(state, params)
+    return ENCODERS[state.layout.container.name](state, params)
+
+
+def _encode_bins(state: CodecState, params: Mapping[str, Tensor]) -> Bitstream:
+    """The bins container's content (block quantizers, float32 codebook)."""
     layout = state.layout
     coeffs = _coefficients(state, params)
     codes, scale, zero_point = state.quantizer.quantize(coeffs[1:])
@@ -211,11 +292,34 @@ def encode(state: CodecState, params: Mapping[str, Tensor]) -> Bitstream:
                      zero_point=_numpy(zero_point).astype(np.float64), **optional)
 
 
-def decode(bitstream: Bitstream, device: torch.device | str | None = None) -> dict[str, Tensor]:
+def _encode_compact(state: CodecState, params: Mapping[str, Tensor]) -> CompactBitstream:
+    """The compact container's content: AC codes of the level quantizer, float16 codebook."""
+    coeffs = _coefficients(state, params)
+    if state.codebook is None:
+        vq_indices, codebook = np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
+    else:
+        vq_indices = _numpy(state.vq_indices).astype(np.int64)
+        codebook = _numpy(_stored_codebook(state)).astype(np.float16)
+    return CompactBitstream(
+        sh_degree=state.sh_degree, depth=state.depth, quality=state.quality,
+        bbox=_numpy(state.bbox).astype(np.float64),
+        voxels=_numpy(keys_to_codes(state.keys, state.depth)),
+        dc=_numpy(coeffs[0]).astype(np.float32),
+        exponents=_numpy(state.quantizer.exponents), codes=_numpy(state.quantizer.quantize(coeffs)),
+        vq_indices=vq_indices, codebook=codebook, plan=state.plan)
+
+
+#: the encoder of each ``Container.name``
+ENCODERS = {"bins": _encode_bins, "compact": _encode_compact}
+
+
+def decode(bitstream: Bitstream | CompactBitstream,
+           device: torch.device | str | None = None) -> dict[str, Tensor]:
     """Bitstream → raw parameters in ascending voxel-key order (stage 9).
 
-    codes → x̂ per block → inverse RAHT → the layout's RAHT columns; direct columns from their
-    own codes, VQ columns from the codebook; positions are the voxel centres.
+    codes → x̂ (per block, or per (column, level) step) → inverse RAHT → the layout's RAHT
+    columns; direct columns from their own codes, VQ columns from the codebook; positions are
+    the voxel centres.
 
     Args:
         bitstream: from :func:`read_bitstream` or :func:`encode`.
@@ -226,6 +330,11 @@ def decode(bitstream: Bitstream, device: torch.device | str | None = None) -> di
         centres; the SH degree is f_rest's, :func:`layouts.sh_degree_of_params`).
     """
     device = torch.device("cpu") if device is None else torch.device(device)
+    return DECODERS[bitstream.layout_record.container.name](bitstream, device)
+
+
+def _decode_bins(bitstream: Bitstream, device: torch.device) -> dict[str, Tensor]:
+    """The bins container's decoder (block quantizers)."""
     layout, d, depth = bitstream.layout_record, bitstream.sh_degree, bitstream.depth
     dequantize = QUANTIZER_SCHEMES[layout.quantizer_scheme].dequantize
 
@@ -251,6 +360,30 @@ def decode(bitstream: Bitstream, device: torch.device | str | None = None) -> di
     return {"xyz": means.to(torch.float32), **{k: v.contiguous() for k, v in raw.items()}}
 
 
+def _decode_compact(bitstream: CompactBitstream, device: torch.device) -> dict[str, Tensor]:
+    """The compact container's decoder: x̂ = q · step per (column, level), the same float32
+    ops as :func:`simulate`, so the result equals the finetune's evaluation-mode render input."""
+    layout, d = bitstream.layout_record, bitstream.sh_degree
+    slot_steps = LevelQuantizer.steps_of(bitstream.exponents, bitstream.plan.slot_levels())
+    ac = LevelQuantizer.dequantize(torch.from_numpy(bitstream.codes).to(device),
+                                   slot_steps.to(device))
+    dc = torch.from_numpy(bitstream.dc).to(device)
+    rows = bitstream.plan.inverse(torch.cat([dc[None], ac]))
+    raw = layout.params_from_columns(layout.raht, rows, d)
+    n = bitstream.num_gaussians
+    rest = (torch.from_numpy(bitstream.codebook.astype(np.float32)).to(device)[
+        torch.from_numpy(bitstream.vq_indices).to(device)] if bitstream.codebook_size
+        else torch.zeros((n, 0), device=device))
+    raw.update(layout.params_from_columns(layout.vq, rest, d))
+    voxels = torch.from_numpy(bitstream.voxels).to(device)
+    means = decode_positions(voxels, torch.from_numpy(bitstream.bbox), bitstream.depth)
+    return {"xyz": means.to(torch.float32), **{k: v.contiguous() for k, v in raw.items()}}
+
+
+#: the decoder of each ``Container.name``
+DECODERS = {"bins": _decode_bins, "compact": _decode_compact}
+
+
 def save(state: CodecState, params: Mapping[str, Tensor], out_dir: str | os.PathLike, *,
          measure_decode: bool = True) -> dict[str, Any]:
     """Encode and write the layout's container into ``out_dir`` (stage 8; bins: ``bins/`` and
@@ -263,7 +396,9 @@ def save(state: CodecState, params: Mapping[str, Tensor], out_dir: str | os.Path
 
     Returns:
         dict ``path`` (the bitstream file), ``size_bytes``, ``num_gaussians``,
-        ``bits_per_gaussian``, ``encode_seconds``, ``decode_seconds`` (None when not measured).
+        ``bits_per_gaussian`` (per coded Gaussian), ``bits_per_input_gaussian`` (per Gaussian
+        before pruning and merging), ``encode_seconds``, ``decode_seconds`` (None when not
+        measured), ``depth`` and ``codebook_size`` (what ran; 0 without VQ).
     """
     start = time.perf_counter()
     path = CONTAINER_WRITERS[state.layout.container.name](encode(state, params), out_dir)
@@ -276,39 +411,65 @@ def save(state: CodecState, params: Mapping[str, Tensor], out_dir: str | os.Path
     size = path.stat().st_size
     return {"path": str(path), "size_bytes": size, "num_gaussians": state.num_gaussians,
             "bits_per_gaussian": 8.0 * size / state.num_gaussians,
-            "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
+            "bits_per_input_gaussian": 8.0 * size / state.num_input,
+            "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
+            "depth": state.depth,
+            "codebook_size": 0 if state.codebook is None else int(state.codebook.shape[0])}
 
 
 # ------------------------------------------------------------------------ stages 1-6
 
+#: how each quantizer scheme is set up on a new state from the settings
+_QUANTIZER_SETUP = {
+    "block": lambda state, params, cfg: init_qas(state, params, cfg.n_block),
+    "level": lambda state, params, cfg: _init_level_quantizer(state, params, cfg.base_step),
+}
+
+
 def _new_state(layout: Layout, params: Mapping[str, Tensor], depth: int, keys: Tensor,
-               bbox: Tensor, n_block: int, num_bits: int, quantizer_kind: str,
-               codebook: Optional[Tensor] = None,
-               vq_indices: Optional[Tensor] = None) -> CodecState:
-    """A state over frozen voxels ``keys`` with quantizers calibrated on ``params``."""
+               bbox: Tensor, cfg: CompressionParams, codebook: Optional[Tensor] = None,
+               vq_indices: Optional[Tensor] = None, num_input: Optional[int] = None
+               ) -> CodecState:
+    """A state over frozen voxels ``keys`` with quantizers set up on ``params`` (block scheme:
+    ``cfg.n_block``, ``num_bits``, ``quantizer`` calibrated; level scheme: steps from
+    ``cfg.base_step``)."""
     plan = build_raht(keys_to_codes(keys, depth), depth).to(keys.device)
-    state = CodecState(layout, sh_degree_of_params(params), depth, num_bits, quantizer_kind,
-                       keys, bbox, plan, codebook, vq_indices)
-    init_qas(state, params, n_block)
+    state = CodecState(layout, sh_degree_of_params(params), depth, cfg.num_bits, cfg.quantizer,
+                       keys, bbox, plan, codebook, vq_indices, num_input=num_input,
+                       quality=cfg.quality or 0)
+    _QUANTIZER_SETUP[layout.quantizer_scheme](state, params, cfg)
     return state
+
+
+def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int) -> int:
+    """The codebook size a layout's quality level gives a model of ``num_gaussians`` coded
+    Gaussians: its ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
+    :data:`AUTO_CODEBOOK_RANGE` (vq_kmeans further caps it at N // 4)."""
+    reference = layout.quality_levels[quality]["codebook_reference"]
+    scaled = reference * math.sqrt(num_gaussians / CODEBOOK_REFERENCE_GAUSSIANS)
+    low, high = AUTO_CODEBOOK_RANGE
+    return int(min(max(2 ** round(math.log2(scaled)), low), high))
 
 
 def prepare(params: Mapping[str, Tensor], cameras: Optional[Sequence], cfg: CompressionParams,
             generator: Optional[torch.Generator] = None, *, backend: str = "auto"
             ) -> tuple[CodecState, dict[str, Tensor]]:
-    """Stages 1-6: importance, prune, voxelize + merge, VQ, RAHT plan, ``init_qas``.
+    """Stages 1-6: importance, prune, voxelize + merge, VQ, RAHT plan, quantizers.
 
     Args:
         params: raw parameters of the trained model (on any device; everything stays there).
         cameras: training cameras for the importance (``world_to_cam``, ``K``, ``width``,
             ``height``); None or empty: importance from the opacities.
-        cfg: codec settings; unset ones come from the layout (:func:`resolve_settings`).
+        cfg: codec settings; unset ones come from the layout (:func:`resolve_settings`). An
+            unset depth is chosen from the kept Gaussians' sizes (``octree.depth_for_scales``
+            with ``voxel_ratio``), an unset codebook size from the quality level and the
+            model's size (:func:`auto_codebook_size`).
         generator: torch.Generator on the parameters' device for "rand" merging and k-means;
             None: a generator seeded with 0.
         backend: rasterizer backend for the importance.
 
     Returns:
-        ``(state, params')``: the :class:`CodecState` (training mode, ranges calibrated) and
+        ``(state, params')``: the :class:`CodecState` (training mode, quantizers set up) and
         new raw parameters: pruned, merged per voxel, sorted by ascending voxel key, ``xyz``
         the voxel centres (detached tensors; ``params`` is not changed).
 
@@ -326,29 +487,37 @@ def prepare(params: Mapping[str, Tensor], cameras: Optional[Sequence], cfg: Comp
                                 beta=cfg.imp_beta)
     with torch.no_grad():
         keep = prune_mask(scores, cfg.percent)
-        codes, bbox = voxelize(xyz[keep], cfg.depth)
-        keys = codes_to_keys(codes, cfg.depth)
+        if not bool(keep.any()):
+            raise ValueError("importance pruning keeps no Gaussian (no view sees any, or "
+                             "percent = 1)")
+        depth = cfg.depth if cfg.depth is not None else depth_for_scales(
+            xyz[keep], params["scaling"][keep], cfg.voxel_ratio)
+        codes, bbox = voxelize(xyz[keep], depth)
+        keys = codes_to_keys(codes, depth)
         unique_keys, merged = merge_voxels(
             keys, {name: params[name][keep].detach() for name in CODED_PARAMS}, cfg.oct_merge,
             importance=scores[keep], generator=generator)
         n = int(unique_keys.shape[0])
-        if n < 2 or n - 1 < cfg.n_block:
+        needed, rule = (2, "2") if cfg.n_block is None else (cfg.n_block + 1, "n_block + 1")
+        if n < needed:
             raise ValueError(f"after pruning and merging {n} Gaussians remain; the codec needs "
-                             f"at least n_block + 1 = {cfg.n_block + 1}")
+                             f"at least {rule} = {needed}")
         logger.info("codec: %d Gaussians → %d after pruning → %d voxels (depth %d)",
-                    xyz.shape[0], int(keep.sum()), n, cfg.depth)
-        means = decode_positions(keys_to_codes(unique_keys, cfg.depth), bbox, cfg.depth)
+                    xyz.shape[0], int(keep.sum()), n, depth)
+        means = decode_positions(keys_to_codes(unique_keys, depth), bbox, depth)
         coded = {"xyz": means.to(xyz.dtype), **merged}
         vq: dict[str, Tensor] = {}
-        if layout.vq:
+        if layout.vq and layout.width(layout.vq, sh_degree_of_params(coded)):
             # A voxel's importance is the total of its members' (it weights the k-means).
             inverse = torch.unique(keys, sorted=True, return_inverse=True)[1]
             voxel_scores = scores[keep].new_zeros(n).index_add_(0, inverse, scores[keep])
+            size = cfg.codebook_size if cfg.codebook_size is not None else \
+                auto_codebook_size(layout, cfg.quality, n)
             vq["codebook"], vq["vq_indices"] = vq_kmeans(
-                layout.columns(layout.vq, coded), voxel_scores, cfg.codebook_size,
-                cfg.vq_steps, cfg.vq_batch, generator)
-        state = _new_state(layout, coded, cfg.depth, unique_keys, bbox, cfg.n_block,
-                           cfg.num_bits, cfg.quantizer, **vq)
+                layout.columns(layout.vq, coded), voxel_scores, size, cfg.vq_steps,
+                cfg.vq_batch, generator)
+        state = _new_state(layout, coded, depth, unique_keys, bbox, cfg,
+                           num_input=int(xyz.shape[0]), **vq)
     return state, coded
 
 
@@ -357,14 +526,22 @@ def state_from_bitstream(bitstream: Bitstream, params: Mapping[str, Tensor],
     """A codec state over a bitstream's frozen geometry (voxels, RAHT plan, VQ codebook and
     indices) with fresh ``num_bits`` quantizers (default: the stream's) calibrated on
     ``params`` (its decoded parameters): re-encoding at another bit depth without retraining.
+
+    Raises:
+        ValueError: a layout without block quantizers (compact: sweep ``--quality`` instead).
     """
+    layout = bitstream.layout_record
+    if "num_bits" in layout.ignores:
+        raise ValueError(f"layout {layout.name} has no bit depth to re-encode at (sweep its "
+                         f"--quality instead)")
     device = params["xyz"].device
     vq: dict[str, Tensor] = {}
-    if bitstream.layout_record.vq:
+    if layout.vq:
         vq = {"codebook": torch.from_numpy(bitstream.codebook).to(device),
               "vq_indices": torch.from_numpy(bitstream.vq_indices.astype(np.int64)).to(device)}
-    return _new_state(bitstream.layout_record, params, bitstream.depth,
+    settings = CompressionParams(layout=layout.name, n_block=bitstream.n_block,
+                                 num_bits=bitstream.num_bits if num_bits is None else num_bits,
+                                 quantizer=bitstream.quantizer)
+    return _new_state(layout, params, bitstream.depth,
                       torch.from_numpy(bitstream.keys).to(device),
-                      torch.from_numpy(bitstream.bbox).to(device), bitstream.n_block,
-                      bitstream.num_bits if num_bits is None else num_bits,
-                      bitstream.quantizer, **vq)
+                      torch.from_numpy(bitstream.bbox).to(device), settings, **vq)

@@ -87,6 +87,15 @@ class RahtPlan:
         """Total number of sibling pairs over all levels (N − 1)."""
         return sum(level.num_pairs for level in self.levels)
 
+    def slot_levels(self) -> Tensor:
+        """[N] int64 (CPU): for each coefficient slot, the index in ``levels`` of the level whose
+        high-pass coefficient it holds; -1 for slot 0, the DC. Every other slot is the right
+        slot of exactly one pair."""
+        out = torch.full((self.n,), -1, dtype=torch.int64)
+        for index, level in enumerate(self.levels):
+            out[level.slots[level.num_pairs:]] = index
+        return out
+
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "RahtPlan":
         """Cache the index and weight tensors on ``device`` (weights in ``dtype``); returns self."""
         self._tensors(torch.device(device), dtype)

@@ -2,16 +2,19 @@
 
 Flags that depend on the layout (``percent``, ``depth``, ``n_block``, ``num_bits``,
 ``quantizer``, ``codebook_size``, ``vq_steps``, ``vq_batch``, ``oct_merge``, ``imp_beta``,
-``finetune_iterations``) default to None, "not given". :func:`resolve_settings` applies the
-paper configuration (``--hyper_config``, ``presets.py``), fills every unset flag from the
-layout record's ``defaults`` and checks the result. The resolved settings are what runs and
-what report.json (and cfg_args) record.
+``finetune_iterations``, ``quality``, ``base_step``, ``voxel_ratio``) default to None, "not
+given". :func:`resolve_settings` applies the paper configuration (``--hyper_config``,
+``presets.py``), then fills every unset flag from the layout's quality level (``--quality``,
+layouts that have the knob) and from the layout record's ``defaults``, and checks the result.
+A setting the layout chooses from the model (compact: ``depth``, ``codebook_size``) stays None;
+one it does not use (``Layout.ignores``) must not be given. The resolved settings are what
+runs and what report.json (and cfg_args) record.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from arguments import flag
 from compression.layouts import DEFAULT_LAYOUT, LAYOUTS
@@ -22,13 +25,27 @@ from compression.quantization import QUANTIZER_KINDS
 
 #: the flags whose default comes from the layout (``Layout.defaults`` holds each of them)
 LAYOUT_SETTINGS = ("percent", "depth", "n_block", "num_bits", "quantizer", "codebook_size",
-                   "vq_steps", "vq_batch", "oct_merge", "imp_beta", "finetune_iterations")
+                   "vq_steps", "vq_batch", "oct_merge", "imp_beta", "finetune_iterations",
+                   "quality", "base_step", "voxel_ratio")
+#: ``--quality`` levels, 1 (smallest file) to 9 (best fidelity)
+QUALITY_RANGE = (1, 9)
+
+
+def _default_text(layout: Any, name: str) -> str:
+    """How ``--help`` describes a layout's default for setting ``name``."""
+    if name in layout.ignores:
+        return "unused"
+    if layout.defaults[name] is not None:
+        return str(layout.defaults[name])
+    return "from --quality" if layout.quality_levels and any(
+        name in level for level in layout.quality_levels.values()) else "from the model"
 
 
 def _from_layout(name: str, help: str, choices: Optional[tuple[str, ...]] = None) -> object:
     """Flag ``name`` whose default depends on the layout: None until resolved; ``--help``
     lists each layout's default."""
-    defaults = ", ".join(f"{layout.name} {layout.defaults[name]}" for layout in LAYOUTS.values())
+    defaults = ", ".join(f"{layout.name} {_default_text(layout, name)}"
+                         for layout in LAYOUTS.values())
     return flag(None, help, choices=choices, default_help=f"from --layout: {defaults}")
 
 
@@ -55,6 +72,15 @@ class CompressionParams:
                                              "score")
     finetune_iterations: Optional[int] = _from_layout("finetune_iterations",
                                                       "quantization-aware finetune iterations")
+    quality: Optional[int] = _from_layout("quality", "trade-off knob 1 (smallest) .. 9 (best): "
+                                          "sets the pruning, steps, depth and codebook that "
+                                          "are not given")
+    base_step: Optional[float] = _from_layout("base_step", "uniform quantization step of the "
+                                              "f_dc RAHT coefficients (the other columns' steps "
+                                              "scale with it)")
+    voxel_ratio: Optional[float] = _from_layout("voxel_ratio", "voxel edge over the median "
+                                                "Gaussian's largest scale: picks the octree "
+                                                "depth when --depth is not given")
     finetune_test_iterations: list = flag([], "finetune iterations to evaluate and save",
                                           nargs="+", default_help="0, every 1000 and the last")
     finetune_lr_scale: float = flag(1.0, "factor on every finetune learning rate")
@@ -82,15 +108,31 @@ def resolve_settings(cfg: CompressionParams) -> CompressionParams:
     if layout is None:
         raise ValueError(f"CompressionParams: layout must be one of {tuple(LAYOUTS)}, "
                          f"got {cfg.layout!r}")
-    resolved = dataclasses.replace(cfg, **{name: layout.defaults[name] for name in LAYOUT_SETTINGS
-                                           if getattr(cfg, name) is None})
+    given_unused = [name for name in layout.ignores if getattr(cfg, name) is not None]
+    if given_unused:
+        raise ValueError(f"CompressionParams: --layout {layout.name} does not use "
+                         f"{', '.join('--' + name for name in given_unused)}")
+    quality = cfg.quality if cfg.quality is not None else layout.defaults["quality"]
+    if layout.quality_levels and quality not in layout.quality_levels:
+        low, high = QUALITY_RANGE
+        raise ValueError(f"CompressionParams: quality must be an integer in [{low}, {high}], "
+                         f"got {quality}")
+    level = layout.quality_levels.get(quality, {})
+    resolved = dataclasses.replace(cfg, **{
+        name: level.get(name, layout.defaults[name]) for name in LAYOUT_SETTINGS
+        if getattr(cfg, name) is None})
     problems = [
         (0.0 <= resolved.percent <= 1.0, f"percent must be in [0, 1], got {resolved.percent}"),
-        (1 <= resolved.depth <= MAX_DEPTH,
+        (resolved.depth is None or 1 <= resolved.depth <= MAX_DEPTH,
          f"depth must be in [1, {MAX_DEPTH}], got {resolved.depth}"),
-        (resolved.n_block >= 1, f"n_block must be >= 1, got {resolved.n_block}"),
-        (resolved.codebook_size >= 1 or not layout.vq,
+        (resolved.n_block is None or resolved.n_block >= 1,
+         f"n_block must be >= 1, got {resolved.n_block}"),
+        (resolved.codebook_size is None or resolved.codebook_size >= 1 or not layout.vq,
          f"codebook_size must be >= 1, got {resolved.codebook_size}"),
+        (resolved.base_step is None or resolved.base_step > 0,
+         f"base_step must be > 0, got {resolved.base_step}"),
+        (resolved.voxel_ratio is None or resolved.voxel_ratio > 0,
+         f"voxel_ratio must be > 0, got {resolved.voxel_ratio}"),
     ]
     for ok, what in problems:
         if not ok:

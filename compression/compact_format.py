@@ -1,0 +1,300 @@
+"""The compact container (``--layout compact``): one file, ``bitstream.gsc``, and its strict reader.
+
+Byte layout (all integers little-endian; docs/COMPACT_FORMAT.md is the full specification)::
+
+    magic "GSCF" | version u8 | SH degree u8 | depth D u8 | quality u8 | N u32 | K u32
+    | bbox 6 × f64 | DC C × f32
+    | u32 length + geometry stream     (octree occupancy, ``octree_coding``)
+    | u32 length + attribute stream    (``entropy`` segments: step exponents, AC codes per
+    |                                   (column, RAHT level), VQ indices)
+    | u32 length + codebook            (K × F float16)
+    | CRC32 of every byte before it (u32)
+
+C = 10 RAHT columns (opacity, Euler roll/pitch/yaw, f_dc RGB, log-scales xyz), F = 3·((d+1)²−1)
+f_rest values per codebook row (K = 0 when d = 0). The RAHT levels, and how many AC codes each
+holds, follow from the decoded geometry, so no count beyond N and K is stored.
+
+Reading trusts nothing: the file size is bounded before it is read; the magic, version and
+CRC are checked first; every count is checked against hard limits (:data:`MAX_GAUSSIANS`,
+:data:`MAX_CODEBOOK`) and against the file size (at least one bit per Gaussian) before anything
+is allocated from it; the octree decoder allocates at most 8·N nodes per level; the entropy
+decoder reads exactly the counts the geometry implies. Every problem is one
+:class:`CompactFormatError` (a ValueError) naming the file.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compression.entropy import EntropyError, StreamReader, StreamWriter
+from compression.layouts import COMPACT, LAYOUTS, Layout
+from compression.octree import MAX_DEPTH
+from compression.octree_coding import decode_octree, encode_octree
+from compression.raht import RahtPlan, build_raht
+from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE
+from utils.system_utils import atomic_path
+
+__all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", "MAX_GAUSSIANS",
+           "CompactBitstream", "CompactFormatError", "compact_layout", "is_compact_file",
+           "parse_compact", "read_compact", "write_compact"]
+
+COMPACT_MAGIC = b"GSCF"
+FORMAT_VERSION = 1
+#: hard limits of a file this reader accepts
+MAX_GAUSSIANS = 1 << 26
+MAX_CODEBOOK = 1 << 16
+MAX_FILE_BYTES = 1 << 32
+_HEADER = struct.Struct("<4sBBBBII")
+_LENGTH = struct.Struct("<I")
+_BBOX_BYTES = 6 * 8
+_STREAMS = ("geometry", "attribute", "codebook")
+_CRC_BYTES = 4
+
+
+class CompactFormatError(ValueError):
+    """A compact bitstream that is corrupt, truncated or inconsistent; the message names it."""
+
+
+def compact_layout() -> Layout:
+    """The layout record whose container is the compact one."""
+    return next(layout for layout in LAYOUTS.values() if layout.container is COMPACT)
+
+
+@dataclass
+class CompactBitstream:
+    """Everything a ``bitstream.gsc`` holds, decoded (N Gaussians, C columns, L RAHT levels).
+
+    Attributes:
+        sh_degree: d (0..3).
+        depth: D, octree bits per axis.
+        quality: the ``--quality`` level it was written at (0: settings given explicitly).
+        bbox: [6] float64 xmin, xmax, ymin, ymax, zmin, zmax.
+        voxels: [N, 3] int64 voxel coordinates, ascending key x·2^(2D) + y·2^D + z.
+        dc: [C] float32 RAHT DC coefficient per column.
+        exponents: [C, L] int64 step exponents (step = 2^(e/4)).
+        codes: [N - 1, C] int64 AC codes in RAHT slot order (row s - 1: slot s).
+        vq_indices: [N] int64 codebook row per Gaussian (empty when K = 0).
+        codebook: [K, F] float16.
+        plan: the RAHT plan of ``voxels`` (derived from the geometry, not stored).
+    """
+
+    sh_degree: int
+    depth: int
+    quality: int
+    bbox: np.ndarray
+    voxels: np.ndarray
+    dc: np.ndarray
+    exponents: np.ndarray
+    codes: np.ndarray
+    vq_indices: np.ndarray
+    codebook: np.ndarray
+    plan: RahtPlan
+
+    @property
+    def layout(self) -> str:
+        """The layout's name."""
+        return compact_layout().name
+
+    @property
+    def layout_record(self) -> Layout:
+        """The compact :class:`layouts.Layout`."""
+        return compact_layout()
+
+    @property
+    def num_gaussians(self) -> int:
+        """N."""
+        return int(self.voxels.shape[0])
+
+    @property
+    def codebook_size(self) -> int:
+        """K."""
+        return int(self.codebook.shape[0])
+
+    def to_bytes(self) -> bytes:
+        """The file's bytes (module docstring); the same content always gives the same bytes.
+
+        Raises:
+            ValueError: inconsistent content (shapes, ranges), or a model the reader would
+                refuse (more Gaussians than :data:`MAX_GAUSSIANS`, below one bit each).
+        """
+        layout = self.layout_record
+        n, k = self.num_gaussians, self.codebook_size
+        columns = layout.width(layout.raht, self.sh_degree)
+        rest = layout.width(layout.vq, self.sh_degree)
+        slot_levels = self.plan.slot_levels().numpy()
+        n_levels = len(self.plan.levels)
+        checks = [
+            (0 <= self.sh_degree <= 3 and 1 <= self.depth <= MAX_DEPTH and 0 <= self.quality <= 9,
+             "SH degree, depth or quality out of range"),
+            (2 <= n <= MAX_GAUSSIANS and self.plan.n == n, f"N must be in [2, {MAX_GAUSSIANS}]"),
+            (self.bbox.shape == (6,) and self.dc.shape == (columns,), "bbox or DC shape"),
+            (self.exponents.shape == (columns, n_levels)
+             and int(np.abs(self.exponents).max(initial=0)) <= EXPONENT_LIMIT,
+             "step exponents"),
+            (self.codes.shape == (n - 1, columns)
+             and int(np.abs(self.codes).max(initial=0)) <= MAX_CODE, "AC codes"),
+            (self.codebook.shape == (k, rest) and self.codebook.dtype == np.float16
+             and (k == 0) == (rest == 0) and k <= min(n, MAX_CODEBOOK), "codebook"),
+            (self.vq_indices.shape == ((n,) if k else (0,))
+             and bool(np.all((self.vq_indices >= 0) & (self.vq_indices < max(k, 1)))),
+             "VQ indices"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise ValueError(f"compact bitstream: inconsistent content ({what})")
+        header = _HEADER.pack(COMPACT_MAGIC, FORMAT_VERSION, self.sh_degree, self.depth,
+                              self.quality, n, k)
+        header += self.bbox.astype("<f8").tobytes() + self.dc.astype("<f4").tobytes()
+        attributes = StreamWriter()
+        for column in range(columns):
+            attributes.write(self.exponents[column])
+        order = np.argsort(slot_levels[1:], kind="stable")  # AC rows grouped by level
+        bounds = np.cumsum(np.bincount(slot_levels[1:], minlength=n_levels))[:-1]
+        for column in range(columns):
+            for segment in np.split(self.codes[order, column], bounds):
+                attributes.write(segment)
+        if k:
+            attributes.write(self.vq_indices)
+        streams = (encode_octree(self.voxels, self.depth), attributes.to_bytes(),
+                   self.codebook.astype("<f2").tobytes())
+        body = header + b"".join(_LENGTH.pack(len(s)) + s for s in streams)
+        if n > 8 * (len(body) + _CRC_BYTES):
+            raise ValueError(f"compact bitstream: {n} Gaussians in {len(body)} bytes is below "
+                             f"one bit per Gaussian, which readers refuse")
+        return body + _LENGTH.pack(zlib.crc32(body))
+
+
+def is_compact_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file that starts with the compact magic."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(len(COMPACT_MAGIC)) == COMPACT_MAGIC
+
+
+def write_compact(bitstream: CompactBitstream, out_dir: str | os.PathLike) -> Path:
+    """Write ``<out_dir>/bitstream.gsc`` atomically; returns its path."""
+    data = bitstream.to_bytes()
+    path = Path(out_dir) / COMPACT.file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def read_compact(path: str | os.PathLike) -> CompactBitstream:
+    """Read and fully validate a ``bitstream.gsc``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CompactFormatError: anything wrong with its content (module docstring).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such compact bitstream")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CompactFormatError(f"{path}: {size} bytes, above the {MAX_FILE_BYTES}-byte limit")
+    try:
+        return parse_compact(path.read_bytes())
+    except (CompactFormatError, EntropyError) as exc:
+        raise CompactFormatError(f"{path}: {exc}") from None
+
+
+def parse_compact(data: bytes) -> CompactBitstream:
+    """The content of a compact file's bytes.
+
+    Raises:
+        CompactFormatError, EntropyError: damaged, truncated or inconsistent data.
+    """
+    fixed = _HEADER.size + _BBOX_BYTES
+    if len(data) < fixed + len(_STREAMS) * _LENGTH.size + _CRC_BYTES:
+        raise CompactFormatError(f"{len(data)} bytes, shorter than a compact bitstream's header")
+    magic, version, sh_degree, depth, quality, n, k = _HEADER.unpack_from(data)
+    if magic != COMPACT_MAGIC:
+        raise CompactFormatError(f"not a compact bitstream (magic {magic!r})")
+    if version != FORMAT_VERSION:
+        raise CompactFormatError(f"format version {version}; this reader reads version "
+                                 f"{FORMAT_VERSION}")
+    (stored_crc,) = _LENGTH.unpack_from(data, len(data) - _CRC_BYTES)
+    if zlib.crc32(data[:-_CRC_BYTES]) != stored_crc:
+        raise CompactFormatError("CRC mismatch (the file is damaged or truncated)")
+    layout = compact_layout()
+    columns = layout.width(layout.raht, min(sh_degree, 3))
+    rest = layout.width(layout.vq, min(sh_degree, 3))
+    problems = [
+        (sh_degree <= 3, f"SH degree {sh_degree} above 3"),
+        (1 <= depth <= MAX_DEPTH, f"depth {depth} outside [1, {MAX_DEPTH}]"),
+        (quality <= 9, f"quality {quality} above 9"),
+        (2 <= n <= MAX_GAUSSIANS, f"{n} Gaussians outside [2, {MAX_GAUSSIANS}]"),
+        (n <= 8 * len(data), f"{n} Gaussians in {len(data)} bytes (below one bit each)"),
+        ((k == 0) == (rest == 0) and k <= min(n, MAX_CODEBOOK),
+         f"codebook of {k} rows for {n} Gaussians at SH degree {sh_degree}"),
+    ]
+    for ok, what in problems:
+        if not ok:
+            raise CompactFormatError(what)
+    offset = _HEADER.size
+    bbox = np.frombuffer(data, "<f8", 6, offset).astype(np.float64)
+    offset += _BBOX_BYTES
+    if len(data) < offset + 4 * columns:
+        raise CompactFormatError("truncated header")
+    dc = np.frombuffer(data, "<f4", columns, offset).astype(np.float32)
+    offset += 4 * columns
+    if not (np.all(np.isfinite(bbox)) and np.all(bbox[1::2] >= bbox[0::2])
+            and np.all(np.isfinite(dc))):
+        raise CompactFormatError("bounding box or DC coefficients not finite (or min > max)")
+    streams = {}
+    for name in _STREAMS:
+        if offset + _LENGTH.size > len(data) - _CRC_BYTES:
+            raise CompactFormatError(f"truncated before the {name} stream")
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        if length > len(data) - _CRC_BYTES - offset:
+            raise CompactFormatError(f"{name} stream of {length} bytes runs past the end")
+        streams[name] = data[offset:offset + length]
+        offset += length
+    if offset != len(data) - _CRC_BYTES:
+        raise CompactFormatError(f"{len(data) - _CRC_BYTES - offset} unexpected bytes after the "
+                                 f"streams")
+    if len(streams["codebook"]) != 2 * k * rest:
+        raise CompactFormatError(f"codebook stream of {len(streams['codebook'])} bytes, "
+                                 f"expected {k} × {rest} float16")
+
+    voxels, geometry_depth = decode_octree(streams["geometry"], n)
+    if geometry_depth != depth or voxels.shape[0] != n:
+        raise CompactFormatError(f"geometry holds {voxels.shape[0]} voxels at depth "
+                                 f"{geometry_depth}, the header says {n} at depth {depth}")
+    plan = build_raht(voxels, depth)
+    slot_levels = plan.slot_levels().numpy()
+    n_levels = len(plan.levels)
+    reader = StreamReader(streams["attribute"])
+    exponents = np.stack([reader.read(n_levels) for _ in range(columns)]) \
+        if n_levels else np.zeros((columns, 0), dtype=np.int64)
+    if int(np.abs(exponents).max(initial=0)) > EXPONENT_LIMIT:
+        raise CompactFormatError(f"a step exponent beyond ±{EXPONENT_LIMIT}")
+    counts = np.bincount(slot_levels[1:], minlength=n_levels)
+    order = np.argsort(slot_levels[1:], kind="stable")
+    codes = np.empty((n - 1, columns), dtype=np.int64)
+    for column in range(columns):
+        grouped = np.concatenate([reader.read(int(count)) for count in counts])
+        codes[order, column] = grouped
+    if int(np.abs(codes).max(initial=0)) > MAX_CODE:
+        raise CompactFormatError(f"an AC code beyond ±{MAX_CODE}")
+    vq_indices = reader.read(n) if k else np.zeros(0, dtype=np.int64)
+    reader.close()
+    if vq_indices.size and (vq_indices.min() < 0 or vq_indices.max() >= k):
+        raise CompactFormatError(f"VQ indices outside the {k}-row codebook")
+    codebook = np.frombuffer(streams["codebook"], "<f2").astype(np.float16).reshape(k, rest)
+    if not np.all(np.isfinite(codebook)):
+        raise CompactFormatError("non-finite codebook entries")
+    return CompactBitstream(sh_degree=sh_degree, depth=depth, quality=quality, bbox=bbox,
+                            voxels=voxels, dc=dc, exponents=exponents, codes=codes,
+                            vq_indices=vq_indices, codebook=codebook, plan=plan)
+

@@ -2,7 +2,7 @@
 
     python render.py -m <model> [-s <scene>] [--iteration N] [--skip_train] [--skip_test] [--quiet]
     python render.py -m <model> --dec_npz [--layout <layout>] [--iteration k]
-    python render.py [-m <model>] --given_ply_path <model file | bins folder | bins.zip>
+    python render.py [-m <model>] --given_ply_path <model file | bins folder | bins.zip | .gsc>
                      [--export_ply P] [--export P.{ply,compressed.ply,spz,sog,html}]
 
 Flags saved in ``<model>/cfg_args`` at training time are reused; flags given here win. Images
@@ -46,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip_test", action="store_true", help="do not render test views")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     parser.add_argument("--dec_npz", action="store_true",
-                        help="render the compressed model decoded from its bins.zip alone")
+                        help="render the compressed model decoded from its bitstream alone "
+                             "(bins.zip, or bitstream.gsc for --layout compact)")
     parser.add_argument("--layout", choices=tuple(LAYOUTS), default=None,
                         help="codec layout for --dec_npz (default: the first one saved, in the "
                              f"order {', '.join(LAYOUTS)})")
     parser.add_argument("--given_ply_path", type=str, default=None,
                         help="render this model file (.ply, compressed .ply, .spz, .sog, .splat, "
-                             ".ksplat), bins folder or bins.zip instead")
+                             ".ksplat), bins folder, bins.zip or compact .gsc instead")
     parser.add_argument("--export_ply", type=str, default=None,
                         help="write the model as a standard 3DGS PLY and exit")
     parser.add_argument("--export", type=str, default=None,

@@ -1,11 +1,13 @@
 """Encode / decode speed and peak memory of the codec without finetuning; prints JSON.
 
-1,000,000 synthetic Gaussians (default) on a noisy wavy surface, SH degree 3, seed layout,
-depth 20, 57 blocks, 8 bits, no cameras (importance from opacity). Targets: encode (prepare +
-save) <= 30 s, decode (read bins.zip + decode) <= 5 s, peak RSS <= 4 GB.
+1,000,000 synthetic Gaussians (default) on a noisy wavy surface, SH degree 3, no cameras
+(importance from opacity). Layouts: seed (default; depth 20, 57 blocks, 8 bits), official (the
+same and its 4096-entry codebook), compact (its own defaults: --quality 5, depth and codebook
+chosen from the model). Targets: encode (prepare + save) <= 30 s, decode (read the bitstream +
+decode) <= 5 s, peak RSS <= 4 GB.
 
-    .venv/bin/python benchmarks/bench_encode.py [--num_gaussians 1000000] [--threads 2]
-                                                [--device cpu]
+    .venv/bin/python benchmarks/bench_encode.py [--layout seed|official|compact]
+                      [--num_gaussians 1000000] [--threads 2] [--device cpu]
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compression.bitstream import read_bitstream  # noqa: E402
+from compression.layouts import LAYOUTS  # noqa: E402
 from compression.pipeline import decode, prepare, save  # noqa: E402
 from compression.settings import CompressionParams  # noqa: E402
 from scene.ply import standard_ply_size_bytes  # noqa: E402
@@ -53,6 +56,7 @@ def _sync(device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layout", choices=tuple(LAYOUTS), default="seed")
     parser.add_argument("--num_gaussians", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device for the codec")
@@ -62,7 +66,9 @@ def main() -> None:
     params = {name: value.to(args.device) for name, value in
               synthetic_params(args.num_gaussians, 3, generator).items()}
     generator = torch.Generator(device=args.device).manual_seed(0)
-    cfg = CompressionParams(layout="seed", depth=20, n_block=57, num_bits=8)
+    block_flags = {} if LAYOUTS[args.layout].quality_levels else {"depth": 20, "n_block": 57,
+                                                                  "num_bits": 8}
+    cfg = CompressionParams(layout=args.layout, **block_flags)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     _sync(args.device)
@@ -79,6 +85,7 @@ def main() -> None:
         decode_s = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     print(json.dumps({
+        "layout": args.layout,
         "num_gaussians_in": args.num_gaussians,
         "num_gaussians_coded": info["num_gaussians"],
         "threads": args.threads,
@@ -91,6 +98,9 @@ def main() -> None:
         "decoded_gaussians": int(decoded["xyz"].shape[0]),
         "size_bytes": info["size_bytes"],
         "bits_per_gaussian": round(info["bits_per_gaussian"], 2),
+        "bits_per_input_gaussian": round(info["bits_per_input_gaussian"], 2),
+        "depth": info["depth"],
+        "codebook_size": info["codebook_size"],
         "ply_size_bytes": standard_ply_size_bytes(args.num_gaussians, 3),
         "peak_rss_gb": round(peak_gb, 3),
         "rss_after_model_gb": round(rss_before * 1024 / 1e9, 3),

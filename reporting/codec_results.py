@@ -22,11 +22,14 @@ from utils.output_paths import (REPORT_JSON, RESULTS_HEADER, results_csv_path,
                                 submethod_layout)
 from utils.system_utils import atomic_path
 
-#: report.json keys taken from the codec's save info
-SAVE_INFO_KEYS = ("size_bytes", "num_gaussians", "bits_per_gaussian", "encode_seconds",
-                  "decode_seconds")
-#: the report.json keys every reader relies on (:func:`read_report` checks them)
-REPORT_KEYS = ("layout", "iteration", *SAVE_INFO_KEYS, "ply_size_bytes")
+#: report.json keys taken from the codec's save info (bits per coded Gaussian and per Gaussian
+#: of the model before pruning and merging; the depth and codebook size that ran)
+SAVE_INFO_KEYS = ("size_bytes", "num_gaussians", "bits_per_gaussian", "bits_per_input_gaussian",
+                  "encode_seconds", "decode_seconds", "depth", "codebook_size")
+#: the report.json keys every reader relies on (:func:`read_report` checks them; reports written
+#: before ``bits_per_input_gaussian`` existed still read)
+REPORT_KEYS = ("layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
+               "encode_seconds", "decode_seconds", "ply_size_bytes")
 
 
 @dataclass(frozen=True)

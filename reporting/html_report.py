@@ -37,7 +37,8 @@ from compression.layouts import LAYOUTS
 from reporting.codec_results import ResultsRow, read_json, read_report, read_results_csv
 from utils.output_paths import (CFG_ARGS, PER_VIEW_JSON, REPORT_HTML, RESULTS_HEADER,
                                 RESULTS_JSON, TEST_SPLIT, UNCOMPRESSED_METHOD,
-                                compressed_method, parse_sweep_submethod, point_cloud_dir,
+                                compressed_method, parse_quality_submethod,
+                                parse_sweep_submethod, point_cloud_dir,
                                 point_cloud_path, render_dir, render_name, results_csv_path,
                                 saved_reports, viewer_page_path)
 from utils.splat_transform import NODE_HINT
@@ -214,13 +215,15 @@ def _size_text(n_bytes: int) -> str:
 
 def table_rows(data: ReportData) -> list[list[str]]:
     """The summary table as text cells, header first (shared by the terminal and the HTML)."""
-    rows = [["variant", "PSNR", "SSIM", "LPIPS", "size", "bits/Gaussian", "#Gaussians", "ratio",
-             "encode s", "decode s"]]
+    rows = [["variant", "PSNR", "SSIM", "LPIPS", "size", "bits/Gaussian", "bits/input Gaussian",
+             "#Gaussians", "ratio", "encode s", "decode s"]]
+    inputs = max(data.variants[0].num_gaussians, 1)  # the uncompressed model's
     for v in data.variants:
         mark = "" if v.quality_source == "metrics.py" else "*"
         rows.append([v.label + mark, number_text(v.psnr, ".2f"), number_text(v.ssim, ".4f"),
                      number_text(v.lpips, ".4f"), _size_text(v.size_bytes),
-                     f"{v.bits_per_gaussian:.1f}", str(v.num_gaussians), f"{v.ratio:.1f}x",
+                     f"{v.bits_per_gaussian:.1f}", f"{8.0 * v.size_bytes / inputs:.1f}",
+                     str(v.num_gaussians), f"{v.ratio:.1f}x",
                      number_text(v.encode_seconds, ".1f"),
                      number_text(v.decode_seconds, ".2f")])
     return rows
@@ -278,11 +281,14 @@ def error_heatmap(render: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def rd_plot_png(data: ReportData) -> bytes:
-    """Rate–distortion plot (PSNR vs bits per Gaussian, log x) as PNG bytes (matplotlib Agg).
+    """Rate–distortion plot (PSNR vs bits per input Gaussian, log x) as PNG bytes (matplotlib
+    Agg).
 
-    One colour per layout: its bit-depth sweep (results.csv rows named
-    ``<layout>_<k>_b<bits>``) as a line, its saved iterations (report.json) as squares; the
-    uncompressed model as a star.
+    The rate counts the bitstream's bits over the Gaussians of the uncompressed model (before
+    pruning and merging), so layouts that prune differently compare fairly. One colour per
+    layout: its sweep (results.csv rows ``<layout>_<k>_b<bits>`` of the bit-depth sweep,
+    ``<layout>_q<quality>`` of the quality sweep) as a line, its saved iterations (report.json)
+    as squares; the uncompressed model as a star.
     """
     import matplotlib
 
@@ -291,25 +297,35 @@ def rd_plot_png(data: ReportData) -> bytes:
 
     fig = Figure(figsize=(7.0, 4.2), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
+    plain = data.variants[0]
+    inputs = max(plain.num_gaussians, 1)
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     colours = {lay: f"C{i}" for i, lay in enumerate(layouts)}
     for layout in layouts:
-        pts = sorted(((sweep[2], p) for p in data.sweep if p.layout == layout
-                      and p.psnr is not None and (sweep := parse_sweep_submethod(p.submethod))),
-                     key=lambda bp: bp[1].size_bytes)
-        if pts:
-            xs = [8.0 * p.size_bytes / max(p.num_gaussians, 1) for _, p in pts]
+        points = []
+        for p in data.sweep:
+            bits = parse_sweep_submethod(p.submethod)
+            quality = parse_quality_submethod(p.submethod)
+            if p.layout == layout and p.psnr is not None and (bits or quality):
+                points.append((f"{bits[2]} b" if bits else f"q{quality[1]}",
+                               "bit-depth" if bits else "quality", p))
+        for kind in ("bit-depth", "quality"):
+            pts = sorted(((tag, p) for tag, k, p in points if k == kind),
+                         key=lambda tp: tp[1].size_bytes)
+            if not pts:
+                continue
+            xs = [8.0 * p.size_bytes / inputs for _, p in pts]
             ax.plot(xs, [p.psnr for _, p in pts], marker="o", color=colours[layout],
-                    label=f"{layout}: bit-depth sweep")
-            for x, (bits, p) in zip(xs, pts):
-                ax.annotate(f"{bits} b", (x, p.psnr), textcoords="offset points",
+                    linestyle="-" if kind == "bit-depth" else "--",
+                    label=f"{layout}: {kind} sweep")
+            for x, (tag, p) in zip(xs, pts):
+                ax.annotate(tag, (x, p.psnr), textcoords="offset points",
                             xytext=(4, -10), fontsize=8, color=colours[layout])
         saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
-        ax.scatter([v.bits_per_gaussian for v in saved], [v.psnr for v in saved], marker="s",
-                   s=60, zorder=3, color=colours[layout], edgecolors="black",
+        ax.scatter([8.0 * v.size_bytes / inputs for v in saved], [v.psnr for v in saved],
+                   marker="s", s=60, zorder=3, color=colours[layout], edgecolors="black",
                    label=f"{layout}: saved iterations")
-    plain = data.variants[0]
-    return finish_rd_plot(fig, ax, "bits per Gaussian", None if plain.psnr is None
+    return finish_rd_plot(fig, ax, "bits per input Gaussian", None if plain.psnr is None
                           else (plain.bits_per_gaussian, plain.psnr))
 
 

@@ -30,6 +30,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from compression.compact_format import COMPACT_MAGIC
+
 #: kinds converted to a standard PLY by splat-transform, with the file name extension the tool
 #: recognises each by (it reads a compressed.ply as a ``.ply`` and finds its chunk element)
 TOOL_EXTENSIONS: dict[str, str] = {
@@ -40,7 +42,8 @@ EXPORT_EXTENSIONS: dict[str, str] = {
     ".compressed.ply": "compressed_ply", ".ply": "ply", ".spz": "spz", ".sog": "sog",
     ".html": "html"}
 
-COMPACT_MAGIC = b"GSCF"
+#: kinds that are our codec's bitstreams (``compression.bitstream.read_bitstream`` reads them)
+BITSTREAM_KINDS = ("bins", "compact")
 SPZ_MAGIC = b"NGSP"
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK"
@@ -84,7 +87,7 @@ def detect_format(path: str | os.PathLike) -> str:
         _check_ksplat_size(path)
         return "ksplat"
     raise ValueError(f"{path}: not a model file this tool reads (a 3DGS or compressed PLY, a "
-                     ".spz, .sog, .splat or .ksplat file, a bins folder or bins.zip)")
+                     ".spz, .sog, .splat or .ksplat file, a bins folder, bins.zip or .gsc)")
 
 
 def export_format(path: str | os.PathLike) -> str:

@@ -302,7 +302,7 @@ class GaussianModel:
 
     def save_npz(self, path: str | os.PathLike) -> dict[str, Any]:
         """Encode with the attached codec into ``path`` (bins layouts: ``<path>/bins/`` and
-        ``<path>/bins.zip``).
+        ``<path>/bins.zip``; compact: ``<path>/bitstream.gsc``).
 
         Returns:
             The save info (``path``, ``size_bytes``, ``num_gaussians``, ``bits_per_gaussian``,
@@ -311,8 +311,9 @@ class GaussianModel:
         return pipeline.save(self._require_codec(), self.params, path)
 
     def load_npz(self, path: str | os.PathLike) -> None:
-        """Replace this model's parameters by the decoded content of a bins folder or bins.zip
-        (Gaussians in ascending voxel-key order, SH degree at its maximum, no codec attached).
+        """Replace this model's parameters by the decoded content of a bins folder, bins.zip or
+        compact bitstream.gsc (Gaussians in ascending voxel-key order, SH degree at its maximum,
+        no codec attached).
 
         Raises:
             FileNotFoundError: ``path`` does not exist.

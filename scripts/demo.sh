@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole product on the bundled lego sample, CPU only, in about 13 minutes on 2 cores:
-# train -> compress (seed and official layouts, short finetune) -> decode and render ->
-# bit-depth sweep -> metrics -> terminal table + self-contained report.html.
+# train -> compress (seed, official and compact layouts, short finetune) -> decode and render ->
+# rate-distortion sweep (bit depths; compact: --quality) -> metrics -> terminal table +
+# self-contained report.html.
 #
 # Usage: scripts/demo.sh [--quiet]        (make demo)
 # Environment overrides: PYTHON, SCENE, MODEL, DEMO_RESOLUTION, DEMO_ITERATIONS, DEMO_FINETUNE,
-# DEMO_BITS, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK.
+# DEMO_BITS, DEMO_QUALITIES, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -15,11 +16,12 @@ MODEL=${MODEL:-demo_output/lego}
 RESOLUTION=${DEMO_RESOLUTION:-2}      # -r: 2 = 100 px views (the CPU rasterizer's budget)
 ITERATIONS=${DEMO_ITERATIONS:-1000}   # demo schedule (the paper's is 30000 on a GPU)
 FINETUNE=${DEMO_FINETUNE:-200}        # quantization-aware finetune steps per layout
-BITS=${DEMO_BITS:-"6 8 10"}           # bit depths of the rate-distortion sweep
+BITS=${DEMO_BITS:-"6 8 10"}           # bit depths of the rate-distortion sweep (seed, official)
+QUALITIES=${DEMO_QUALITIES:-"1 3 5 7 9"}  # --quality levels of the compact layout's sweep
 POINTS=${DEMO_POINTS:-3000}           # random initial points (Blender scenes have none)
 NBLOCK=${DEMO_NBLOCK:-8}              # blocks per RAHT column: the paper's 57 suit 300k+ Gaussians,
 CODEBOOK=${DEMO_CODEBOOK:-128}        # and its 4096-entry codebook too; the demo scene has ~2k
-LAYOUTS="seed official"
+LAYOUTS="seed official compact"
 
 QUIET=()
 for arg in "$@"; do
@@ -63,10 +65,18 @@ step "train ($ITERATIONS iterations)" \
     --test_iterations "$ITERATIONS" --save_iterations "$ITERATIONS" --skip_compress "${QUIET[@]}"
 PLY="$MODEL/point_cloud/iteration_$ITERATIONS/point_cloud.ply"
 
+layout_flags() {  # the block layouts' demo sizes; compact sizes itself from the model (--quality)
+  case "$1" in
+    compact) ;;
+    *) echo --n_block "$NBLOCK" --codebook_size "$CODEBOOK" ;;
+  esac
+}
+
 for layout in $LAYOUTS; do
+  # shellcheck disable=SC2046  # layout_flags prints whole flags
   step "compress: $layout layout, $FINETUNE finetune steps" \
     "$PYTHON" train.py -s "$SCENE" -m "$MODEL" --eval -r "$RESOLUTION" --white_background \
-      --given_ply_path "$PLY" --layout "$layout" --n_block "$NBLOCK" --codebook_size "$CODEBOOK" \
+      --given_ply_path "$PLY" --layout "$layout" $(layout_flags "$layout") \
       --finetune_iterations "$FINETUNE" --finetune_test_iterations 0 "$FINETUNE" "${QUIET[@]}"
 done
 
@@ -77,9 +87,10 @@ for layout in $LAYOUTS; do
     "$PYTHON" render.py -m "$MODEL" --skip_train --dec_npz --layout "$layout" "${QUIET[@]}"
 done
 
-# shellcheck disable=SC2086  # BITS is a list of integers
-step "rate-distortion sweep (bits: $BITS)" \
-  "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS "${QUIET[@]}"
+# shellcheck disable=SC2086  # BITS and QUALITIES are lists of integers
+step "rate-distortion sweep (bits: $BITS; compact qualities: $QUALITIES)" \
+  "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS \
+    --qualities $QUALITIES "${QUIET[@]}"
 
 step "metrics" "$PYTHON" metrics.py -m "$MODEL" "${QUIET[@]}"
 

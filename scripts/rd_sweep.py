@@ -1,17 +1,25 @@
-"""Rate–distortion sweep over bit depths on a model's saved (finetuned) codec state.
+"""Rate–distortion sweep of a model's codec: bit depths for the block layouts, ``--quality`` for
+layouts with a quality knob (compact).
 
-    python scripts/rd_sweep.py -m <model> [--layouts seed official] [--num_bits 6 8 10] [--quiet]
+    python scripts/rd_sweep.py -m <model> [--layouts seed official compact] [--num_bits 6 8 10]
+                               [--qualities 1 3 5 7 9] [--quiet]
 
-For each layout, the latest ``<model>/compression/<layout>/iteration_<k>/`` bitstream is
-decoded; its frozen geometry (voxels, RAHT plan, VQ codebook) is kept and the attributes are
-re-encoded at each bit depth with fresh quantizers whose ranges are calibrated for that bit
-count (``pipeline.state_from_bitstream``; no retraining per point). Each point is written to
-``<model>/compression/sweep/<layout>_<k>_b<bits>/`` (bitstream + report.json), its decoded
-model is rendered on the test views and measured (PSNR, SSIM of the float renders), and one
-row ``<layout>_<k>_b<bits>`` is appended to ``<model>/compression/results.csv``.
+Bit-depth sweep (layouts with block quantizers): the latest
+``<model>/compression/<layout>/iteration_<k>/`` bitstream is decoded; its frozen geometry
+(voxels, RAHT plan, VQ codebook) is kept and the attributes are re-encoded at each bit depth
+with fresh quantizers whose ranges are calibrated for that bit count
+(``pipeline.state_from_bitstream``; no retraining per point), written to
+``<model>/compression/sweep/<layout>_<k>_b<bits>/``. The source is the saved bitstream, so a
+bit depth above the saved one cannot recover detail that the saved quantization already
+removed; sweeping at or below it is exact.
 
-The source is the saved bitstream, so a bit depth above the saved one cannot recover detail
-that the saved quantization already removed; sweeping at or below it is exact.
+Quality sweep (layouts with ``--quality``): every setting the knob stands for (pruning, depth,
+steps, codebook) changes the geometry, so each level compresses the trained model
+(``point_cloud/iteration_<N>/point_cloud.ply``, importance from the training views) anew,
+without finetune, into ``<model>/compression/sweep/<layout>_q<quality>/``.
+
+Each point's decoded model is rendered on the test views and measured (PSNR, SSIM of the float
+renders), its report.json written, and one row appended to ``<model>/compression/results.csv``.
 """
 from __future__ import annotations
 
@@ -29,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from arguments import ModelParams, PipelineParams, extract, read_cfg_args  # noqa: E402
 from compression.bitstream import read_bitstream  # noqa: E402
 from compression.layouts import LAYOUTS  # noqa: E402
-from compression.pipeline import decode, save, state_from_bitstream  # noqa: E402
+from compression.pipeline import decode, prepare, save, state_from_bitstream  # noqa: E402
+from compression.settings import QUALITY_RANGE, CompressionParams, resolve_settings  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
 from reporting.codec_results import ResultsRow, append_results, write_report  # noqa: E402
 from scene import Scene  # noqa: E402
@@ -38,7 +47,7 @@ from utils.cli import run_main  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 from utils.loss_utils import ssim  # noqa: E402
 from utils.output_paths import (CFG_ARGS, iteration_dir, layout_dir,  # noqa: E402
-                                point_cloud_path, sweep_dir, sweep_submethod)
+                                point_cloud_path, quality_submethod, sweep_dir, sweep_submethod)
 from utils.render_utils import default_device  # noqa: E402
 from utils.system_utils import searchForMaxIteration  # noqa: E402
 
@@ -58,46 +67,63 @@ def measure(gaussians: GaussianModel, cameras: Sequence, background: torch.Tenso
 
 
 def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
-          quiet: bool = False) -> list[ResultsRow]:
+          qualities: Sequence[int] = (), quiet: bool = False) -> list[ResultsRow]:
     """Run the sweep (module docstring) and return the rows appended to results.csv.
 
     Raises:
-        FileNotFoundError: the model folder, its cfg_args, or a layout's saved bitstream is
-            missing.
+        FileNotFoundError: the model folder, its cfg_args, or a bit-depth layout's saved
+            bitstream is missing.
     """
     dataset = extract(ModelParams, read_cfg_args(model_path / CFG_ARGS))
     dataset.model_path = str(model_path)
     device = default_device()
-    scene = Scene(dataset, GaussianModel(dataset.sh_degree), load_iteration=-1, shuffle=False)
+    trained = GaussianModel(dataset.sh_degree)
+    scene = Scene(dataset, trained, load_iteration=-1, shuffle=False)
     cameras = [cam.to(device) for cam in scene.getTestCameras()]
     if not cameras:
         raise ValueError(f"{model_path}: no test views (train with --eval)")
     background = torch.full((3,), float(dataset.white_background), device=device)
     ply_size_bytes = point_cloud_path(model_path, scene.loaded_iter).stat().st_size
+    points: list[tuple[str, str, int]] = []  # (layout, "bits" | "quality", value)
     sources = {}
     for layout in layouts:
+        if LAYOUTS[layout].quality_levels:
+            points += [(layout, "quality", quality) for quality in qualities]
+            continue
         k = searchForMaxIteration(layout_dir(model_path, layout))
         source = iteration_dir(model_path, layout, k) / LAYOUTS[layout].container.file_name
         bitstream = read_bitstream(source)
         sources[layout] = (k, source, bitstream, decode(bitstream, device))
+        points += [(layout, "bits", bits) for bits in bit_depths]
+    trained.to(device)
+    train_views = [cam.to(device) for cam in scene.getTrainCameras()]
     rows: list[ResultsRow] = []
-    points = [(layout, bits) for layout in layouts for bits in bit_depths]
-    for layout, bits in tqdm(points, desc="RD sweep", disable=quiet):
-        k, source, bitstream, params = sources[layout]
-        name = sweep_submethod(layout, k, bits)
-        state = state_from_bitstream(bitstream, params, bits).eval()
+    for layout, knob, value in tqdm(points, desc="RD sweep", disable=quiet):
+        if knob == "quality":
+            name, k = quality_submethod(layout, value), scene.loaded_iter
+            settings = resolve_settings(CompressionParams(layout=layout, quality=value))
+            state, params = prepare({key: p.detach() for key, p in trained.params.items()},
+                                    train_views, settings)
+            report_settings = {"source": str(point_cloud_path(model_path, k)
+                                             .relative_to(model_path)), **vars(settings)}
+        else:
+            k, source, bitstream, params = sources[layout]
+            name = sweep_submethod(layout, k, value)
+            state = state_from_bitstream(bitstream, params, value)
+            report_settings = {"source": str(source.relative_to(model_path)), "num_bits": value,
+                               "n_block": bitstream.n_block, "depth": bitstream.depth,
+                               "quantizer": bitstream.quantizer}
         out_dir = sweep_dir(model_path, name)
-        info = save(state, params, out_dir)
+        info = save(state.eval(), params, out_dir)
         decoded = GaussianModel.from_params(decode(read_bitstream(info["path"]), device))
         psnr_db, ssim_val = measure(decoded, cameras, background)
         write_report(out_dir, layout=layout, iteration=k, save_info=info, psnr=psnr_db,
                      ssim=ssim_val, lpips=None, ply_size_bytes=ply_size_bytes,
-                     settings={"source": str(source.relative_to(model_path)),
-                               "num_bits": bits, "n_block": bitstream.n_block,
-                               "depth": bitstream.depth, "quantizer": bitstream.quantizer})
+                     settings=report_settings)
         rows.append(ResultsRow(name, psnr_db, ssim_val, None, info["size_bytes"],
                                info["num_gaussians"]))
-        logger.info("%s: %.2f dB, %d bytes", name, psnr_db, info["size_bytes"])
+        logger.info("%s: %.2f dB, %d bytes (%.1f bits per input Gaussian)", name, psnr_db,
+                    info["size_bytes"], info["bits_per_input_gaussian"])
     append_results(model_path, rows)
     return rows
 
@@ -107,18 +133,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-m", "--model_path", required=True, help="model folder")
     parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=tuple(LAYOUTS))
     parser.add_argument("--num_bits", nargs="+", type=int, default=[6, 8, 10],
-                        help="bit depths to sweep (default: 6 8 10)")
+                        help="bit depths to sweep, block layouts (default: 6 8 10)")
+    parser.add_argument("--qualities", nargs="+", type=int, default=[1, 3, 5, 7, 9],
+                        help="--quality levels to sweep, layouts with the knob "
+                             "(default: 1 3 5 7 9)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     args = parser.parse_args(argv)
     bad = [b for b in args.num_bits if not 1 <= b <= 16]
     if bad:
         parser.error(f"--num_bits: expected values in 1..16, got {bad}")
+    low, high = QUALITY_RANGE
+    bad = [q for q in args.qualities if not low <= q <= high]
+    if bad:
+        parser.error(f"--qualities: expected values in {low}..{high}, got {bad}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
     model_path = Path(args.model_path)
     if not model_path.is_dir():
         raise FileNotFoundError(f"{model_path}: model folder not found")
-    sweep(model_path, args.layouts, args.num_bits, quiet=args.quiet)
+    sweep(model_path, args.layouts, args.num_bits, args.qualities, quiet=args.quiet)
     return 0
 
 

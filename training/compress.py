@@ -27,7 +27,7 @@ from compression.pipeline import decode
 from compression.settings import CompressionParams, resolve_settings
 from reporting.codec_results import ResultsRow, append_results, write_report
 from scene import Scene
-from scene.formats import detect_format
+from scene.formats import BITSTREAM_KINDS, detect_format
 from scene.gaussian_model import GaussianModel
 from scene.interop import standard_ply
 from scene.ply import standard_ply_size_bytes
@@ -106,8 +106,9 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         append_results(model_path, [ResultsRow(submethod(cfg.layout, step), psnr, ssim, lpips,
                                                info["size_bytes"], info["num_gaussians"])])
         reports.append(json.loads(path.read_text()))
-        logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d)%s", step, cfg.layout,
-                    info["size_bytes"], info["bits_per_gaussian"], info["num_gaussians"],
+        logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d; %.1f bits per input "
+                    "Gaussian)%s", step, cfg.layout, info["size_bytes"], info["bits_per_gaussian"],
+                    info["num_gaussians"], info["bits_per_input_gaussian"],
                     "" if psnr is None else f", {eval_split} PSNR {psnr:.2f}")
         saving_seconds += time.perf_counter() - entered
         return psnr
@@ -204,15 +205,15 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
     output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
 
     ``given_path`` may be a model file (``ours_given``: a PLY, or another tool's format that
-    :func:`scene.interop.standard_ply` converts), a bins folder or a bins.zip (told apart by
-    content; ``compressed_<layout>_<k>`` inside the model's compression folder, else
-    ``compressed_given``). ``dec_npz``: the model's bitstream of ``layout`` at
-    ``iteration`` (-1 = latest).
+    :func:`scene.interop.standard_ply` converts), a bins folder, a bins.zip or a compact
+    ``bitstream.gsc`` (told apart by content; ``compressed_<layout>_<k>`` inside the model's
+    compression folder, else ``compressed_given``). ``dec_npz``: the model's bitstream of
+    ``layout`` at ``iteration`` (-1 = latest).
 
     Raises:
         FileNotFoundError, ValueError: a missing input, or a corrupt PLY / bitstream.
     """
-    if given_path is not None and detect_format(given_path) != "bins":
+    if given_path is not None and detect_format(given_path) not in BITSTREAM_KINDS:
         gaussians = GaussianModel(sh_degree)
         with standard_ply(given_path) as ply:
             gaussians.load_ply(ply)

@@ -9,8 +9,10 @@
       compression/
         results.csv                                            (one row per saved bitstream)
         <layout>/                                              (TensorBoard events of the finetune)
-        <layout>/iteration_<k>/{bins/, bins.zip, report.json}  (the layout's container names it)
-        sweep/<layout>_<k>_b<bits>/{bins/, bins.zip, report.json}
+        <layout>/iteration_<k>/{bins/, bins.zip, report.json}  (the layout's container names it:
+                                                               compact: bitstream.gsc)
+        sweep/<layout>_<k>_b<bits>/{bins/, bins.zip, report.json}   (bit-depth sweep)
+        sweep/<layout>_q<quality>/{bitstream.gsc, report.json}      (quality sweep)
       <train|test>/<method>_<suffix>/{renders,gt}/00000.png    (ours_<N>, compressed_<layout>_<k>)
       results.json  per_view.json  report.html                 (metrics.py, make_report.py)
       viewer/<method>.html                                     (3D viewer pages of the report)
@@ -46,6 +48,8 @@ SWEEP_DIR = "sweep"
 #: the bins container's files (a folder of .npz files and the same files zipped)
 BINS_DIR = "bins"
 BINS_ZIP = "bins.zip"
+#: the compact container's single file (docs/COMPACT_FORMAT.md)
+COMPACT_FILE = "bitstream.gsc"
 REPORT_JSON = "report.json"
 RESULTS_CSV = "results.csv"
 RESULTS_HEADER = ("Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians")
@@ -71,6 +75,7 @@ SWEEP_STEP_JSON = "sweep_step.json"
 
 _ITERATION = re.compile(re.escape(ITERATION_PREFIX) + r"(?P<k>\d+)$")
 _SWEEP = re.compile(r"(?P<layout>[^_]+)_(?P<k>\d+)_b(?P<bits>\d+)$")
+_QUALITY_SWEEP = re.compile(r"(?P<layout>[^_]+)_q(?P<quality>\d+)$")
 _COMPRESSED = re.compile(re.escape(COMPRESSED_METHOD) + r"_(?P<layout>.+)_(?P<k>\d+)$")
 
 
@@ -147,13 +152,24 @@ def parse_sweep_submethod(name: str) -> Optional[tuple[str, int, int]]:
     return None if match is None else (match["layout"], int(match["k"]), int(match["bits"]))
 
 
+def quality_submethod(layout: str, quality: int) -> str:
+    """results.csv name (and sweep folder) of a quality-sweep point: ``<layout>_q<quality>``."""
+    return f"{layout}_q{quality}"
+
+
+def parse_quality_submethod(name: str) -> Optional[tuple[str, int]]:
+    """``(layout, quality)`` of a quality-sweep Submethod, else None."""
+    match = _QUALITY_SWEEP.match(name)
+    return None if match is None else (match["layout"], int(match["quality"]))
+
+
 def submethod_layout(name: str) -> str:
     """The layout of a results.csv Submethod (its text before the first underscore)."""
     return name.split("_", 1)[0]
 
 
 def sweep_dir(model_path: PathLike, name: str) -> Path:
-    """``<model>/compression/sweep/<layout>_<k>_b<bits>``."""
+    """``<model>/compression/sweep/<name>`` (``<layout>_<k>_b<bits>``, ``<layout>_q<quality>``)."""
     return compression_dir(model_path) / SWEEP_DIR / name
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compression.entropy import (MAX_ALPHABET, EntropyError, Model, StreamReader, StreamWriter,
-                                 decode_symbols, encode_symbols)
+                                 decode_symbols, encode_symbols, put_varint)
 from compression.octree import voxelize
 from compression.raht import build_raht
 from scene.ply import read_ply
@@ -167,3 +167,23 @@ def test_invalid_arguments():
         encode_symbols(np.array([0, MAX_ALPHABET]))
     with pytest.raises(ValueError):
         StreamReader(encode_symbols(np.arange(3))[1:]).read(-1)
+
+
+def test_laplace_tables_far_from_zero_are_never_built():
+    """A zero-mean Laplace table runs from 0 to the segment's largest |symbol|: segments far
+    from zero take the histogram when writing and are refused when reading, so a crafted
+    stream cannot make the reader allocate a table of 2^30 entries."""
+    far = (1 << 29) + np.arange(60) % 3
+    np.testing.assert_array_equal(decode_symbols(encode_symbols(far), far.size), far)
+    with pytest.raises(ValueError, match="Laplace"):
+        encode_symbols(far, Model.LAPLACE)
+    side = bytearray([Model.LAPLACE])
+    put_varint(side, 2 * (1 << 29))  # zigzag of lo = 2^29
+    put_varint(side, 2)  # hi - lo
+    side += (40000).to_bytes(2, "little")  # m
+    stream = bytearray()
+    put_varint(stream, 10)  # count
+    put_varint(stream, len(side))
+    stream += side + bytes(4)
+    with pytest.raises(EntropyError, match="alphabet limit"):
+        decode_symbols(bytes(stream), 10)

@@ -217,7 +217,7 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
     )})
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
-    "codebook_size": None, "vq_steps": 50, "vq_batch": 65536, "oct_merge": "mean",
+    "codebook_size": None, "vq_steps": 20, "vq_batch": 65536, "oct_merge": "mean",
     "imp_beta": 0.1, "finetune_iterations": 500, "quality": 5, "base_step": None,
     "voxel_ratio": None,
 })

@@ -126,7 +126,6 @@ class CompactBitstream:
         n, k = self.num_gaussians, self.codebook_size
         columns = layout.width(layout.raht, self.sh_degree)
         rest = layout.width(layout.vq, self.sh_degree)
-        slot_levels = self.plan.slot_levels().numpy()
         n_levels = len(self.plan.levels)
         checks = [
             (0 <= self.sh_degree <= 3 and 1 <= self.depth <= MAX_DEPTH and 0 <= self.quality <= 9,
@@ -153,10 +152,10 @@ class CompactBitstream:
         attributes = StreamWriter()
         for column in range(columns):
             attributes.write(self.exponents[column])
-        order = np.argsort(slot_levels[1:], kind="stable")  # AC rows grouped by level
-        bounds = np.cumsum(np.bincount(slot_levels[1:], minlength=n_levels))[:-1]
+        grouped = self.codes[self.plan.high_slots().numpy() - 1]  # AC rows level by level
+        bounds = np.cumsum([level.num_pairs for level in self.plan.levels])[:-1]
         for column in range(columns):
-            for segment in np.split(self.codes[order, column], bounds):
+            for segment in np.split(grouped[:, column], bounds):
                 attributes.write(segment)
         if k:
             attributes.write(self.vq_indices)
@@ -272,19 +271,14 @@ def parse_compact(data: bytes) -> CompactBitstream:
         raise CompactFormatError(f"geometry holds {voxels.shape[0]} voxels at depth "
                                  f"{geometry_depth}, the header says {n} at depth {depth}")
     plan = build_raht(voxels, depth)
-    slot_levels = plan.slot_levels().numpy()
-    n_levels = len(plan.levels)
     reader = StreamReader(streams["attribute"])
-    exponents = np.stack([reader.read(n_levels) for _ in range(columns)]) \
-        if n_levels else np.zeros((columns, 0), dtype=np.int64)
+    exponents = np.stack([reader.read(len(plan.levels)) for _ in range(columns)])
     if int(np.abs(exponents).max(initial=0)) > EXPONENT_LIMIT:
         raise CompactFormatError(f"a step exponent beyond ±{EXPONENT_LIMIT}")
-    counts = np.bincount(slot_levels[1:], minlength=n_levels)
-    order = np.argsort(slot_levels[1:], kind="stable")
+    grouped = np.stack([np.concatenate([reader.read(level.num_pairs) for level in plan.levels])
+                        for _ in range(columns)], axis=1)
     codes = np.empty((n - 1, columns), dtype=np.int64)
-    for column in range(columns):
-        grouped = np.concatenate([reader.read(int(count)) for count in counts])
-        codes[order, column] = grouped
+    codes[plan.high_slots().numpy() - 1] = grouped
     if int(np.abs(codes).max(initial=0)) > MAX_CODE:
         raise CompactFormatError(f"an AC code beyond ±{MAX_CODE}")
     vq_indices = reader.read(n) if k else np.zeros(0, dtype=np.int64)

@@ -96,6 +96,12 @@ class RahtPlan:
             out[level.slots[level.num_pairs:]] = index
         return out
 
+    def high_slots(self) -> Tensor:
+        """[N - 1] int64 (CPU): the AC slots grouped by level (finest first), each level's in
+        ascending slot order (the order in which a level's pairs were found)."""
+        return torch.cat([level.slots[level.num_pairs:] for level in self.levels]) \
+            if self.levels else torch.zeros(0, dtype=torch.int64)
+
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "RahtPlan":
         """Cache the index and weight tensors on ``device`` (weights in ``dtype``); returns self."""
         self._tensors(torch.device(device), dtype)

@@ -81,20 +81,32 @@ def test_hyper_config_errors() -> None:
         resolve_settings(CompressionParams(hyper_config="c4", scene_name="lego"))
 
 
-# Today's MesonGS values: the seed and official layouts' defaults (unchanged flags' defaults).
+# Today's MesonGS values: the seed and official layouts' defaults (unchanged flags' defaults;
+# the compact layout's own knobs are unused there).
 MESONGS_DEFAULTS = {"percent": 0.2, "depth": 20, "n_block": 57, "num_bits": 8,
                     "quantizer": "vanilla", "codebook_size": 4096, "vq_steps": 100,
                     "vq_batch": 65536, "oct_merge": "mean", "imp_beta": 0.1,
-                    "finetune_iterations": 8000}
+                    "finetune_iterations": 8000, "quality": None, "base_step": None,
+                    "voxel_ratio": None}
+# The compact layout at its default quality 5: pruning, step and voxel ratio from that level,
+# depth and codebook size chosen from the model (None), block settings unused (None).
+COMPACT_DEFAULTS = {"percent": 0.3, "depth": None, "n_block": None, "num_bits": None,
+                    "quantizer": None, "codebook_size": None, "vq_steps": 20,
+                    "vq_batch": 65536, "oct_merge": "mean", "imp_beta": 0.1,
+                    "finetune_iterations": 500, "quality": 5, "base_step": 0.4,
+                    "voxel_ratio": 0.1}
 
 
 def test_unset_flags_take_the_layout_defaults() -> None:
-    assert set(LAYOUT_SETTINGS) == set(MESONGS_DEFAULTS)
+    assert set(LAYOUT_SETTINGS) == set(MESONGS_DEFAULTS) == set(COMPACT_DEFAULTS)
     assert all(getattr(CompressionParams(), key) is None for key in LAYOUT_SETTINGS)
+    expected = {"seed": MESONGS_DEFAULTS, "official": MESONGS_DEFAULTS,
+                "compact": COMPACT_DEFAULTS}
+    assert set(LAYOUTS) == set(expected)
     for name, layout in LAYOUTS.items():
         assert set(layout.defaults) == set(LAYOUT_SETTINGS), name
         cfg = resolve_settings(CompressionParams(layout=name))
-        assert {key: getattr(cfg, key) for key in LAYOUT_SETTINGS} == MESONGS_DEFAULTS, name
+        assert {key: getattr(cfg, key) for key in LAYOUT_SETTINGS} == expected[name], name
     args = train_cli.build_parser().parse_args(["-s", "x", "--layout", "official", "--depth",
                                                 "12"])
     assert all(getattr(args, key) is None for key in LAYOUT_SETTINGS if key != "depth")

@@ -155,3 +155,19 @@ def test_wrong_attribute_rows(vectors):
     plan = build_raht(vectors["cube8"]["V"], 1)
     with pytest.raises(ValueError, match="attrs"):
         plan.forward(torch.zeros(7, 3))
+
+
+def test_slot_levels_and_high_slots(vectors):
+    """Every AC slot is the high-pass slot of exactly one level; high_slots lists them level by
+    level, ascending within a level, and slot_levels names that level (the DC slot 0: -1)."""
+    for case in vectors.values():
+        plan = build_raht(case["V"], int(case["depth"]))
+        levels = plan.slot_levels()
+        high = plan.high_slots()
+        assert levels[0] == -1 and int(levels.min()) == -1 and int((levels == -1).sum()) == 1
+        assert sorted(high.tolist()) == list(range(1, plan.n))
+        assert torch.equal(levels[high], torch.repeat_interleave(
+            torch.arange(len(plan.levels)), torch.tensor([lv.num_pairs for lv in plan.levels])))
+        for level in plan.levels:
+            right = level.slots[level.num_pairs:]
+            assert bool((right[1:] > right[:-1]).all())

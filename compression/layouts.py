@@ -213,11 +213,11 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
         (6, 0.20, 0.2, 0.07, 128),
         (7, 0.15, 0.1, 0.05, 256),
         (8, 0.10, 0.04, 0.035, 512),
-        (9, 0.02, 0.0125, 0.02, 2048),
+        (9, 0.0, 0.01, 0.02, 2048),
     )})
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
-    "codebook_size": None, "vq_steps": 20, "vq_batch": 65536, "oct_merge": "mean",
+    "codebook_size": None, "vq_steps": 20, "vq_batch": 32768, "oct_merge": "mean",
     "imp_beta": 0.1, "finetune_iterations": 500, "quality": 5, "base_step": None,
     "voxel_ratio": None,
 })

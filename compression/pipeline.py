@@ -364,9 +364,9 @@ def _decode_compact(bitstream: CompactBitstream, device: torch.device) -> dict[s
     """The compact container's decoder: x̂ = q · step per (column, level), the same float32
     ops as :func:`simulate`, so the result equals the finetune's evaluation-mode render input."""
     layout, d = bitstream.layout_record, bitstream.sh_degree
-    slot_steps = LevelQuantizer.steps_of(bitstream.exponents, bitstream.plan.slot_levels())
-    ac = LevelQuantizer.dequantize(torch.from_numpy(bitstream.codes).to(device),
-                                   slot_steps.to(device))
+    scheme = QUANTIZER_SCHEMES[layout.quantizer_scheme]
+    slot_steps = scheme.steps_of(bitstream.exponents, bitstream.plan.slot_levels())
+    ac = scheme.dequantize(torch.from_numpy(bitstream.codes).to(device), slot_steps.to(device))
     dc = torch.from_numpy(bitstream.dc).to(device)
     rows = bitstream.plan.inverse(torch.cat([dc[None], ac]))
     raw = layout.params_from_columns(layout.raht, rows, d)

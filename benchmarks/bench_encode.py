@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -72,17 +73,17 @@ def main() -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     _sync(args.device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     state, coded = prepare(params, None, cfg, generator)
     _sync(args.device)
     prepare_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as out:
         info = save(state, coded, out, measure_decode=False)
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
+        encode_s, encode_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        start, cpu_start = time.perf_counter(), time.process_time()
         decoded = decode(read_bitstream(info["path"]), device=args.device)
         _sync(args.device)
-        decode_s = time.perf_counter() - start
+        decode_s, decode_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
     print(json.dumps({
         "layout": args.layout,
@@ -95,6 +96,11 @@ def main() -> None:
         "save_seconds": round(info["encode_seconds"], 3),
         "encode_seconds": round(encode_s, 3),
         "decode_seconds": round(decode_s, 3),
+        # CPU time of this process (all its threads): on a shared machine wall time grows with
+        # the other processes' load, CPU time much less
+        "encode_cpu_seconds": round(encode_cpu, 3),
+        "decode_cpu_seconds": round(decode_cpu, 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "decoded_gaussians": int(decoded["xyz"].shape[0]),
         "size_bytes": info["size_bytes"],
         "bits_per_gaussian": round(info["bits_per_gaussian"], 2),

@@ -419,6 +419,24 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
                     ["-m", str(codec_model / "absent")]) == EXIT_BAD_INPUT
 
 
+def test_rd_sweep_over_the_compact_quality(codec_model: Path) -> None:
+    """A layout with --quality is swept over its levels, each compressing the trained PLY anew
+    (no saved compact bitstream needed; this model is random, so only sizes are ordered)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import rd_sweep
+
+    rows = rd_sweep.sweep(codec_model, ["compact"], [8], [2, 8], quiet=True)
+    assert [r.submethod for r in rows] == ["compact_q2", "compact_q8"]
+    for row, quality in zip(rows, (2, 8)):
+        folder = codec_model / "compression" / "sweep" / row.submethod
+        rep = json.loads((folder / "report.json").read_text())
+        assert row.size_bytes == rep["size_bytes"] == (folder / "bitstream.gsc").stat().st_size
+        assert rep["settings"]["quality"] == quality and row.psnr == rep["psnr"]
+        assert rep["bits_per_input_gaussian"] == pytest.approx(8 * row.size_bytes / 600)
+    assert rows[1].size_bytes > rows[0].size_bytes
+    assert rows[1].num_gaussians > rows[0].num_gaussians  # level 8 prunes less
+
+
 # ------------------------------------------------------------------ viewer pages of a real model
 
 @pytest.fixture(scope="module")

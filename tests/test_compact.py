@@ -113,6 +113,22 @@ def test_decoded_attributes_and_codes_equal_the_trained_simulation(
     assert stored.codes.any() and len(np.unique(stored.codes)) > 10
 
 
+@pytest.mark.parametrize("degree", [0, 1])
+def test_lower_sh_degrees_round_trip(real_params: dict, degree: int, tmp_path: Path) -> None:
+    """SH degree 0 has no f_rest (no codebook, K = 0), degree 1 a 9-column codebook."""
+    params = {**real_params, "f_rest": real_params["f_rest"][:, :(degree + 1) ** 2 - 1]}
+    state, coded, path, info = _compressed(params, tmp_path)
+    stored = read_compact(path)
+    assert stored.sh_degree == degree and stored.codebook.shape[1] == 3 * ((degree + 1) ** 2 - 1)
+    assert info["codebook_size"] == stored.codebook_size == (0 if degree == 0 else 32)
+    decoded = GaussianModel.from_params(decode(stored))
+    assert decoded.max_sh_degree == degree
+    with torch.no_grad():
+        simulated = simulate(state, coded)
+    for name, value in _rendered_inputs(decoded).items():
+        assert torch.equal(value, simulated[name]), name
+
+
 def test_same_input_and_seed_give_the_same_bytes(real_params: dict, compact_file: dict,
                                                  tmp_path: Path) -> None:
     _, _, path, _ = _compressed(real_params, tmp_path)

@@ -27,6 +27,7 @@ from scene import Scene
 from scene.gaussian_model import GaussianModel
 from utils.cli import run_main
 from utils.render_utils import default_device, render_sets
+from utils.threads import add_threads_argument, set_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="render this .ply, bins folder or bins.zip instead")
     parser.add_argument("--export_ply", type=str, default=None,
                         help="write the model as a standard 3DGS PLY and exit")
+    add_threads_argument(parser)
     return parser
 
 
@@ -57,6 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     cli = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    set_threads(cli.threads)  # this machine's setting, never the training run's
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
     device = default_device()
     gaussians = None

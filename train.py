@@ -22,6 +22,7 @@ from compression.presets import apply_hyper_config
 from compression.runner import compress_model, load_given_model
 from training import TrainOptions, configure_logging, train
 from utils.cli import run_main
+from utils.threads import add_threads_argument, set_threads
 
 logger = logging.getLogger("train")
 
@@ -39,12 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument("--detect_anomaly", action="store_true",
                         help="torch.autograd anomaly detection (slow)")
+    add_threads_argument(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
+    set_threads(args.threads)
     compression = apply_hyper_config(extract(CompressionParams, args))
     if not args.source_path and not compression.given_ply_path:
         raise ValueError("-s/--source_path is required (or --given_ply_path to compress a PLY)")

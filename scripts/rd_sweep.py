@@ -42,6 +42,7 @@ from utils.loss_utils import ssim  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 from utils.render_utils import default_device  # noqa: E402
 from utils.system_utils import atomic_path, searchForMaxIteration  # noqa: E402
+from utils.threads import add_threads_argument, set_threads  # noqa: E402
 
 logger = logging.getLogger("rd_sweep")
 
@@ -155,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num_bits", nargs="+", type=int, default=[6, 8, 10],
                         help="bit depths to sweep (default: 6 8 10)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     bad = [b for b in args.num_bits if not 1 <= b <= 16]
     if bad:
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not model_path.is_dir():
             raise FileNotFoundError(f"{model_path}: model folder not found")
+        set_threads(args.threads)
         sweep(model_path, args.layouts, args.num_bits, quiet=args.quiet)
     except (FileNotFoundError, ValueError) as exc:
         print(f"rd_sweep: error: {exc}", file=sys.stderr)

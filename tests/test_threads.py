@@ -1,0 +1,63 @@
+"""utils/threads: the default CPU thread count, and --threads on every entry point."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from utils import threads
+
+
+@pytest.fixture
+def keep_torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_leaves_one_cpu_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for cpus, expected in ((1, 1), (2, 1), (16, 15)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        assert threads.available_cpus() == cpus
+        assert threads.default_threads() == expected
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's explicit choice wins
+    assert threads.default_threads() == 3
+
+
+def test_set_threads(keep_torch_threads, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert threads.set_threads(2) == 2 and torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.set_threads() == 1 and torch.get_num_threads() == 1
+    with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
+        threads.set_threads(0)
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("script, args, status", [
+    ("train.py", [], 2),
+    ("render.py", [], 2),
+    ("metrics.py", ["-m", "{empty}"], 2),
+    ("scripts/rd_sweep.py", ["-m", "{empty}"], 1),
+])
+def test_entry_points_apply_threads(script: str, args: list[str], status: int,
+                                    tmp_path: Path) -> None:
+    """Each entry point logs the count it applies, and refuses 0 in one line."""
+    args = [a.format(empty=tmp_path) for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+
+    def run(count: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args, "--threads", count], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    refused = run("0")
+    assert refused.returncode == status
+    assert refused.stderr.strip().splitlines()[-1].endswith("--threads must be at least 1, got 0")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    applied = run("2")  # then stops on the missing scene / models, after applying the count
+    assert "torch runs on 2 CPU thread(s)" in applied.stderr + applied.stdout

@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="child runs per configuration")
     parser.add_argument("--iterations", type=int, default=10, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per run")
+    parser.add_argument("--loads", nargs="+", choices=("idle", "busy"), default=["idle", "busy"],
+                        help="machine states to measure (default: both)")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -96,7 +98,7 @@ def main() -> None:
     report: dict = {"cpus": os.cpu_count(), "load_average_before": os.getloadavg(),
                     "iterations": args.iterations, "warmup": args.warmup,
                     "repeats": args.repeats, "cases": {}}
-    for load in ("idle", "busy"):
+    for load in args.loads:
         competitor = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
                       if load == "busy" else None)
         try:
@@ -116,7 +118,7 @@ def main() -> None:
                 "run_medians_s": [round(statistics.median(r["seconds"]), 4) for r in results],
                 "min_s": round(min(every_step), 4), "max_s": round(max(every_step), 4)}
     cases = report["cases"]
-    for config in CONFIGS:
+    for config in CONFIGS if len(args.loads) == 2 else []:
         cases[f"{config}/busy"]["slowdown_vs_idle"] = round(
             cases[f"{config}/busy"]["median_s_per_iteration"]
             / cases[f"{config}/idle"]["median_s_per_iteration"], 2)

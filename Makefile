@@ -1,6 +1,7 @@
 # make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt and
 #              the test-only requirements-test.txt)
 # make test  : run the test suite in .venv
+# make tools : install splat-transform into .tools/ (npm; needs Node.js) unless one is found
 # make demo  : run the end-to-end demo (scripts/demo.sh)
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_FLAGS ?=
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test demo
+.PHONY: venv test demo tools
 
 venv: $(VENV)/.installed
 
@@ -23,6 +24,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(VPY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	$(VPY) -m pip install -c $(VENV)/torch-constraint.txt -r requirements-test.txt
 	touch $@
+
+tools: venv
+	$(VPY) -m utils.splat_transform
 
 test: venv
 	$(VPY) -m pytest tests -q

@@ -55,15 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_threads(args.threads)
 
     device = pick_device(args.device)
-    try:
-        lpips_net = resolve_lpips(args.lpips_weights, device)
-        for model_path in args.model_paths:
-            results = evaluate_model(model_path, lpips_net, device, progress=not args.quiet)
-            if not args.quiet:
-                print(format_table(model_path, results))
-    except (FileNotFoundError, ValueError) as exc:
-        log.error("metrics.py: %s", exc)
-        return 1
+    lpips_net = resolve_lpips(args.lpips_weights, device)
+    for model_path in args.model_paths:
+        results = evaluate_model(model_path, lpips_net, device, progress=not args.quiet)
+        if not args.quiet:
+            print(format_table(model_path, results))
     return 0
 
 

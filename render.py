@@ -1,13 +1,17 @@
 """Render the train/test views of a trained model, like the original 3DGS render.py.
 
     python render.py -m <model> [-s <scene>] [--iteration N] [--skip_train] [--skip_test] [--quiet]
-    python render.py -m <model> --dec_npz [--layout seed|official] [--iteration k]
-    python render.py [-m <model>] --given_ply_path <.ply | bins folder | bins.zip> [--export_ply P]
+    python render.py -m <model> --dec_npz [--layout <layout>] [--iteration k]
+    python render.py [-m <model>] --given_ply_path <model file | bins folder | bins.zip>
+                     [--export_ply P] [--export P.{ply,compressed.ply,spz,sog,html}]
 
 Flags saved in ``<model>/cfg_args`` at training time are reused; flags given here win. Images
 go to ``<model>/<train|test>/ours_<N>/{renders,gt}/00000.png ...``; from the bitstream alone
 (``--dec_npz``: latest k of the layout) to ``compressed_<layout>_<k>/``. ``--export_ply``
-writes the decoded (or given) model as a standard 3DGS PLY and renders nothing.
+writes the decoded (or given) model as a standard 3DGS PLY, ``--export`` in the format its
+extension names (all but .ply through splat-transform); either renders nothing. A model file is
+a 3DGS PLY or a .spz, .sog, .splat, .ksplat or PlayCanvas compressed .ply (told apart by
+content where the format has a signature).
 """
 from __future__ import annotations
 
@@ -20,12 +24,15 @@ from typing import Optional, Sequence
 import torch
 
 from arguments import ModelParams, PipelineParams, add_arguments, extract, get_combined_args
-from compression.pipeline import LAYOUTS
-from compression.runner import load_for_rendering
+from compression.layouts import LAYOUTS
 from gaussian_renderer import render
 from scene import Scene
+from scene.formats import export_format
 from scene.gaussian_model import GaussianModel
+from scene.interop import export_model
+from training.compress import load_for_rendering
 from utils.cli import run_main
+from utils.output_paths import UNCOMPRESSED_METHOD
 from utils.render_utils import default_device, render_sets
 from utils.threads import add_threads_argument, set_threads
 
@@ -41,15 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     parser.add_argument("--dec_npz", action="store_true",
                         help="render the compressed model decoded from its bins.zip alone")
-    parser.add_argument("--layout", choices=LAYOUTS, default=None,
-                        help="codec layout for --dec_npz (default: the first one saved, seed "
-                             "first)")
+    parser.add_argument("--layout", choices=tuple(LAYOUTS), default=None,
+                        help="codec layout for --dec_npz (default: the first one saved, in the "
+                             f"order {', '.join(LAYOUTS)})")
     parser.add_argument("--given_ply_path", type=str, default=None,
-                        help="render this .ply, bins folder or bins.zip instead")
+                        help="render this model file (.ply, compressed .ply, .spz, .sog, .splat, "
+                             ".ksplat), bins folder or bins.zip instead")
     parser.add_argument("--export_ply", type=str, default=None,
                         help="write the model as a standard 3DGS PLY and exit")
+    parser.add_argument("--export", type=str, default=None,
+                        help="write the model as .ply, .compressed.ply, .spz, .sog or .html "
+                             "(viewer page), by extension, and exit")
     add_threads_argument(parser)
     return parser
+
+
+def write_exports(gaussians: GaussianModel, cli: argparse.Namespace) -> bool:
+    """Write the ``--export_ply`` / ``--export`` files that were asked for; True if any."""
+    if cli.export_ply:
+        gaussians.save_ply(cli.export_ply)
+    if cli.export:
+        export_model(gaussians, cli.export)
+    return bool(cli.export_ply or cli.export)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
@@ -61,6 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
                         format="%(message)s")
     set_threads(cli.threads)  # this machine's setting, never the training run's
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
+    if cli.export:
+        export_format(cli.export)  # an unknown extension fails before any work
     device = default_device()
     gaussians = None
     if cli.given_ply_path is not None or cli.dec_npz:
@@ -68,8 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
             given_path=cli.given_ply_path, dec_npz=cli.dec_npz, layout=cli.layout,
             iteration=args.iteration, model_path=getattr(args, "model_path", None),
             sh_degree=dataset.sh_degree, device=device)
-        if cli.export_ply:
-            gaussians.save_ply(cli.export_ply)
+        if write_exports(gaussians, cli):
             return []
     if not getattr(args, "model_path", None):
         parser.error("-m/--model_path is required")
@@ -78,10 +99,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     if gaussians is None:
         gaussians = GaussianModel(dataset.sh_degree)
         scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
-        method, iteration = "ours", scene.loaded_iter
+        method, iteration = UNCOMPRESSED_METHOD, scene.loaded_iter
         gaussians.to(device)
-        if cli.export_ply:
-            gaussians.save_ply(cli.export_ply)
+        if write_exports(gaussians, cli):
             return []
     else:
         scene = Scene(dataset, None, shuffle=False)

@@ -1,26 +1,28 @@
 """Train a 3D Gaussian Splatting model: ``python train.py -s <scene> -m <model folder>``.
 
-Flags keep the original 3DGS names (see ``arguments/``). Outputs go to the model folder:
+Flags keep the original 3DGS names (``arguments/``; the codec's in ``compression/settings.py``,
+whose unset values come from the chosen layout). Outputs go to the model folder:
 cfg_args, cameras.json, input.ply, point_cloud/iteration_<N>/point_cloud.ply, chkpnt<N>.pth and
 TensorBoard events. Then, unless --skip_compress, the codec runs on the trained model (one
---layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <ply>`` skips
-training and compresses that PLY (with -s: cameras for the importance, finetune and
-evaluation; without: camera-free importance, no finetune).
+--layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <model>`` skips
+training and compresses that model: a 3DGS PLY, or a .spz, .sog, .splat, .ksplat or PlayCanvas
+compressed .ply converted by splat-transform (with -s: cameras for the importance, finetune
+and evaluation; without: camera-free importance, no finetune).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
-from arguments import (CompressionParams, ModelParams, OptimizationParams, PipelineParams,
-                       add_arguments, extract)
-from compression.presets import apply_hyper_config
-from compression.runner import compress_model, load_given_model
+from arguments import ModelParams, OptimizationParams, PipelineParams, add_arguments, extract
+from compression.settings import CompressionParams, resolve_settings
 from training import TrainOptions, configure_logging, train
+from training.compress import compress_model, load_given_model
 from utils.cli import run_main
 from utils.threads import add_threads_argument, set_threads
 
@@ -48,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
     set_threads(args.threads)
-    compression = apply_hyper_config(extract(CompressionParams, args))
+    compression = resolve_settings(extract(CompressionParams, args))
+    vars(args).update(dataclasses.asdict(compression))  # cfg_args records what runs
     if not args.source_path and not compression.given_ply_path:
         raise ValueError("-s/--source_path is required (or --given_ply_path to compress a PLY)")
     if args.source_path and not Path(args.source_path).is_dir():

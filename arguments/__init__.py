@@ -3,6 +3,8 @@
 Each dataclass field is one flag (``--<field name>``); ``short`` in the field metadata adds the
 original single-letter alias (``-s``, ``-m``, ``-r``, ...). ``cfg_args`` keeps the original
 format (the repr of an ``argparse.Namespace``) and is read back by a literal-only parser.
+The codec's flag group, ``CompressionParams``, lives with the codec (``compression/settings.py``):
+its choices and defaults come from the layout registry.
 """
 from __future__ import annotations
 
@@ -12,14 +14,23 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Sequence, TypeVar, get_args, get_origin, get_type_hints
+
+from utils.output_paths import CFG_ARGS
+from utils.system_utils import atomic_path
 
 T = TypeVar("T")
 
 
-def _flag(default: Any, help: str, short: str | None = None, choices: Sequence[Any] | None = None,
-          nargs: str | None = None) -> Any:
-    meta = {"help": help, "short": short, "choices": choices, "nargs": nargs}
+def flag(default: Any, help: str, short: str | None = None, choices: Sequence[Any] | None = None,
+         nargs: str | None = None, default_help: str | None = None) -> Any:
+    """A dataclass field that :func:`add_arguments` turns into ``--<name>``.
+
+    ``default_help`` replaces the default shown by ``--help`` (e.g. a default that depends
+    on another flag).
+    """
+    meta = {"help": help, "short": short, "choices": choices, "nargs": nargs,
+            "default_help": default_help}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -29,16 +40,16 @@ def _flag(default: Any, help: str, short: str | None = None, choices: Sequence[A
 class ModelParams:
     """Scene and model folder (the original 3DGS "Loading Parameters")."""
 
-    sh_degree: int = _flag(3, "maximum SH degree")
-    source_path: str = _flag("", "scene folder (COLMAP or Blender/NeRF-synthetic)", short="s")
-    model_path: str = _flag("", "output model folder", short="m")
-    images: str = _flag("images", "image folder inside the COLMAP scene", short="i")
-    resolution: int = _flag(-1, "1|2|4|8 divide; -1 caps the width at 1600 px; other values "
+    sh_degree: int = flag(3, "maximum SH degree")
+    source_path: str = flag("", "scene folder (COLMAP or Blender/NeRF-synthetic)", short="s")
+    model_path: str = flag("", "output model folder", short="m")
+    images: str = flag("images", "image folder inside the COLMAP scene", short="i")
+    resolution: int = flag(-1, "1|2|4|8 divide; -1 caps the width at 1600 px; other values "
                                 "are a target width", short="r")
-    white_background: bool = _flag(False, "composite RGBA images on white", short="w")
-    data_device: str = _flag("cpu", "device holding the ground-truth images")
-    eval: bool = _flag(False, "hold out test views (COLMAP: every 8th; Blender: test JSON)")
-    num_random_points: int = _flag(100_000, "random initial points for scenes without a "
+    white_background: bool = flag(False, "composite RGBA images on white", short="w")
+    data_device: str = flag("cpu", "device holding the ground-truth images")
+    eval: bool = flag(False, "hold out test views (COLMAP: every 8th; Blender: test JSON)")
+    num_random_points: int = flag(100_000, "random initial points for scenes without a "
                                             "point cloud (Blender)")
 
 
@@ -46,69 +57,40 @@ class ModelParams:
 class PipelineParams:
     """Rendering options (the original "Pipeline Parameters" plus the backend choice)."""
 
-    backend: str = _flag("auto", "rasterizer: auto | torch | gsplat | inria",
+    backend: str = flag("auto", "rasterizer: auto | torch | gsplat | inria",
                          choices=("auto", "torch", "gsplat", "inria"))
-    convert_SHs_python: bool = _flag(False, "accepted for compatibility (SH are always "
+    convert_SHs_python: bool = flag(False, "accepted for compatibility (SH are always "
                                             "evaluated by the backend)")
-    compute_cov3D_python: bool = _flag(False, "accepted for compatibility")
-    debug: bool = _flag(False, "extra checks while rendering")
-    antialiasing: bool = _flag(False, "accepted for compatibility; not supported")
+    compute_cov3D_python: bool = flag(False, "accepted for compatibility")
+    debug: bool = flag(False, "extra checks while rendering")
+    antialiasing: bool = flag(False, "accepted for compatibility; not supported")
 
 
 @dataclass
 class OptimizationParams:
     """3DGS training schedule, learning rates and densification (original names/defaults)."""
 
-    iterations: int = _flag(30_000, "training iterations")
-    position_lr_init: float = _flag(0.00016, "position lr at step 0 (times cameras_extent)")
-    position_lr_final: float = _flag(0.0000016, "position lr at position_lr_max_steps")
-    position_lr_delay_mult: float = _flag(0.01, "position lr delay multiplier")
-    position_lr_max_steps: int = _flag(30_000, "steps of the position lr decay")
-    feature_lr: float = _flag(0.0025, "f_dc lr (f_rest uses feature_lr / 20)")
-    opacity_lr: float = _flag(0.025, "opacity lr")
-    scaling_lr: float = _flag(0.005, "log-scale lr")
-    rotation_lr: float = _flag(0.001, "rotation lr")
-    percent_dense: float = _flag(0.01, "clone/split boundary as a fraction of the extent")
-    lambda_dssim: float = _flag(0.2, "weight of (1 - SSIM) in the loss")
-    densification_interval: int = _flag(100, "iterations between densification steps")
-    opacity_reset_interval: int = _flag(3000, "iterations between opacity resets")
-    densify_from_iter: int = _flag(500, "first densification iteration")
-    densify_until_iter: int = _flag(15_000, "last densification iteration")
-    densify_grad_threshold: float = _flag(0.0002, "mean NDC screen-space gradient threshold")
-    min_opacity: float = _flag(0.005, "prune Gaussians below this opacity")
-    max_screen_size: int = _flag(20, "prune Gaussians larger than this many pixels on screen "
+    iterations: int = flag(30_000, "training iterations")
+    position_lr_init: float = flag(0.00016, "position lr at step 0 (times cameras_extent)")
+    position_lr_final: float = flag(0.0000016, "position lr at position_lr_max_steps")
+    position_lr_delay_mult: float = flag(0.01, "position lr delay multiplier")
+    position_lr_max_steps: int = flag(30_000, "steps of the position lr decay")
+    feature_lr: float = flag(0.0025, "f_dc lr (f_rest uses feature_lr / 20)")
+    opacity_lr: float = flag(0.025, "opacity lr")
+    scaling_lr: float = flag(0.005, "log-scale lr")
+    rotation_lr: float = flag(0.001, "rotation lr")
+    percent_dense: float = flag(0.01, "clone/split boundary as a fraction of the extent")
+    lambda_dssim: float = flag(0.2, "weight of (1 - SSIM) in the loss")
+    densification_interval: int = flag(100, "iterations between densification steps")
+    opacity_reset_interval: int = flag(3000, "iterations between opacity resets")
+    densify_from_iter: int = flag(500, "first densification iteration")
+    densify_until_iter: int = flag(15_000, "last densification iteration")
+    densify_grad_threshold: float = flag(0.0002, "mean NDC screen-space gradient threshold")
+    min_opacity: float = flag(0.005, "prune Gaussians below this opacity")
+    max_screen_size: int = flag(20, "prune Gaussians larger than this many pixels on screen "
                                      "(after the first opacity reset)")
-    sh_increase_interval: int = _flag(1000, "iterations between SH degree increases")
-    random_background: bool = _flag(False, "random background colour each iteration")
-
-
-@dataclass
-class CompressionParams:
-    """MesonGS-style codec (see docs/CODEC.md)."""
-
-    layout: str = _flag("seed", "attribute layout", choices=("seed", "official"))
-    percent: float = _flag(0.2, "fraction of Gaussians pruned by importance")
-    depth: int = _flag(20, "octree depth D (bits per axis)")
-    n_block: int = _flag(57, "blocks per RAHT column (B)")
-    num_bits: int = _flag(8, "bits per quantized code (b)")
-    quantizer: str = _flag("vanilla", "block quantizer", choices=("vanilla", "lsq"))
-    codebook_size: int = _flag(4096, "VQ codebook size K (official layout)")
-    vq_steps: int = _flag(100, "k-means iterations")
-    vq_batch: int = _flag(65536, "k-means batch rows")
-    oct_merge: str = _flag("mean", "merging of Gaussians sharing a voxel",
-                           choices=("mean", "imp", "rand"))
-    imp_beta: float = _flag(0.1, "volume exponent beta of the importance score")
-    finetune_iterations: int = _flag(8000, "quantization-aware finetune iterations")
-    finetune_test_iterations: list = _flag([], "finetune iterations to evaluate and save "
-                                               "(default: 0, every 1000 and the last)",
-                                           nargs="+")
-    finetune_lr_scale: float = _flag(1.0, "factor on every finetune learning rate")
-    hyper_config: Optional[str] = _flag(None, "paper configuration (sets layout, percent, "
-                                              "n_block, codebook_size, depth, imp_beta)",
-                                        choices=("c1", "c2", "c3"))
-    scene_name: Optional[str] = _flag(None, "scene for --hyper_config")
-    given_ply_path: Optional[str] = _flag(None, "compress this trained PLY instead of training")
-    skip_compress: bool = _flag(False, "train only")
+    sh_increase_interval: int = flag(1000, "iterations between SH degree increases")
+    random_background: bool = flag(False, "random background colour each iteration")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
@@ -123,9 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
     for f in dataclasses.fields(cls):
         names = [f"--{f.name}"] + ([f"-{f.metadata['short']}"] if f.metadata.get("short") else [])
         default = _default_of(f)
-        kwargs: dict[str, Any] = {"help": f"{f.metadata.get('help', '')} (default: {default})"}
+        shown = f.metadata.get("default_help") or default
+        kwargs: dict[str, Any] = {"help": f"{f.metadata.get('help', '')} (default: {shown})"}
         kwargs["default"] = None if sentinel else default
-        typ = _scalar_type(hints[f.name])
+        typ = scalar_type(hints[f.name])
         if typ is bool:
             kwargs["action"] = "store_true"
         else:
@@ -152,7 +135,9 @@ def _default_of(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def _scalar_type(hint: Any) -> type:
+def scalar_type(hint: Any) -> type:
+    """The type a flag's value is parsed with: ``X`` for ``X`` and ``Optional[X]``, int for a
+    list (the nargs flags are lists of iterations)."""
     if get_origin(hint) is not None:  # Optional[X] or list
         args = [a for a in get_args(hint) if a is not type(None)]
         if get_origin(hint) is list:
@@ -165,10 +150,8 @@ def _scalar_type(hint: Any) -> type:
 
 def write_cfg_args(model_path: str | os.PathLike, args: argparse.Namespace | dict) -> Path:
     """Write ``<model_path>/cfg_args`` as the repr of a Namespace, like the original 3DGS."""
-    from utils.system_utils import atomic_path
-
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    path = Path(model_path) / "cfg_args"
+    path = Path(model_path) / CFG_ARGS
     with atomic_path(path) as tmp:
         tmp.write_text(repr(argparse.Namespace(**values)))
     return path
@@ -207,7 +190,7 @@ def get_combined_args(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     cli = parser.parse_args(argv)
     merged: dict[str, Any] = {}
     if cli.model_path:
-        cfg = Path(cli.model_path) / "cfg_args"
+        cfg = Path(cli.model_path) / CFG_ARGS
         if cfg.is_file():
             merged.update(read_cfg_args(cfg))
     merged.update({k: v for k, v in vars(cli).items() if v is not None})

@@ -1,7 +1,8 @@
 """Benchmark of the codec's math stages; prints one JSON object.
 
-(1) codec step: RAHT forward + C×B BlockQuantizer fake-quant (training mode) + RAHT inverse,
-    forward and backward, at ``--n`` Gaussians (median of ``--repeats`` runs).
+(1) codec step: ``compression.pipeline.simulate`` in training mode, forward and backward, at
+    ``--n`` Gaussians (median of ``--repeats`` runs): exactly what every finetune step runs
+    (seed layout: layout columns → RAHT → C×B block fake-quant → inverse RAHT → activations).
 (2) plan building: ``build_raht`` for ``--plan-n`` voxels at depth D, time and peak memory
     (tracemalloc peak of the numpy work, and the whole process's peak RSS as an upper bound).
 
@@ -27,9 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compression.layouts import LAYOUTS  # noqa: E402
 from compression.octree import codes_to_keys, keys_to_codes, voxelize  # noqa: E402
-from compression.quantization import BlockQuantizer  # noqa: E402
+from compression.pipeline import prepare, simulate  # noqa: E402
 from compression.raht import build_raht  # noqa: E402
+from compression.settings import CompressionParams  # noqa: E402
 
 
 def surface_voxels(n: int, depth: int, generator: torch.Generator) -> torch.Tensor:
@@ -52,19 +55,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_step(n: int, depth: int, columns: int, n_block: int, repeats: int,
+def synthetic_params(voxels: torch.Tensor, sh_degree: int, generator: torch.Generator
+                     ) -> dict[str, torch.Tensor]:
+    """Raw parameters with one Gaussian at each (distinct) voxel, random attributes."""
+    n = voxels.shape[0]
+    k = (sh_degree + 1) ** 2
+    return {"xyz": voxels.to(torch.float32), "f_dc": torch.randn(n, 1, 3, generator=generator),
+            "f_rest": torch.randn(n, k - 1, 3, generator=generator) * 0.1,
+            "opacity": torch.randn(n, 1, generator=generator),
+            "scaling": torch.randn(n, 3, generator=generator) - 4,
+            "rotation": torch.randn(n, 4, generator=generator)}
+
+
+def bench_step(n: int, depth: int, layout: str, sh_degree: int, n_block: int, repeats: int,
                device: torch.device) -> dict:
     generator = torch.Generator().manual_seed(0)
     voxels = surface_voxels(n, depth, generator)
-    plan = build_raht(voxels, depth).to(device)
-    attrs = torch.randn(voxels.shape[0], columns, generator=generator).to(device).requires_grad_(True)
-    quantizer = BlockQuantizer(columns, n_block, bits=8).to(device).train()
-    upstream = torch.randn(attrs.shape, generator=generator).to(device)
+    params = {name: value.to(device) for name, value in
+              synthetic_params(voxels, sh_degree, generator).items()}
+    cfg = CompressionParams(layout=layout, percent=0.0, depth=depth, n_block=n_block,
+                            vq_steps=5)
+    state, params = prepare(params, None, cfg, torch.Generator(device=device).manual_seed(0))
+    state.train()
+    for name, value in params.items():
+        value.requires_grad_(name != "xyz")
+    with torch.no_grad():  # a random upstream gradient for every differentiable output
+        upstream = {name: torch.randn(value.shape, generator=generator).to(device)
+                    for name, value in simulate(state, params).items() if name != "means"}
 
     def step() -> None:
-        decoded = plan.inverse(quantizer.forward_coeffs(plan.forward(attrs)))
-        attrs.grad = None
-        decoded.backward(upstream)
+        simulated = simulate(state, params)
+        for value in params.values():
+            value.grad = None
+        torch.autograd.backward([simulated[name] for name in upstream], list(upstream.values()))
 
     step()  # warm-up (device caches, allocator)
     times, cpu_times = [], []
@@ -75,8 +98,10 @@ def bench_step(n: int, depth: int, columns: int, n_block: int, repeats: int,
         _sync(device)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
-    return {"n": int(voxels.shape[0]), "depth": depth, "columns": columns, "n_block": n_block,
-            "levels_with_pairs": len(plan.levels), "device": str(device),
+    record = LAYOUTS[layout]
+    return {"n": state.num_gaussians, "depth": depth, "layout": layout,
+            "columns": record.width(record.raht, sh_degree), "n_block": n_block,
+            "levels_with_pairs": len(state.plan.levels), "device": str(device),
             "median_s": statistics.median(times), "min_s": min(times),
             "median_process_cpu_s": statistics.median(cpu_times)}
 
@@ -102,7 +127,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="Gaussians in the codec step")
     parser.add_argument("--plan-n", type=int, default=1_000_000, help="voxels for plan building (0 skips)")
     parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--columns", type=int, default=55)
+    parser.add_argument("--layout", default="seed", choices=tuple(LAYOUTS),
+                        help="codec layout of the step (default: seed, 55 RAHT columns)")
+    parser.add_argument("--sh_degree", type=int, default=3)
     parser.add_argument("--n-block", type=int, default=57)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -111,8 +138,8 @@ def main() -> None:
     if args.plan_n > 0:
         result["plan"] = bench_plan(args.plan_n, args.depth)
     if args.n > 0:
-        result["step"] = bench_step(args.n, args.depth, args.columns, args.n_block, args.repeats,
-                                    torch.device(args.device))
+        result["step"] = bench_step(args.n, args.depth, args.layout, args.sh_degree,
+                                    args.n_block, args.repeats, torch.device(args.device))
     print(json.dumps(result, indent=2))
 
 

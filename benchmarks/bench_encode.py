@@ -21,21 +21,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arguments import CompressionParams  # noqa: E402
 from compression.bitstream import read_bitstream  # noqa: E402
-from compression.pipeline import decode, prepare, standard_ply_size_bytes  # noqa: E402
-from scene.gaussian_model import GaussianModel  # noqa: E402
+from compression.pipeline import decode, prepare, save  # noqa: E402
+from compression.settings import CompressionParams  # noqa: E402
+from scene.ply import standard_ply_size_bytes  # noqa: E402
 
 
-def synthetic_model(n: int, sh_degree: int, generator: torch.Generator) -> GaussianModel:
-    """Gaussians on z = 0.3·sin(3x)·cos(2y) over [-2, 2]², jittered, with plausible attributes."""
+def synthetic_params(n: int, sh_degree: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Raw parameters of Gaussians on z = 0.3·sin(3x)·cos(2y) over [-2, 2]², jittered, with
+    plausible attributes."""
     xy = torch.rand(n, 2, generator=generator) * 4 - 2
     z = 0.3 * torch.sin(3 * xy[:, 0]) * torch.cos(2 * xy[:, 1])
     xyz = torch.cat([xy, z[:, None]], 1) + 0.01 * torch.randn(n, 3, generator=generator)
     k = (sh_degree + 1) ** 2
     smooth = torch.sin(xyz @ torch.randn(3, 3 * k, generator=generator))  # spatially coherent
-    model = GaussianModel(sh_degree)
-    model.set_params({
+    return {
         "xyz": xyz,
         "f_dc": (smooth[:, :3] + 0.1 * torch.randn(n, 3, generator=generator))[:, None, :],
         "f_rest": (0.05 * smooth[:, 3:] + 0.02 * torch.randn(n, 3 * (k - 1), generator=generator))
@@ -43,8 +43,7 @@ def synthetic_model(n: int, sh_degree: int, generator: torch.Generator) -> Gauss
         "opacity": torch.randn(n, 1, generator=generator) * 2,
         "scaling": torch.randn(n, 3, generator=generator) * 0.5 - 5.0,
         "rotation": torch.randn(n, 4, generator=generator),
-    })
-    return model
+    }
 
 
 def _sync(device: str) -> None:
@@ -60,21 +59,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
-    model = synthetic_model(args.num_gaussians, 3, generator).to(args.device)
+    params = {name: value.to(args.device) for name, value in
+              synthetic_params(args.num_gaussians, 3, generator).items()}
     generator = torch.Generator(device=args.device).manual_seed(0)
     cfg = CompressionParams(layout="seed", depth=20, n_block=57, num_bits=8)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     _sync(args.device)
     start = time.perf_counter()
-    state = prepare(model, None, cfg, generator)
+    state, coded = prepare(params, None, cfg, generator)
     _sync(args.device)
     prepare_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as out:
-        info = state.save(model, out, measure_decode=False)
+        info = save(state, coded, out, measure_decode=False)
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
-        decoded = decode(read_bitstream(Path(out) / "bins.zip"), device=args.device)
+        decoded = decode(read_bitstream(info["path"]), device=args.device)
         _sync(args.device)
         decode_s = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
@@ -88,7 +88,7 @@ def main() -> None:
         "save_seconds": round(info["encode_seconds"], 3),
         "encode_seconds": round(encode_s, 3),
         "decode_seconds": round(decode_s, 3),
-        "decoded_gaussians": decoded.num_gaussians,
+        "decoded_gaussians": int(decoded["xyz"].shape[0]),
         "size_bytes": info["size_bytes"],
         "bits_per_gaussian": round(info["bits_per_gaussian"], 2),
         "ply_size_bytes": standard_ply_size_bytes(args.num_gaussians, 3),

@@ -23,17 +23,19 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from arguments import CompressionParams, ModelParams, PipelineParams  # noqa: E402
+from arguments import ModelParams, PipelineParams  # noqa: E402
 from benchmarks.bench_training import cpu_recipe  # noqa: E402
-from compression.runner import compress_model  # noqa: E402
+from compression.settings import CompressionParams  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
 from training import TrainOptions, configure_logging, train  # noqa: E402
+from training.compress import compress_model  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 
 SCENE = REPO.parent / "shared" / "data" / "statuette"
-LAYOUTS = {"seed": {}, "official": {"codebook_size": 256}}
+#: the layouts measured and the settings they take instead of their defaults
+LAYOUT_OVERRIDES = {"seed": {}, "official": {"codebook_size": 256}}
 
 
 def main() -> None:
@@ -68,7 +70,7 @@ def main() -> None:
                           scene.getTestCameras())["psnr"]
     trained = gaussians.capture_state()
     results = {}
-    for layout, overrides in LAYOUTS.items():
+    for layout, overrides in LAYOUT_OVERRIDES.items():
         model = GaussianModel(dataset.sh_degree)
         model.restore_state(trained)
         cfg = CompressionParams(layout=layout, finetune_iterations=args.finetune_iterations,

@@ -1,7 +1,8 @@
-"""The codec's files (CODEC.md §8): the ``bins/`` folder, ``bins.zip`` and their strict reader.
+"""The "bins" container (CODEC.md §8): the ``bins/`` folder, ``bins.zip`` and their strict reader.
 
-Layout of ``<dir>/bins/`` (every array file is an ``.npz``; the same files, in this order, are
-the members of ``<dir>/bins.zip``):
+Files of ``<dir>/bins/`` (every array file is an ``.npz``; the same files, in this order, are
+the members of ``<dir>/bins.zip``); a layout holds the files its record lists
+(``layouts.Layout.files``):
 
 ============  =======================================================================
 file          content
@@ -11,11 +12,11 @@ oct.npz       ``points`` int64 [N] ascending voxel keys; ``params`` float64 [6] 
               (xmin, xmax, ymin, ymax, zmin, zmax)
 orgb.npz      ``f`` float32 [C] RAHT DC per column; ``i`` uint8/uint16 [C, N-1] AC codes
 t.npz         ``t`` float64 [2 + 2·Q·B]: depth, n_block, then (scale, zero_point) per
-              quantizer in index order c·B + j; Q = C (seed) or C + 3 (official: the 3·B
-              log-scale quantizers follow the RAHT ones)
-ct.npz        official only: ``i`` uint8/uint16 [3, N] log-scale codes, one row per axis
-ntk.npz       official only: ``ntk`` int32 [N] VQ indices
-um.npz        official only: ``umap`` float32 [K, 3·((d+1)²-1)] VQ codebook
+              quantizer in index order c·B + j; Q = C + C', the C'·B quantizers of the
+              directly quantized columns (official: the 3 log-scales) after the RAHT ones
+ct.npz        layouts with direct columns: ``i`` uint8/uint16 [C', N] codes, one row per column
+ntk.npz       layouts with VQ: ``ntk`` int32 [N] VQ indices
+um.npz        layouts with VQ: ``umap`` float32 [K, F] codebook (official: F = 3·((d+1)²-1))
 ============  =======================================================================
 
 Determinism: ``np.savez_compressed`` stamps each member with the current time, so the same
@@ -33,7 +34,6 @@ finite ranges). Any problem is one :class:`BitstreamError` naming the file.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -45,17 +45,15 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from compression.layouts import BINS, LAYOUTS, Layout
+from compression.octree import MAX_DEPTH
+from compression.quantization import MAX_BITS, QUANTIZER_KINDS, storage_dtype
 from utils.system_utils import atomic_path
 
 FORMAT_VERSION = 1
-LAYOUTS = ("seed", "official")
-QUANTIZER_KINDS = ("vanilla", "lsq")
-BINS_DIR = "bins"
-BINS_ZIP = "bins.zip"
 META_FILE = "meta.json"
-_SEED_FILES = ("oct.npz", "orgb.npz", "t.npz")
-_OFFICIAL_FILES = _SEED_FILES + ("ct.npz", "ntk.npz", "um.npz")
-_OFFICIAL_FIELDS = ("scale_codes", "scale_scale", "scale_zero_point", "vq_indices", "codebook")
+_DIRECT_FIELDS = ("direct_codes", "direct_scale", "direct_zero_point")
+_VQ_FIELDS = ("vq_indices", "codebook")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _MAX_META_BYTES = 64 * 1024
 # Slack allowed above the raw array bytes: .npy header (≤ 64 KiB when max_header_size is
@@ -68,27 +66,13 @@ class BitstreamError(ValueError):
     """A bins folder / bins.zip that is corrupt, truncated or inconsistent with its meta.json."""
 
 
-def rest_columns(sh_degree: int) -> int:
-    """Number of f_rest values per Gaussian, 3·((d+1)² − 1)."""
-    return 3 * ((sh_degree + 1) ** 2 - 1)
-
-
-def num_raht_columns(layout: str, sh_degree: int) -> int:
-    """C: 10 + 3·((d+1)² − 1) columns for the seed layout, 7 for the official one."""
-    return 10 + rest_columns(sh_degree) if layout == "seed" else 7
-
-
-def code_dtype(num_bits: int) -> np.dtype:
-    """Storage dtype of b-bit codes: uint8 for b ≤ 8, uint16 otherwise."""
-    return np.dtype(np.uint8) if num_bits <= 8 else np.dtype(np.uint16)
-
-
 @dataclass
 class Bitstream:
-    """Everything the files hold, as numpy arrays (N Gaussians, C columns, B blocks).
+    """Everything the files hold, as numpy arrays (N Gaussians, C RAHT columns, C' direct
+    columns, B blocks).
 
     Attributes:
-        layout: "seed" or "official".
+        layout: the layout's name (a key of ``layouts.LAYOUTS``).
         sh_degree: d.
         num_bits: b, bits per code (1..16).
         quantizer: "vanilla" or "lsq".
@@ -99,12 +83,13 @@ class Bitstream:
         codes: [C, N-1] uint8/uint16 AC codes, one row per column in slot order.
         scale: [C, B] float64 quantizer step per (column, block).
         zero_point: [C, B] float64 integer-valued zero point per (column, block).
-        scale_codes: official only, [3, N] log-scale codes (key order), one row per axis.
-        scale_scale: official only, [3, B] step of the log-scale quantizers.
-        scale_zero_point: official only, [3, B] zero points of the log-scale quantizers.
-        vq_indices: official only, [N] int32 codebook index per Gaussian.
-        codebook: official only, [K, 3·((d+1)²-1)] float32 f_rest codebook (in-memory
-            (K, (d+1)²-1, 3) order flattened).
+        direct_codes: layouts with direct columns, [C', N] codes (key order), one row per
+            column (official: the 3 log-scales).
+        direct_scale: [C', B] steps of the direct quantizers.
+        direct_zero_point: [C', B] zero points of the direct quantizers.
+        vq_indices: layouts with VQ, [N] int32 codebook index per Gaussian.
+        codebook: layouts with VQ, [K, F] float32 codebook of the VQ columns (official: f_rest
+            in the in-memory (K, (d+1)²-1, 3) order flattened).
     """
 
     layout: str
@@ -118,11 +103,16 @@ class Bitstream:
     codes: np.ndarray
     scale: np.ndarray
     zero_point: np.ndarray
-    scale_codes: Optional[np.ndarray] = None
-    scale_scale: Optional[np.ndarray] = None
-    scale_zero_point: Optional[np.ndarray] = None
+    direct_codes: Optional[np.ndarray] = None
+    direct_scale: Optional[np.ndarray] = None
+    direct_zero_point: Optional[np.ndarray] = None
     vq_indices: Optional[np.ndarray] = None
     codebook: Optional[np.ndarray] = None
+
+    @property
+    def layout_record(self) -> Layout:
+        """The :class:`layouts.Layout` named by ``layout``."""
+        return LAYOUTS[self.layout]
 
     @property
     def num_gaussians(self) -> int:
@@ -141,7 +131,7 @@ class Bitstream:
 
     @property
     def codebook_size(self) -> int:
-        """K (0 for the seed layout)."""
+        """K (0 for layouts without VQ)."""
         return 0 if self.codebook is None else int(self.codebook.shape[0])
 
     def meta(self) -> dict[str, Any]:
@@ -154,21 +144,21 @@ class Bitstream:
     def trans(self) -> np.ndarray:
         """The t.npz array [2 + 2·Q·B] float64 (see the module docstring)."""
         scale, zero_point = self.scale, self.zero_point
-        if self.layout == "official":
-            scale = np.concatenate([scale, self.scale_scale])
-            zero_point = np.concatenate([zero_point, self.scale_zero_point])
+        if self.layout_record.direct:
+            scale = np.concatenate([scale, self.direct_scale])
+            zero_point = np.concatenate([zero_point, self.direct_zero_point])
         pairs = np.stack([scale, zero_point], axis=-1).astype(np.float64).reshape(-1)
         return np.concatenate([np.array([self.depth, self.n_block], np.float64), pairs])
 
     def arrays(self) -> dict[str, dict[str, np.ndarray]]:
-        """File name → {key → array}, in the fixed file and key order."""
-        files = {"oct.npz": {"points": self.keys, "params": self.bbox},
-                 "orgb.npz": {"f": self.dc, "i": self.codes},
-                 "t.npz": {"t": self.trans()}}
-        if self.layout == "official":
-            files.update({"ct.npz": {"i": self.scale_codes}, "ntk.npz": {"ntk": self.vq_indices},
-                          "um.npz": {"umap": self.codebook}})
-        return files
+        """File name → {key → array} of the layout's files, in the fixed file and key order."""
+        content = {"oct.npz": {"points": self.keys, "params": self.bbox},
+                   "orgb.npz": {"f": self.dc, "i": self.codes},
+                   "t.npz": {"t": self.trans()},
+                   "ct.npz": {"i": self.direct_codes},
+                   "ntk.npz": {"ntk": self.vq_indices},
+                   "um.npz": {"umap": self.codebook}}
+        return {name: content[name] for name in self.layout_record.files}
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -190,10 +180,11 @@ def write_bitstream(bitstream: Bitstream, out_dir: str | os.PathLike) -> Path:
     meta = bitstream.meta()
     try:
         _validate_meta(meta, "meta")
-        missing = [f.name for f in dataclasses.fields(Bitstream)
-                   if f.name in _OFFICIAL_FIELDS and getattr(bitstream, f.name) is None]
-        if bitstream.layout == "official" and missing:
-            raise BitstreamError(f"official layout needs {missing}")
+        layout = bitstream.layout_record
+        needed = (_DIRECT_FIELDS if layout.direct else ()) + (_VQ_FIELDS if layout.vq else ())
+        missing = [name for name in needed if getattr(bitstream, name) is None]
+        if missing:
+            raise BitstreamError(f"layout {layout.name} needs {missing}")
         files = bitstream.arrays()
         spec = _expected_arrays(meta)
         for name, arrays in files.items():
@@ -209,15 +200,15 @@ def write_bitstream(bitstream: Bitstream, out_dir: str | os.PathLike) -> Path:
     members: list[tuple[str, bytes]] = [
         (META_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())]
     members += [(name, _npz_bytes(arrays)) for name, arrays in files.items()]
-    with atomic_path(out_dir / BINS_DIR) as tmp:
+    with atomic_path(out_dir / BINS.folder_name) as tmp:
         tmp.mkdir()
         for name, data in members:
             (tmp / name).write_bytes(data)
-    with atomic_path(out_dir / BINS_ZIP) as tmp:
+    with atomic_path(out_dir / BINS.file_name) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
             for name, data in members:
                 archive.writestr(_zip_info(name, zipfile.ZIP_STORED), data)
-    return out_dir / BINS_ZIP
+    return out_dir / BINS.file_name
 
 
 def _zip_info(name: str, compress_type: int) -> zipfile.ZipInfo:
@@ -364,20 +355,20 @@ def _validate_meta(meta: Any, where: str) -> None:
         if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
             raise BitstreamError(f"{where}: '{key}' must be a non-negative integer, "
                                  f"got {meta[key]!r}")
+    layout = LAYOUTS.get(meta["layout"])
     checks = [
         (meta["format_version"] == FORMAT_VERSION, f"format_version {FORMAT_VERSION}"),
-        (meta["layout"] in LAYOUTS, f"layout in {LAYOUTS}"),
+        (layout is not None, f"layout in {tuple(LAYOUTS)}"),
         (meta["quantizer"] in QUANTIZER_KINDS, f"quantizer in {QUANTIZER_KINDS}"),
-        (1 <= meta["num_bits"] <= 16, "1 <= num_bits <= 16"),
+        (1 <= meta["num_bits"] <= MAX_BITS, f"1 <= num_bits <= {MAX_BITS}"),
         (meta["sh_degree"] <= 3, "sh_degree <= 3"),
-        (1 <= meta["D"] <= 21, "1 <= D <= 21"),
+        (1 <= meta["D"] <= MAX_DEPTH, f"1 <= D <= {MAX_DEPTH}"),
         (meta["N"] >= 2, "N >= 2"),
         (1 <= meta["B"] <= meta["N"] - 1, "1 <= B <= N - 1"),
-        (meta["layout"] not in LAYOUTS
-         or meta["C"] == num_raht_columns(meta["layout"], meta["sh_degree"]),
+        (layout is None or meta["C"] == layout.width(layout.raht, meta["sh_degree"]),
          "C matching the layout and SH degree"),
-        ((meta["K"] == 0) == (meta["layout"] == "seed")
-         and meta["K"] <= meta["N"], "K = 0 (seed) or 1 <= K <= N (official)"),
+        (layout is None or ((meta["K"] == 0) != bool(layout.vq) and meta["K"] <= meta["N"]),
+         "K = 0 without VQ, 1 <= K <= N with VQ"),
     ]
     for ok, what in checks:
         if not ok:
@@ -387,19 +378,18 @@ def _validate_meta(meta: Any, where: str) -> None:
 def _expected_arrays(meta: dict[str, Any]) -> dict[str, dict[str, tuple[tuple[int, ...],
                                                                          tuple[np.dtype, ...]]]]:
     """File → key → (shape, allowed dtypes) implied by meta.json."""
+    layout, d = LAYOUTS[meta["layout"]], meta["sh_degree"]
     n, c, b, k = meta["N"], meta["C"], meta["B"], meta["K"]
-    codes = (code_dtype(meta["num_bits"]),)
+    direct = layout.width(layout.direct, d)
+    codes = (storage_dtype(meta["num_bits"]),)
     f64, f32 = (np.dtype(np.float64),), (np.dtype(np.float32),)
-    official = meta["layout"] == "official"
-    num_quantizers = c + 3 if official else c
     spec = {"oct.npz": {"points": ((n,), (np.dtype(np.int64),)), "params": ((6,), f64)},
             "orgb.npz": {"f": ((c,), f32), "i": ((c, n - 1), codes)},
-            "t.npz": {"t": ((2 + 2 * num_quantizers * b,), f64)}}
-    if official:
-        spec.update({"ct.npz": {"i": ((3, n), codes)},
-                     "ntk.npz": {"ntk": ((n,), (np.dtype(np.int32),))},
-                     "um.npz": {"umap": ((k, rest_columns(meta["sh_degree"])), f32)}})
-    return spec
+            "t.npz": {"t": ((2 + 2 * (c + direct) * b,), f64)},
+            "ct.npz": {"i": ((direct, n), codes)},
+            "ntk.npz": {"ntk": ((n,), (np.dtype(np.int32),))},
+            "um.npz": {"umap": ((k, layout.width(layout.vq, d)), f32)}}
+    return {name: spec[name] for name in layout.files}
 
 
 def _npy_limit(shape: tuple[int, ...], dtypes: tuple[np.dtype, ...]) -> int:
@@ -455,16 +445,18 @@ def _assemble(meta: dict[str, Any], arrays: dict[str, dict[str, np.ndarray]],
         raise BitstreamError(f"{path}: t.npz starts with depth {t[0]}, n_block {t[1]}; "
                              f"meta.json says D = {meta['D']}, B = {b}")
     pairs = t[2:].reshape(-1, b, 2)
-    official = {}
-    if meta["layout"] == "official":
-        official = {"scale_codes": arrays["ct.npz"]["i"], "scale_scale": pairs[c:, :, 0].copy(),
-                    "scale_zero_point": pairs[c:, :, 1].copy(),
-                    "vq_indices": arrays["ntk.npz"]["ntk"], "codebook": arrays["um.npz"]["umap"]}
+    layout = LAYOUTS[meta["layout"]]
+    optional: dict[str, np.ndarray] = {}
+    if layout.direct:
+        optional.update(direct_codes=arrays["ct.npz"]["i"], direct_scale=pairs[c:, :, 0].copy(),
+                        direct_zero_point=pairs[c:, :, 1].copy())
+    if layout.vq:
+        optional.update(vq_indices=arrays["ntk.npz"]["ntk"], codebook=arrays["um.npz"]["umap"])
     return Bitstream(layout=meta["layout"], sh_degree=meta["sh_degree"],
                      num_bits=meta["num_bits"], quantizer=meta["quantizer"], depth=meta["D"],
                      keys=arrays["oct.npz"]["points"], bbox=arrays["oct.npz"]["params"],
                      dc=arrays["orgb.npz"]["f"], codes=arrays["orgb.npz"]["i"],
-                     scale=pairs[:c, :, 0].copy(), zero_point=pairs[:c, :, 1].copy(), **official)
+                     scale=pairs[:c, :, 0].copy(), zero_point=pairs[:c, :, 1].copy(), **optional)
 
 
 def _check_values(bs: Bitstream, where: str) -> None:
@@ -472,7 +464,7 @@ def _check_values(bs: Bitstream, where: str) -> None:
     max_code = 2 ** bs.num_bits - 1
     keys = np.asarray(bs.keys)
     problems = [
-        (bs.layout in LAYOUTS, f"layout {bs.layout!r} not in {LAYOUTS}"),
+        (bs.layout in LAYOUTS, f"layout {bs.layout!r} not in {tuple(LAYOUTS)}"),
         (bs.quantizer in QUANTIZER_KINDS, f"quantizer {bs.quantizer!r} not in {QUANTIZER_KINDS}"),
         (keys.ndim == 1 and keys.size >= 2, "oct.npz: at least 2 keys needed"),
         (keys.size < 2 or bool(np.all(np.diff(keys) > 0)),
@@ -485,11 +477,14 @@ def _check_values(bs: Bitstream, where: str) -> None:
         (int(bs.codes.max(initial=0)) <= max_code, f"orgb.npz: codes above {max_code}"),
     ]
     scales = [(bs.scale, bs.zero_point, "t.npz")]
-    if bs.layout == "official":
-        scales.append((bs.scale_scale, bs.scale_zero_point, "t.npz (log-scale quantizers)"))
+    layout = LAYOUTS.get(bs.layout)
+    if layout is not None and layout.direct:
+        scales.append((bs.direct_scale, bs.direct_zero_point, "t.npz (direct quantizers)"))
+        problems.append((bs.direct_codes is not None
+                         and int(bs.direct_codes.max(initial=0)) <= max_code,
+                         f"ct.npz: codes above {max_code}"))
+    if layout is not None and layout.vq:
         problems += [
-            (bs.scale_codes is not None and int(bs.scale_codes.max(initial=0)) <= max_code,
-             f"ct.npz: codes above {max_code}"),
             (bs.vq_indices is not None and bs.codebook is not None
              and bool(np.all((bs.vq_indices >= 0) & (bs.vq_indices < bs.codebook.shape[0]))),
              "ntk.npz: indices outside the codebook"),

@@ -1,7 +1,8 @@
 """Quaternion <-> Euler angle conversion (CODEC.md §4), differentiable and NaN-free.
 
 Conventions: quaternions are wxyz (3DGS), Euler angles are (roll, pitch, yaw) in radians and
-``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``, which equals the quaternion's rotation matrix.
+``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``, which equals the quaternion's rotation matrix
+(``utils.general_utils.build_rotation``).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["quat_to_euler", "euler_to_quat", "euler_to_rotation", "quat_to_rotation"]
+__all__ = ["quat_to_euler", "euler_to_quat", "euler_to_rotation"]
 
 
 def _check_last_dim(name: str, tensor: Tensor, size: int) -> None:
@@ -86,24 +87,5 @@ def euler_to_rotation(euler: Tensor) -> Tensor:
         torch.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], dim=-1),
         torch.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], dim=-1),
         torch.stack([-sp, cp * sr, cp * cr], dim=-1),
-    ]
-    return torch.stack(rows, dim=-2)
-
-
-def quat_to_rotation(quats: Tensor) -> Tensor:
-    """Rotation matrices of wxyz quaternions (3DGS ``build_rotation`` convention).
-
-    Args:
-        quats: [..., 4] wxyz quaternions, raw (normalized here).
-
-    Returns:
-        [..., 3, 3] rotation matrices.
-    """
-    _check_last_dim("quats", quats, 4)
-    w, x, y, z = _normalize_quat(quats).unbind(-1)
-    rows = [
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], dim=-1),
-        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], dim=-1),
-        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], dim=-1),
     ]
     return torch.stack(rows, dim=-2)

@@ -11,16 +11,18 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_DEPTH", "MERGE_MODES", "codes_to_keys", "decode_positions", "keys_to_codes",
-           "merge_voxels", "voxelize"]
+__all__ = ["MAX_DEPTH", "MERGE_MODES", "check_depth", "codes_to_keys", "decode_positions",
+           "keys_to_codes", "merge_voxels", "voxelize"]
 
+#: 3·21 = 63 bits: a voxel key (and a Morton code) fits a non-negative int64
 MAX_DEPTH = 21
 MERGE_MODES = ("mean", "imp", "rand")
 
 Attributes = Union[Tensor, Mapping[str, Tensor]]
 
 
-def _check_depth(depth: int) -> int:
+def check_depth(depth: int) -> int:
+    """``depth`` as an int in [1, MAX_DEPTH]; ValueError otherwise."""
     if not 1 <= int(depth) <= MAX_DEPTH:
         raise ValueError(f"depth: expected an integer in [1, {MAX_DEPTH}], got {depth}")
     return int(depth)
@@ -37,7 +39,7 @@ def voxelize(positions: Tensor, depth: int) -> tuple[Tensor, Tensor]:
         codes: [N, 3] int64 in [0, 2^D - 1] (same device as ``positions``).
         params: [6] float64 bbox (xmin, xmax, ymin, ymax, zmin, zmax).
     """
-    depth = _check_depth(depth)
+    depth = check_depth(depth)
     if positions.ndim != 2 or positions.shape[1] != 3 or positions.shape[0] == 0:
         raise ValueError(f"positions: expected shape [N, 3] with N >= 1, got {tuple(positions.shape)}")
     p = positions.detach().to(torch.float64)
@@ -63,7 +65,7 @@ def decode_positions(codes: Tensor, params: Tensor, depth: int) -> Tensor:
     Returns:
         [N, 3] float64 centres min + (code + 0.5)·(max - min)/2^D.
     """
-    depth = _check_depth(depth)
+    depth = check_depth(depth)
     if params.numel() != 6:
         raise ValueError(f"params: expected 6 values, got {params.numel()}")
     bbox = params.to(device=codes.device, dtype=torch.float64).reshape(3, 2)
@@ -73,7 +75,7 @@ def decode_positions(codes: Tensor, params: Tensor, depth: int) -> Tensor:
 
 def codes_to_keys(codes: Tensor, depth: int) -> Tensor:
     """[N, 3] int64 codes -> [N] int64 keys x·2^(2D) + y·2^D + z."""
-    depth = _check_depth(depth)
+    depth = check_depth(depth)
     if codes.ndim != 2 or codes.shape[1] != 3:
         raise ValueError(f"codes: expected shape [N, 3], got {tuple(codes.shape)}")
     c = codes.to(torch.int64)
@@ -82,7 +84,7 @@ def codes_to_keys(codes: Tensor, depth: int) -> Tensor:
 
 def keys_to_codes(keys: Tensor, depth: int) -> Tensor:
     """[N] int64 keys -> [N, 3] int64 codes (x, y, z); inverse of ``codes_to_keys``."""
-    depth = _check_depth(depth)
+    depth = check_depth(depth)
     mask = (1 << depth) - 1
     k = keys.to(torch.int64)
     return torch.stack([k >> (2 * depth), (k >> depth) & mask, k & mask], dim=1)

@@ -2,15 +2,14 @@
 
 Values from the official MesonGS release (``docs/PUBLISHED.md``): per scene the pruned
 fraction and the block count of each configuration, the codebook size K, the octree depth D
-and the importance exponent β. A configuration also selects the official attribute layout.
-Learning rates stay ours.
+and the importance exponent β. A configuration also selects the official attribute layout
+(``layouts.PAPER_LAYOUT``); the other settings keep their values. Learning rates stay ours.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple, Optional
 
-from arguments import CompressionParams
+from compression.layouts import PAPER_LAYOUT
 
 CONFIGS = ("c1", "c2", "c3")
 
@@ -54,30 +53,28 @@ SCENE_PRESETS: dict[str, ScenePreset] = {
 }
 
 
-def apply_hyper_config(cfg: CompressionParams) -> CompressionParams:
-    """``cfg`` with the paper configuration applied (a copy; ``cfg`` itself is unchanged).
-
-    Without ``hyper_config`` and ``scene_name`` the settings are returned as given.
+def preset_settings(hyper_config: Optional[str], scene_name: Optional[str]) -> dict[str, Any]:
+    """The settings ``--hyper_config <c> --scene_name <scene>`` sets (they win over the flags);
+    {} without either.
 
     Raises:
         ValueError: ``--hyper_config`` without ``--scene_name`` (or the reverse), an unknown
             configuration or an unknown scene (the message lists the known ones).
     """
-    if cfg.hyper_config is None and cfg.scene_name is None:
-        return cfg
-    if cfg.hyper_config is None:
+    if hyper_config is None and scene_name is None:
+        return {}
+    if hyper_config is None:
         raise ValueError("--scene_name needs --hyper_config c1|c2|c3")
-    if cfg.hyper_config not in CONFIGS:
-        raise ValueError(f"--hyper_config must be one of {CONFIGS}, got {cfg.hyper_config!r}")
-    if cfg.scene_name is None:
-        raise ValueError(f"--hyper_config {cfg.hyper_config} needs --scene_name (one of "
+    if hyper_config not in CONFIGS:
+        raise ValueError(f"--hyper_config must be one of {CONFIGS}, got {hyper_config!r}")
+    if scene_name is None:
+        raise ValueError(f"--hyper_config {hyper_config} needs --scene_name (one of "
                          f"{', '.join(SCENE_PRESETS)})")
-    preset = SCENE_PRESETS.get(cfg.scene_name)
+    preset = SCENE_PRESETS.get(scene_name)
     if preset is None:
-        raise ValueError(f"--scene_name: unknown scene {cfg.scene_name!r}; known scenes: "
+        raise ValueError(f"--scene_name: unknown scene {scene_name!r}; known scenes: "
                          f"{', '.join(SCENE_PRESETS)}")
-    index = CONFIGS.index(cfg.hyper_config)
-    return dataclasses.replace(cfg, layout="official", percent=preset.percent[index],
-                               n_block=preset.n_block[index],
-                               codebook_size=preset.codebook_size, depth=preset.depth,
-                               imp_beta=preset.imp_beta)
+    index = CONFIGS.index(hyper_config)
+    return {"layout": PAPER_LAYOUT, "percent": preset.percent[index],
+            "n_block": preset.n_block[index], "codebook_size": preset.codebook_size,
+            "depth": preset.depth, "imp_beta": preset.imp_beta}

@@ -375,13 +375,18 @@ class BlockQuantizer(nn.Module):
                            ac.contiguous().to(dtype), self.scale.to(dtype), self.zero_point.to(dtype))
         return codes.to(torch_code_dtype(self.bits)), self.scale.clone(), self.zero_point.clone()
 
-    def dequantize(self, codes: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
-        """Codes [L, C] with scale, zero_point [C, B] -> x_hat [L, C] (scale's dtype)."""
-        groups = self._groups(codes)
-        expected = (self.n_columns, self.n_block)
-        if tuple(scale.shape) != expected or tuple(zero_point.shape) != expected:
-            raise ValueError(f"scale, zero_point: expected shape {expected}, "
-                             f"got {tuple(scale.shape)}, {tuple(zero_point.shape)}")
+    @staticmethod
+    def dequantize(codes: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
+        """Codes [L, C] with scale, zero_point [C, B] -> x_hat [L, C] (scale's dtype).
+
+        Needs no quantizer state (the decoder calls it on the stored ranges).
+        """
+        if codes.ndim != 2 or scale.ndim != 2 or scale.shape[0] != codes.shape[1] \
+                or zero_point.shape != scale.shape:
+            raise ValueError(f"codes [L, C], scale and zero_point [C, B]: got "
+                             f"{tuple(codes.shape)}, {tuple(scale.shape)}, "
+                             f"{tuple(zero_point.shape)}")
+        groups = _block_groups(codes.shape[0], scale.shape[1])
         return _blockwise(dequantize, groups, codes.contiguous(), scale, zero_point)
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_DEPTH", "RahtLevel", "RahtPlan", "build_raht", "morton_codes"]
+from compression.octree import check_depth
 
-MAX_DEPTH = 21  # 3·21 = 63 bits: a Morton code fits a non-negative int64
+__all__ = ["RahtLevel", "RahtPlan", "build_raht", "morton_codes"]
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:
@@ -191,9 +191,7 @@ def build_raht(voxels: np.ndarray | Tensor, depth: int) -> RahtPlan:
     Raises:
         ValueError: bad depth, shape, range, or duplicate voxels.
     """
-    if not 1 <= int(depth) <= MAX_DEPTH:
-        raise ValueError(f"depth: expected an integer in [1, {MAX_DEPTH}], got {depth}")
-    depth = int(depth)
+    depth = check_depth(depth)
     v = voxels.detach().cpu().numpy() if isinstance(voxels, Tensor) else np.asarray(voxels)
     if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
         raise ValueError(f"voxels: expected shape [N, 3] with N >= 1, got {v.shape}")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from gaussian_renderer._result import RenderResult
+from utils.sh_utils import sh_degree_of
 
 __all__ = ["RenderResult", "rasterize", "render", "ft_render", "available_backends", "BACKENDS"]
 
@@ -120,8 +121,8 @@ def _validate(
     if colors.dim() == 3:
         _check_shape("colors (SH)", colors, (n, None, 3))
         if sh_degree is None:
-            sh_degree = round(colors.shape[1] ** 0.5) - 1
-            if (sh_degree + 1) ** 2 != colors.shape[1]:
+            sh_degree = sh_degree_of(colors.shape[1])
+            if sh_degree is None:
                 raise ValueError(f"colors has K={colors.shape[1]} SH coefficients; pass sh_degree explicitly")
         if not 0 <= sh_degree <= 3 or (sh_degree + 1) ** 2 > colors.shape[1]:
             raise ValueError(f"sh_degree must be in 0..3 with (sh_degree+1)^2 <= K={colors.shape[1]}, got {sh_degree}")
@@ -293,12 +294,14 @@ def ft_render(
     bg_color: torch.Tensor,
     scaling_modifier: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """Render the codec-simulated model (finetuning): attributes from ``pc.codec.simulate(pc)``.
+    """Render the codec-simulated model (finetuning), as the decoder would reconstruct it.
 
-    ``simulate`` returns a dict with ``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3]
-    (activated), ``opacities`` [N] (activated) and ``shs`` [N, K, 3]. Same dict as ``render``.
+    Duck-typed, so that the renderer does not import the codec: ``pc.simulated_attributes()``
+    (``GaussianModel``'s adapter over ``compression.pipeline.simulate``) returns a dict with
+    ``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3] (activated), ``opacities`` [N]
+    (activated) and ``shs`` [N, K, 3]. Same dict as ``render``.
     """
-    sim = pc.codec.simulate(pc)
+    sim = pc.simulated_attributes()
     return _render_gaussians(
         viewpoint_camera,
         sim["means"],

@@ -33,6 +33,7 @@ from gaussian_renderer._result import (
     TILE_SIZE,
     RenderResult,
 )
+from utils.general_utils import build_rotation
 from utils.sh_utils import eval_sh
 
 _TILE_PIXELS = TILE_SIZE * TILE_SIZE
@@ -52,24 +53,6 @@ class Projection(NamedTuple):
     depths: torch.Tensor  # [N] camera-space z
     radii: torch.Tensor  # [N, 2] int32 footprint radii (x, y), 0 when culled
     visible: torch.Tensor  # [N] bool
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices from quaternions.
-
-    Args:
-        quats: [N, 4] wxyz, any norm (normalized here).
-
-    Returns:
-        [N, 3, 3] rotation matrices.
-    """
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    rows = (
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    )
-    return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
 
 
 def project_gaussians(
@@ -109,7 +92,7 @@ def project_gaussians(
     y_clamped = torch.minimum(torch.maximum(y_n, -(cy / fy + margin_y)), (height - cy) / fy + margin_y)
 
     # Camera-space square root of the covariance: Σ_cam = M Mᵀ with M = R_w2c R_q S.
-    m_cam = rot_w2c @ (quat_to_rotmat(quats) * scales[:, None, :])
+    m_cam = rot_w2c @ (build_rotation(quats) * scales[:, None, :])
     # Rows of J M with J = [[fx/z, 0, -fx x'/z], [0, fy/z, -fy y'/z]] (x', y' clamped).
     jm_x = (fx / z_safe)[:, None] * (m_cam[:, 0] - x_clamped[:, None] * m_cam[:, 2])
     jm_y = (fy / z_safe)[:, None] * (m_cam[:, 1] - y_clamped[:, None] * m_cam[:, 2])

@@ -13,10 +13,11 @@ import numpy as np
 from plyfile import PlyData, PlyElement
 
 from arguments import ModelParams, write_cfg_args
+from scene.camera_utils import MAX_AUTO_WIDTH, camera_to_JSON, load_camera
 from scene.cameras import Camera
 from scene.dataset_readers import CameraInfo, SceneInfo, scene_type, sceneLoadTypeCallbacks
-from utils.camera_utils import MAX_AUTO_WIDTH, camera_to_JSON, load_camera
 from utils.graphics_utils import BasicPointCloud
+from utils.output_paths import CAMERAS_JSON, INPUT_PLY, point_cloud_dir, point_cloud_path
 from utils.system_utils import atomic_path, searchForMaxIteration
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Scene:
         self.gaussians = gaussians
         self.loaded_iter: Optional[int] = None
         if load_iteration is not None:
-            self.loaded_iter = (searchForMaxIteration(self.model_path / "point_cloud")
+            self.loaded_iter = (searchForMaxIteration(point_cloud_dir(self.model_path))
                                 if load_iteration == -1 else load_iteration)
             logger.info("Loading trained model at iteration %d", self.loaded_iter)
 
@@ -96,7 +97,7 @@ class Scene:
 
     def point_cloud_path(self, iteration: int) -> Path:
         """``<model_path>/point_cloud/iteration_<N>/point_cloud.ply``."""
-        return self.model_path / "point_cloud" / f"iteration_{iteration}" / "point_cloud.ply"
+        return point_cloud_path(self.model_path, iteration)
 
     def save(self, iteration: int) -> Path:
         """Save the Gaussians as the 3DGS PLY of ``iteration``; returns its path."""
@@ -112,9 +113,9 @@ class Scene:
         points) and ``cameras.json`` (test cameras, then train) into the model folder."""
         self.model_path.mkdir(parents=True, exist_ok=True)
         write_cfg_args(self.model_path, cfg if cfg is not None else dataclasses.asdict(self.args))
-        write_point_cloud_ply(self.model_path / "input.ply", self.scene_info.point_cloud)
+        write_point_cloud_ply(self.model_path / INPUT_PLY, self.scene_info.point_cloud)
         infos = self.scene_info.test_cameras + self.scene_info.train_cameras
-        with atomic_path(self.model_path / "cameras.json") as tmp:
+        with atomic_path(self.model_path / CAMERAS_JSON) as tmp:
             tmp.write_text(json.dumps([camera_to_JSON(i, c) for i, c in enumerate(infos)]))
 
     def load_images(self, train: bool = True, test: bool = True) -> None:

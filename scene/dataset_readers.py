@@ -2,7 +2,7 @@
 
 Readers return camera geometry and image paths only (no pixels, no device); images are decoded
 on the first use of the ``original_image`` of the ``Camera`` that
-``utils.camera_utils.load_camera`` builds. Poses are world-to-camera with OpenCV axes (+x right,
+``scene.camera_utils.load_camera`` builds. Poses are world-to-camera with OpenCV axes (+x right,
 +y down, +z forward).
 """
 from __future__ import annotations

@@ -13,6 +13,10 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
+from compression import pipeline
+from compression.bitstream import read_bitstream
+from compression.layouts import sh_degree_of_params
+from compression.pipeline import CodecState
 from scene.ply import read_ply, write_ply
 from utils.general_utils import build_scaling_rotation, inverse_sigmoid
 from utils.graphics_utils import BasicPointCloud
@@ -63,8 +67,8 @@ class GaussianModel:
         self.spatial_lr_scale = 0.0
         self.params = nn.ParameterDict({
             name: nn.Parameter(torch.empty(0, *self.row_shape(name))) for name in PARAM_NAMES})
-        #: the codec state attached by ``compression.pipeline.prepare`` (``ft_render`` reads it)
-        self.codec: Any = None
+        #: the codec state attached by :meth:`prepare_codec` (the seed's model held its qas)
+        self.codec: CodecState | None = None
 
     # ------------------------------------------------------------------ shapes and device
 
@@ -249,33 +253,62 @@ class GaussianModel:
         self.active_sh_degree = int(state["active_sh_degree"])
         self.spatial_lr_scale = float(state["spatial_lr_scale"])
 
-    # ------------------------------------------------------------------ codec (MesonGS names)
-    # The one exception to the import direction (scene -> compression): these methods import
-    # ``compression`` locally, so that the model keeps the seed's API without scene/ depending
-    # on the codec at import time.
+    # ------------------------------------------------------------------ codec adapters
+    # Thin adapters over the codec core (compression.pipeline works on plain parameter dicts
+    # and never reads a GaussianModel): they keep the seed's names (init_qas, qas, save_npz,
+    # load_npz) and let ft_render ask the model for its codec-simulated attributes.
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, torch.Tensor]) -> "GaussianModel":
+        """A model holding raw parameters (e.g. :func:`compression.pipeline.decode`'s), its SH
+        degree read from f_rest and active."""
+        model = cls(sh_degree_of_params(params))
+        model.set_params(params)
+        model.active_sh_degree = model.max_sh_degree
+        return model
+
+    def prepare_codec(self, cameras: Any, cfg: Any, generator: torch.Generator | None = None,
+                      *, backend: str = "auto") -> CodecState:
+        """Run the codec's stages 1-6 on this model (:func:`compression.pipeline.prepare`).
+
+        The model takes the prepared parameters (pruned, merged per voxel, in voxel-key order,
+        ``xyz`` the frozen voxel centres), its SH degree goes to the maximum and it holds the
+        returned state as ``codec``.
+        """
+        state, params = pipeline.prepare(self.params, cameras, cfg, generator, backend=backend)
+        self.set_params({**params, "xyz": nn.Parameter(params["xyz"], requires_grad=False)})
+        self.active_sh_degree = self.max_sh_degree
+        self.codec = state
+        return state
 
     @property
     def qas(self) -> Any:
         """The block quantizers of the attached codec (``len(qas)`` = C·B, ``qas[c*B + j]``).
 
         Raises:
-            ValueError: no codec attached (run ``compression.pipeline.prepare`` first).
+            ValueError: no codec attached (run :meth:`prepare_codec` first).
         """
         return self._require_codec().quantizer
 
     def init_qas(self, n_block: int) -> Any:
         """(Re)build the codec's block quantizers with ``n_block`` blocks per column, ranges
         calibrated once from the current coefficients; returns them (see :attr:`qas`)."""
-        return self._require_codec().init_qas(self, n_block)
+        return pipeline.init_qas(self._require_codec(), self.params, n_block)
+
+    def simulated_attributes(self) -> dict[str, torch.Tensor]:
+        """What the decoder would reconstruct from this model, differentiably
+        (:func:`compression.pipeline.simulate`; ``gaussian_renderer.ft_render`` draws it)."""
+        return pipeline.simulate(self._require_codec(), self.params)
 
     def save_npz(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Encode with the attached codec into ``<path>/bins/`` and ``<path>/bins.zip``.
+        """Encode with the attached codec into ``path`` (bins layouts: ``<path>/bins/`` and
+        ``<path>/bins.zip``).
 
         Returns:
             The save info (``path``, ``size_bytes``, ``num_gaussians``, ``bits_per_gaussian``,
             ``encode_seconds``, ``decode_seconds``).
         """
-        return self._require_codec().save(self, path)
+        return pipeline.save(self._require_codec(), self.params, path)
 
     def load_npz(self, path: str | os.PathLike) -> None:
         """Replace this model's parameters by the decoded content of a bins folder or bins.zip
@@ -286,20 +319,16 @@ class GaussianModel:
             ValueError: a corrupt or truncated bitstream (naming the file), or one whose SH
                 degree differs from ``max_sh_degree``.
         """
-        from compression.bitstream import read_bitstream
-        from compression.pipeline import decode
-
         bitstream = read_bitstream(path)
         if bitstream.sh_degree != self.max_sh_degree:
             raise ValueError(f"{path}: bitstream has SH degree {bitstream.sh_degree}, the model "
                              f"{self.max_sh_degree}")
-        decoded = decode(bitstream, device=self.device)
-        self.set_params({name: p.detach() for name, p in decoded.params.items()})
+        self.set_params(pipeline.decode(bitstream, device=self.device))
         self.active_sh_degree = self.max_sh_degree
         self.codec = None
 
-    def _require_codec(self) -> Any:
+    def _require_codec(self) -> CodecState:
         if self.codec is None:
-            raise ValueError("no codec attached to this GaussianModel (run "
-                             "compression.pipeline.prepare first)")
+            raise ValueError("no codec attached to this GaussianModel (run prepare_codec "
+                             "first)")
         return self.codec

@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 from plyfile import PlyData, PlyElement
 
+from utils.sh_utils import sh_degree_of
 from utils.system_utils import atomic_path
 
 # Per-row width of every array except f_rest, whose width depends on the SH degree.
@@ -54,11 +55,16 @@ def field_names(sh_degree: int) -> dict[str, list[str]]:
 
 def sh_degree_of_rest_count(n_rest: int) -> int | None:
     """SH degree d with ``n_rest == 3 * ((d + 1)**2 - 1)``, or None if there is none."""
-    if n_rest % 3:
-        return None
-    coeffs = n_rest // 3 + 1
-    degree = math.isqrt(coeffs) - 1
-    return degree if (degree + 1) ** 2 == coeffs else None
+    return None if n_rest % 3 else sh_degree_of(n_rest // 3 + 1)
+
+
+def standard_ply_size_bytes(num_gaussians: int, sh_degree: int) -> int:
+    """Byte size of the standard binary 3DGS PLY of ``num_gaussians`` at ``sh_degree`` (what
+    :func:`write_ply` writes; the uncompressed reference of compression ratios)."""
+    names = [name for cols in field_names(sh_degree).values() for name in cols]
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {num_gaussians}",
+              *[f"property float {name}" for name in names], "end_header"]
+    return len("\n".join(header).encode()) + 1 + 4 * len(names) * num_gaussians
 
 
 def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:

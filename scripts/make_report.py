@@ -1,6 +1,11 @@
 """Print the summary table of a model folder and write its self-contained ``report.html``.
 
-Usage: python scripts/make_report.py -m <model> [--max_views 6] [--quiet]
+Usage: python scripts/make_report.py -m <model> [--max_views 6] [--no_viewers] [--quiet]
+       [--threads N]
+
+With Node.js available, a 3D viewer page of the uncompressed model and of each decoded
+bitstream is written to ``<model>/viewer/`` first and linked from the report; without it, the
+report says how to get them.
 """
 from __future__ import annotations
 
@@ -11,7 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.html_report import format_table, write_report  # noqa: E402
+from reporting.html_report import collect_report, format_table, write_report  # noqa: E402
+from reporting.viewer_pages import write_viewer_pages  # noqa: E402
+from utils.cli import run_main  # noqa: E402
+from utils.splat_transform import SplatTransformUnavailable  # noqa: E402
+from utils.threads import add_threads_argument, set_threads  # noqa: E402
+
+logger = logging.getLogger("make_report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,21 +30,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-m", "--model_path", required=True, help="model folder")
     parser.add_argument("--max_views", type=int, default=6,
                         help="test views shown as pictures (default: 6)")
+    parser.add_argument("--no_viewers", action="store_true",
+                        help="write no 3D viewer pages (they need Node.js)")
     parser.add_argument("--quiet", action="store_true", help="print the table only")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     if args.max_views < 1:
         parser.error(f"--max_views must be >= 1, got {args.max_views}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    try:
-        out, data = write_report(args.model_path, max_views=args.max_views)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"make_report: error: {exc}", file=sys.stderr)
-        return 1
+    set_threads(args.threads)  # the viewer pages decode bitstreams with torch
+    if not args.no_viewers:
+        try:
+            write_viewer_pages(collect_report(args.model_path, max_views=args.max_views))
+        except SplatTransformUnavailable as exc:
+            logger.warning("no 3D viewer pages: %s", exc)
+    out, data = write_report(args.model_path, max_views=args.max_views)
     print(format_table(data))
     print(f"\nreport: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "make_report.py", sys.argv[1:]))

@@ -38,3 +38,20 @@ def reference_dir() -> Path:
 def sample_scene() -> Path:
     """The bundled Blender-layout sample scene (always present in the repository)."""
     return SAMPLE_SCENE
+
+
+@pytest.fixture(scope="session")
+def lpips_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An LPIPS weights file in the documented layout: random VGG convs, positive linear heads
+    (real VGG weights are not bundled; the numbers are not perceptual, the plumbing is real)."""
+    import torch
+
+    from utils.lpips import LPIPS
+
+    gen = torch.Generator().manual_seed(3)
+    state = {k: torch.randn(v.shape, generator=gen) * (0.05 if k.startswith("features") else 1)
+             for k, v in LPIPS().state_dict().items()}
+    state.update({k: v.abs() for k, v in state.items() if k.startswith("lin")})
+    path = tmp_path_factory.mktemp("lpips") / "lpips_vgg.pth"
+    torch.save(state, path)
+    return path

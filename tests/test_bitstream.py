@@ -11,8 +11,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from compression.bitstream import (BINS_DIR, BINS_ZIP, Bitstream, BitstreamError, code_dtype,
-                                   read_bitstream, write_bitstream)
+from compression.bitstream import Bitstream, BitstreamError, read_bitstream, write_bitstream
+from compression.quantization import storage_dtype as code_dtype
+from utils.output_paths import BINS_DIR, BINS_ZIP
 
 N, B, DEPTH, SH_DEGREE = 64, 5, 8, 3
 C = 7  # the official layout's RAHT columns (the corruption tests use that layout)
@@ -28,9 +29,9 @@ def _bitstream(layout: str, num_bits: int = 8, seed: int = 0) -> Bitstream:
     official = {}
     if layout == "official":
         k = 8
-        official = {"scale_codes": rng.integers(0, max_code + 1, (3, N)).astype(dtype),
-                    "scale_scale": rng.random((3, B)),
-                    "scale_zero_point": rng.integers(0, max_code + 1, (3, B)).astype(np.float64),
+        official = {"direct_codes": rng.integers(0, max_code + 1, (3, N)).astype(dtype),
+                    "direct_scale": rng.random((3, B)),
+                    "direct_zero_point": rng.integers(0, max_code + 1, (3, B)).astype(np.float64),
                     "vq_indices": rng.integers(0, k, N).astype(np.int32),
                     "codebook": rng.normal(size=(k, 45)).astype(np.float32)}
     return Bitstream(layout=layout, sh_degree=SH_DEGREE, num_bits=num_bits, quantizer="vanilla",
@@ -100,7 +101,7 @@ def test_trans_layout(tmp_path: Path, layout: str, columns: int) -> None:
     assert t[3 + 2 * (c * B + j)] == original.zero_point[c, j]
     if layout == "official":
         first_scale_quantizer = 2 + 2 * 7 * B
-        assert t[first_scale_quantizer] == original.scale_scale[0, 0]
+        assert t[first_scale_quantizer] == original.direct_scale[0, 0]
 
 
 def test_archive_is_byte_identical_whatever_the_clock(tmp_path: Path,

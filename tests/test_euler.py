@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from compression.euler import euler_to_quat, euler_to_rotation, quat_to_euler, quat_to_rotation
+from compression.euler import euler_to_quat, euler_to_rotation, quat_to_euler
+from utils.general_utils import build_rotation as quat_to_rotation
 
 
 def slow_quat_to_euler(q: np.ndarray) -> np.ndarray:

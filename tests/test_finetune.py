@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from arguments import CompressionParams, ModelParams, OptimizationParams, PipelineParams
-from compression.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
-                                  default_test_iterations, evaluate_codec, finetune,
-                                  resolve_test_iterations)
-from compression.pipeline import prepare
-from compression.runner import compress_model
+from arguments import ModelParams, OptimizationParams, PipelineParams
+from compression import pipeline
+from compression.layouts import LAYOUTS
+from compression.settings import CompressionParams
 from gaussian_renderer import ft_render, render
 from scene import Scene
 from scene.gaussian_model import GaussianModel
 from scene.strategy import create_optimizer
+from training.compress import compress_model
+from training.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
+                               default_test_iterations, evaluate_codec, finetune,
+                               resolve_test_iterations)
 from training.trainer import photometric_loss
 
 PIPE = PipelineParams(backend="torch")
@@ -73,7 +75,7 @@ def test_qas_are_the_seed_quantizers(shared_data: Path) -> None:
     model.load_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
     with pytest.raises(ValueError, match="prepare"):
         model.init_qas(57)
-    prepare(model, None, CompressionParams(), torch.Generator().manual_seed(0))
+    model.prepare_codec(None, CompressionParams(), torch.Generator().manual_seed(0))
     assert len(model.qas) == 3135
     assert model.qas[3 * 57 + 5].column == 3 and model.qas[3 * 57 + 5].block == 5
     quantizer = model.init_qas(20)
@@ -82,24 +84,48 @@ def test_qas_are_the_seed_quantizers(shared_data: Path) -> None:
     assert float((quantizer.max_val - quantizer.min_val).max()) > 0
 
 
-def test_optimizer_trains_what_enters_the_codec(sample: dict) -> None:
+def test_prepare_codec_adapter(sample: dict) -> None:
+    """GaussianModel.prepare_codec holds the core's state and parameters; the adapters
+    (simulated_attributes, save_npz) are the core's functions on them."""
+    model = _model(sample)
+    params = {k: v.detach().clone() for k, v in model.params.items()}
+    state = model.prepare_codec(None, _cfg(), torch.Generator().manual_seed(0))
+    expected_state, expected = pipeline.prepare(params, None, _cfg(),
+                                                torch.Generator().manual_seed(0))
+    assert model.codec is state and model.active_sh_degree == model.max_sh_degree
+    assert all(torch.equal(model.params[k], expected[k]) for k in expected)
+    assert not model.params["xyz"].requires_grad
+    assert all(model.params[k].requires_grad for k in ("f_dc", "f_rest", "opacity", "scaling",
+                                                       "rotation"))
+    state.eval()
+    expected_state.eval()
+    with torch.no_grad():
+        attrs = model.simulated_attributes()
+        reference = pipeline.simulate(expected_state, expected)
+    assert all(torch.equal(attrs[k], reference[k]) for k in reference)
+
+
+def test_optimizer_trains_what_the_layout_trains(sample: dict) -> None:
     seed_model, official_model = _model(sample), _model(sample)
-    prepare(seed_model, None, _cfg(), torch.Generator().manual_seed(0))
+    seed_model.prepare_codec(None, _cfg(), torch.Generator().manual_seed(0))
     groups = {g["name"]: g for g in create_finetune_optimizer(seed_model, 2.0).param_groups}
-    assert {k: g["lr"] for k, g in groups.items()} == {k: 2 * v for k, v in FINETUNE_LRS.items()}
+    assert list(groups) == list(LAYOUTS["seed"].trains)
+    assert {k: g["lr"] for k, g in groups.items()} == {k: 2 * FINETUNE_LRS[k] for k in groups}
     assert all(g["eps"] == 1e-15 for g in groups.values())
     assert not seed_model.params["xyz"].requires_grad
 
-    prepare(official_model, None, _cfg(layout="official", quantizer="lsq"),
-            torch.Generator().manual_seed(0))
+    official_model.prepare_codec(None, _cfg(layout="official", quantizer="lsq"),
+                                 torch.Generator().manual_seed(0))
     optimizer = create_finetune_optimizer(official_model)
     groups = {g["name"]: g for g in optimizer.param_groups}
     codec = official_model.codec
+    assert list(groups) == [*LAYOUTS["official"].trains, "lsq_steps"]
     assert groups["codebook"]["params"][0] is codec.codebook
     assert groups["codebook"]["lr"] == FINETUNE_LRS["f_rest"] and "f_rest" not in groups
+    assert not official_model.params["f_rest"].requires_grad
     assert groups["lsq_steps"]["lr"] == LSQ_STEP_LR
     assert {id(p) for p in groups["lsq_steps"]["params"]} == {
-        id(codec.quantizer.step), id(codec.scale_quantizer.step)}
+        id(codec.quantizer.step), id(codec.direct_quantizer.step)}
     with pytest.raises(ValueError, match="lr_scale"):
         create_finetune_optimizer(official_model, 0.0)
 
@@ -109,7 +135,7 @@ def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     of the decoded model equal ft_render; evaluation never moves the ranges."""
     model = _model(sample)
     scene = sample["scene"]
-    prepare(model, scene.getTrainCameras(), _cfg(), torch.Generator().manual_seed(0))
+    model.prepare_codec(scene.getTrainCameras(), _cfg(), torch.Generator().manual_seed(0))
     background = torch.zeros(3)
     saved: dict[int, dict] = {}
 
@@ -130,7 +156,7 @@ def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     decoded = GaussianModel(1)
     decoded.load_npz(tmp_path / "iteration_6" / "bins.zip")
     with torch.no_grad():
-        simulated = model.codec.simulate(model)
+        simulated = model.simulated_attributes()
         decoded_attrs = {"means": decoded.get_xyz, "quats": decoded.get_rotation,
                          "scales": decoded.get_scaling, "opacities": decoded.get_opacity[:, 0],
                          "shs": decoded.get_features}
@@ -162,6 +188,9 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
     reports = runs[0]
     assert [r["iteration"] for r in reports] == [0, 5, 20]
     assert all(r["eval_split"] == "test" and r["lpips"] is None for r in reports)
+    # finetune time up to each save, evaluations and saves excluded: it grows with the steps
+    seconds = [r["finetune_seconds"] for r in reports]
+    assert 0 <= seconds[0] < seconds[1] < seconds[2], seconds
     assert reports[-1]["psnr"] > reports[0]["psnr"] + 0.1
     rows = (tmp_path / "a" / "compression" / "results.csv").read_text().splitlines()
     assert rows[0] == "Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians"
@@ -172,16 +201,16 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
 def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: Path) -> None:
     model = _model(sample)
     scene = sample["scene"]
-    prepare(model, scene.getTrainCameras(), _cfg(layout="official", quantizer="lsq"),
-            torch.Generator().manual_seed(0))
+    model.prepare_codec(scene.getTrainCameras(), _cfg(layout="official", quantizer="lsq"),
+                        torch.Generator().manual_seed(0))
     codec = model.codec
-    steps = [codec.quantizer.step.detach().clone(), codec.scale_quantizer.step.detach().clone()]
+    steps = [codec.quantizer.step.detach().clone(), codec.direct_quantizer.step.detach().clone()]
     codebook = codec.codebook.detach().clone()
     f_rest = model.params["f_rest"].detach().clone()
     finetune(model, scene.getTrainCameras(), PIPE, torch.zeros(3), iterations=4,
              test_iterations=[], on_test=lambda step: None, quiet=True)
     assert not torch.equal(codec.quantizer.step, steps[0])
-    assert not torch.equal(codec.scale_quantizer.step, steps[1])
+    assert not torch.equal(codec.direct_quantizer.step, steps[1])
     assert not torch.equal(codec.codebook, codebook)
     assert torch.equal(model.params["f_rest"], f_rest)  # unused in the official layout
     info = model.save_npz(tmp_path)
@@ -189,7 +218,7 @@ def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: 
     decoded.load_npz(info["path"])
     codec.eval()
     with torch.no_grad():
-        torch.testing.assert_close(decoded.get_features, codec.simulate(model)["shs"],
+        torch.testing.assert_close(decoded.get_features, model.simulated_attributes()["shs"],
                                    rtol=0, atol=1e-5)
 
 
@@ -217,4 +246,5 @@ def test_without_scene_one_save_and_no_metrics(sample: dict, tmp_path: Path) -> 
                              tmp_path, quiet=True)
     assert len(reports) == 1 and reports[0]["iteration"] == 0
     assert reports[0]["psnr"] is None and reports[0]["eval_split"] is None
+    assert reports[0]["finetune_seconds"] is None
     assert (tmp_path / "compression" / "seed" / "iteration_0" / "bins.zip").is_file()

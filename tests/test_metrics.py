@@ -14,9 +14,10 @@ from PIL import Image
 from scipy import ndimage
 
 import metrics
+from utils.cli import EXIT_BAD_INPUT, run_main
 from utils.image_utils import load_image, psnr, save_png
 from utils.loss_utils import l1_loss, ssim
-from utils.lpips import LPIPS, load_lpips
+from utils.lpips import load_lpips
 from utils.metrics_utils import evaluate_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,18 +54,6 @@ def lego_pairs(shared_data: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
         blurred = ndimage.gaussian_filter(gt.numpy(), sigma=(0, sigma, sigma))
         pairs.append((gt, torch.from_numpy(blurred)))
     return pairs
-
-
-@pytest.fixture(scope="module")
-def lpips_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights file in the documented layout: random VGG convs, positive linear heads."""
-    gen = torch.Generator().manual_seed(3)
-    state = {k: torch.randn(v.shape, generator=gen) * (0.05 if k.startswith("features") else 1)
-             for k, v in LPIPS().state_dict().items()}
-    state.update({k: v.abs() for k, v in state.items() if k.startswith("lin")})
-    path = tmp_path_factory.mktemp("lpips") / "lpips_vgg.pth"
-    torch.save(state, path)
-    return path
 
 
 def test_psnr_known_value_and_batches(lego_pairs):
@@ -192,7 +181,8 @@ def test_metrics_cli_end_to_end(fake_model: Path, lpips_weights: Path):
             assert results[method][metric] == pytest.approx(np.mean(list(values.values())))
 
 
-def test_metrics_without_lpips_and_errors(fake_model: Path, monkeypatch, caplog, tmp_path: Path):
+def test_metrics_without_lpips_and_errors(fake_model: Path, monkeypatch, caplog, capsys,
+                                          tmp_path: Path):
     monkeypatch.delenv("LPIPS_WEIGHTS", raising=False)
     caplog.set_level(logging.INFO)
     assert metrics.main(["-m", str(fake_model), "--quiet"]) == 0
@@ -201,12 +191,16 @@ def test_metrics_without_lpips_and_errors(fake_model: Path, monkeypatch, caplog,
     results = json.loads((fake_model / "results.json").read_text())
     assert all("LPIPS" not in row and {"SSIM", "PSNR"} <= set(row) for row in results.values())
 
-    caplog.clear()
-    assert metrics.main(["-m", str(tmp_path / "nowhere"), "--quiet"]) == 1
-    assert any("nowhere" in r.getMessage() and "no rendered test methods" in r.getMessage()
-               for r in caplog.records)
-    assert metrics.main(["-m", str(fake_model), "--lpips_weights", str(tmp_path / "x.pth")]) == 1
-    assert any("x.pth: LPIPS weights file not found" in r.getMessage() for r in caplog.records)
+    # bad input: one line on stderr and the entry points' documented exit code
+    capsys.readouterr()
+    assert run_main(metrics.main, "metrics.py",
+                    ["-m", str(tmp_path / "nowhere"), "--quiet"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("metrics.py: error: ")
+    assert "nowhere" in err[0] and "no rendered test methods" in err[0]
+    assert run_main(metrics.main, "metrics.py", ["-m", str(fake_model), "--lpips_weights",
+                                                 str(tmp_path / "x.pth")]) == EXIT_BAD_INPUT
+    assert "x.pth: LPIPS weights file not found" in capsys.readouterr().err
 
     (fake_model / "test" / "ours_30000" / "gt" / "00001.png").unlink()
     with pytest.raises(ValueError, match="ours_30000: renders/ and gt/ hold different files"):

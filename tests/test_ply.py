@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +9,10 @@ import pytest
 import torch
 from plyfile import PlyData, PlyElement
 
-from conftest import REPO
+from scene.interop import standard_ply
 from scene.ply import MAX_OPACITY_LOGIT, field_names, read_ply, write_ply
 from utils.general_utils import inverse_sigmoid
+from utils.splat_transform import convert, splat_transform_available
 
 
 @pytest.fixture(scope="module")
@@ -156,36 +154,23 @@ def test_clamp_value_is_the_largest_round_trip_logit():
     assert torch.sigmoid(beyond) == 1 or inverse_sigmoid(torch.sigmoid(beyond)) != beyond
 
 
-def _splat_transform() -> str | None:
-    """PlayCanvas's splat-transform CLI when it and node are installed (env SPLAT_TRANSFORM,
-    the project's node_modules, ../tools/splat, or PATH)."""
-    if shutil.which("node") is None:
-        return None
-    candidates = [os.environ.get("SPLAT_TRANSFORM"),
-                  REPO / "node_modules" / ".bin" / "splat-transform",
-                  REPO.parent / "tools" / "splat" / "node_modules" / ".bin" / "splat-transform",
-                  shutil.which("splat-transform")]
-    return next((str(c) for c in candidates if c and Path(c).is_file()), None)
-
-
-@pytest.mark.skipif(_splat_transform() is None, reason="node and splat-transform not installed")
-def test_playcanvas_compressed_ply_read_back_loads(pretrained_ply: Path, tmp_path: Path,
-                                                   caplog: pytest.LogCaptureFixture):
+@pytest.mark.skipif(not splat_transform_available(),
+                    reason="splat-transform needs Node.js and npm (not found)")
+def test_playcanvas_compressed_ply_loads_through_interop(pretrained_ply: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture):
     """compressed.ply stores opacity on 8 bits: 0.99966 and 0.00034 come back as exactly 1 and
-    0, which splat-transform writes as logits +inf and -inf."""
+    0, which splat-transform writes as logits +inf and -inf in the standard PLY that
+    ``scene.interop.standard_ply`` converts it to; reading that PLY clamps them."""
     arrays = read_ply(pretrained_ply)
     arrays["opacity"][:300] = 8.0
     arrays["opacity"][300:500] = -8.0
     saturated = write_ply(tmp_path / "saturated.ply", arrays)
-    tool = _splat_transform()
-    compressed, decoded = tmp_path / "saturated.compressed.ply", tmp_path / "decoded.ply"
-    for source, target in ((saturated, compressed), (compressed, decoded)):
-        subprocess.run([tool, "-w", str(source), str(target)], check=True, capture_output=True,
-                       timeout=120)
-    raw_opacity = PlyData.read(str(decoded))["vertex"].data["opacity"]
+    compressed = convert(saturated, tmp_path / "saturated.compressed.ply")
+    with standard_ply(compressed) as decoded:
+        raw_opacity = PlyData.read(str(decoded))["vertex"].data["opacity"]
+        with caplog.at_level(logging.WARNING, logger="scene.ply"):
+            opacity = read_ply(decoded)["opacity"][:, 0]
     assert (np.isposinf(raw_opacity).sum(), np.isneginf(raw_opacity).sum()) == (300, 200)
-    with caplog.at_level(logging.WARNING, logger="scene.ply"):
-        opacity = read_ply(decoded)["opacity"][:, 0]
     assert _ply_warnings(caplog) == [f"{decoded}: 500 infinite opacity logit(s) (opacity 0 or 1) "
                                      f"clamped to ±{MAX_OPACITY_LOGIT:.6f}"]
     np.testing.assert_array_equal(opacity[np.isposinf(raw_opacity)], MAX_OPACITY_LOGIT)

@@ -1,4 +1,5 @@
-"""--hyper_config c1|c2|c3 --scene_name: values checked against the PUBLISHED.md table."""
+"""--hyper_config c1|c2|c3 --scene_name: values checked against the PUBLISHED.md table, and
+how the settings that run are resolved (paper configuration, then the layout's defaults)."""
 from __future__ import annotations
 
 import re
@@ -7,8 +8,10 @@ from pathlib import Path
 import pytest
 
 import train as train_cli
-from arguments import CompressionParams, extract
-from compression.presets import SCENE_PRESETS, apply_hyper_config
+from arguments import extract
+from compression.layouts import LAYOUTS
+from compression.presets import SCENE_PRESETS, preset_settings
+from compression.settings import LAYOUT_SETTINGS, CompressionParams, resolve_settings
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "PUBLISHED.md"
 
@@ -47,8 +50,8 @@ def test_table_covers_every_published_scene(published: dict[str, dict]) -> None:
 def test_hyper_config_sets_published_values(published: dict[str, dict], config: str) -> None:
     index = ("c1", "c2", "c3").index(config)
     for scene, expected in published.items():
-        cfg = apply_hyper_config(CompressionParams(hyper_config=config, scene_name=scene,
-                                                   percent=0.9, n_block=3, codebook_size=7))
+        cfg = resolve_settings(CompressionParams(hyper_config=config, scene_name=scene,
+                                                 percent=0.9, n_block=3, codebook_size=7))
         assert cfg.layout == "official", scene
         assert cfg.percent == expected["percent"][index], scene
         assert cfg.n_block == expected["n_block"][index], scene
@@ -60,18 +63,53 @@ def test_hyper_config_sets_published_values(published: dict[str, dict], config: 
 def test_hyper_config_through_the_train_parser() -> None:
     args = train_cli.build_parser().parse_args(
         ["-s", "x", "--hyper_config", "c2", "--scene_name", "flowers", "--n_block", "3"])
-    cfg = apply_hyper_config(extract(CompressionParams, args))
+    cfg = resolve_settings(extract(CompressionParams, args))
     assert (cfg.layout, cfg.percent, cfg.n_block, cfg.codebook_size, cfg.depth,
             cfg.imp_beta) == ("official", 0.45, 50, 2048, 20, 0.1)
-    assert apply_hyper_config(CompressionParams()) == CompressionParams()
+    assert preset_settings(None, None) == {}
+    assert resolve_settings(cfg) == cfg
 
 
 def test_hyper_config_errors() -> None:
     with pytest.raises(ValueError, match="known scenes: chair, drums"):
-        apply_hyper_config(CompressionParams(hyper_config="c1", scene_name="kitchen2"))
+        resolve_settings(CompressionParams(hyper_config="c1", scene_name="kitchen2"))
     with pytest.raises(ValueError, match="needs --scene_name"):
-        apply_hyper_config(CompressionParams(hyper_config="c3"))
+        resolve_settings(CompressionParams(hyper_config="c3"))
     with pytest.raises(ValueError, match="needs --hyper_config"):
-        apply_hyper_config(CompressionParams(scene_name="lego"))
+        resolve_settings(CompressionParams(scene_name="lego"))
     with pytest.raises(ValueError, match="c1"):
-        apply_hyper_config(CompressionParams(hyper_config="c4", scene_name="lego"))
+        resolve_settings(CompressionParams(hyper_config="c4", scene_name="lego"))
+
+
+# Today's MesonGS values: the seed and official layouts' defaults (unchanged flags' defaults).
+MESONGS_DEFAULTS = {"percent": 0.2, "depth": 20, "n_block": 57, "num_bits": 8,
+                    "quantizer": "vanilla", "codebook_size": 4096, "vq_steps": 100,
+                    "vq_batch": 65536, "oct_merge": "mean", "imp_beta": 0.1,
+                    "finetune_iterations": 8000}
+
+
+def test_unset_flags_take_the_layout_defaults() -> None:
+    assert set(LAYOUT_SETTINGS) == set(MESONGS_DEFAULTS)
+    assert all(getattr(CompressionParams(), key) is None for key in LAYOUT_SETTINGS)
+    for name, layout in LAYOUTS.items():
+        assert set(layout.defaults) == set(LAYOUT_SETTINGS), name
+        cfg = resolve_settings(CompressionParams(layout=name))
+        assert {key: getattr(cfg, key) for key in LAYOUT_SETTINGS} == MESONGS_DEFAULTS, name
+    args = train_cli.build_parser().parse_args(["-s", "x", "--layout", "official", "--depth",
+                                                "12"])
+    assert all(getattr(args, key) is None for key in LAYOUT_SETTINGS if key != "depth")
+    cfg = resolve_settings(extract(CompressionParams, args))
+    assert cfg.depth == 12 and cfg.n_block == 57 and cfg.codebook_size == 4096
+    help_text = train_cli.build_parser().format_help()
+    assert "from --layout: seed 57, official 57" in " ".join(help_text.split())
+
+
+def test_resolve_rejects_bad_settings() -> None:
+    for cfg, match in ((CompressionParams(layout="zip"), "layout"),
+                       (CompressionParams(percent=1.5), "percent"),
+                       (CompressionParams(depth=22), "depth"),
+                       (CompressionParams(n_block=0), "n_block"),
+                       (CompressionParams(layout="official", codebook_size=0), "codebook_size")):
+        with pytest.raises(ValueError, match=match):
+            resolve_settings(cfg)
+    resolve_settings(CompressionParams(layout="seed", codebook_size=0))  # no VQ in seed

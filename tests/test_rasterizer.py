@@ -365,8 +365,7 @@ def test_ft_render_renders_the_codec_simulation():
     scene = random_scene(120, seed=8)
     shifted = {"means": scene["means"] + 0.05, "quats": scene["quats"], "scales": scene["scales"] * 1.1,
                "opacities": scene["opacities"] * 0.9, "shs": scene["colors"].round(decimals=1)}
-    codec = SimpleNamespace(simulate=lambda pc: shifted)
-    model = FakeModel(scene, codec=codec)
+    model = FakeModel(scene, simulated=shifted)
     width, height = 32, 24
     cam, pipe = camera(width, height, torch.eye(4), intrinsics(width, height)), SimpleNamespace(backend="torch")
     out = ft_render(cam, model, pipe, torch.zeros(3))

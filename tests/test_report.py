@@ -4,6 +4,12 @@ The model folder is built from real lego images: ground truth, a blurred copy as
 uncompressed renders and a more blurred, colour-shifted copy as each decoded layout; the
 JSON / CSV sources are written in the documented formats, and every expectation below is read
 back from those files, never restated.
+
+The browser tests drive Debian's headless Chromium over the DevTools protocol
+(tests/_browser.py): the report's images must all have loaded, and a 3D viewer page linked from
+the report of a real compressed model must draw. The viewer (PlayCanvas SuperSplat, WebGPU with
+a WebGL2 fallback) draws in headless Chromium through its software renderer (SwiftShader); its
+canvas is black until the splats are drawn, so "not blank" means most of it is no longer black.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +30,13 @@ import pytest
 from PIL import Image, ImageFilter
 from plyfile import PlyData, PlyElement
 
-from utils.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
-                               ply_vertex_count, read_results_csv, write_report)
+from reporting.codec_results import read_results_csv
+from reporting.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
+                                   ply_vertex_count, write_report)
+from tests._browser import Browser, chromium_executable
+from utils.cli import EXIT_BAD_INPUT, run_main
+from utils.output_paths import viewer_page_path
+from utils.splat_transform import NODE_HINT, splat_transform_available
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_ITER = 30
@@ -266,6 +278,12 @@ def test_missing_and_malformed_sources(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="results.csv"):
         collect_report(broken)
     (broken / "compression" / "results.csv").unlink()
+    report_path = broken / "compression" / next(iter(LAYOUTS)) / "iteration_0" / "report.json"
+    report = json.loads(report_path.read_text())
+    del report["encode_seconds"]
+    report_path.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"report.json: missing keys \['encode_seconds'\]"):
+        collect_report(broken)
     bad_ply = broken / "point_cloud" / "iteration_99" / "point_cloud.ply"
     bad_ply.parent.mkdir()
     bad_ply.write_bytes(b"not a ply")
@@ -277,31 +295,69 @@ def test_missing_and_malformed_sources(model_dir: Path, tmp_path: Path) -> None:
 
 def test_make_report_cli(model_dir: Path, tmp_path: Path) -> None:
     script = REPO / "scripts" / "make_report.py"
-    ok = subprocess.run([sys.executable, str(script), "-m", str(model_dir), "--quiet"],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run([sys.executable, str(script), "-m", str(model_dir), "--quiet",
+                         "--no_viewers"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "uncompressed" in ok.stdout and (model_dir / "report.html").is_file()
     bad = subprocess.run([sys.executable, str(script), "-m", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    assert bad.returncode == EXIT_BAD_INPUT
     assert len(bad.stderr.strip().splitlines()) == 1 and "nowhere" in bad.stderr
+    assert bad.stderr.startswith("make_report.py: error: ")
 
 
-def _browser() -> str | None:
-    return next((b for b in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(b)), None)
+def test_viewer_links_or_how_to_get_them(model_dir: Path, written: tuple[Path, str],
+                                         tmp_path: Path) -> None:
+    data = collect_report(model_dir)
+    labels = [v.label for v in data.variants]
+    assert data.viewer_pages == {}
+    note = written[1].split("<h2>3D viewer</h2>", 1)[1].split("<h2>", 1)[0]
+    assert html.unescape(NODE_HINT) in html.unescape(note)
+    assert all(html.unescape(label) in html.unescape(note) for label in labels)
+    with_pages = tmp_path / "m"
+    shutil.copytree(model_dir, with_pages)
+    first = data.variants[1]
+    page = viewer_page_path(with_pages, first.method)
+    page.parent.mkdir()
+    page.write_text("<!doctype html><title>viewer</title>")
+    out, _ = write_report(with_pages, max_views=1)
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', out.read_text())
+    assert links == [(f"viewer/{first.method}.html", first.label)]
+    assert (out.parent / links[0][0]).resolve() == page.resolve()
+    assert "No viewer page for" in out.read_text()  # the others still say how
 
 
-@pytest.mark.skipif(_browser() is None, reason="no chromium / google-chrome on PATH")
-def test_headless_browser_screenshot(written: tuple[Path, str], tmp_path: Path) -> None:
-    shot = tmp_path / "report.png"
-    subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu",
-                    "--window-size=1400,2000", f"--screenshot={shot}", written[0].as_uri()],
-                   capture_output=True, timeout=120, check=True)
+def _non_black_share(png: Path, box: tuple[int, int, int, int]) -> float:
+    with Image.open(png) as im:
+        pixels = np.asarray(im.convert("RGB").crop(box), np.int16)
+    return float((pixels.max(axis=-1) > 16).mean())
+
+
+needs_browser = pytest.mark.skipif(chromium_executable() is None,
+                                   reason="no chromium / google-chrome on PATH (.ci/run "
+                                          "installs Debian's chromium)")
+
+
+@needs_browser
+def test_report_in_headless_chromium(written: tuple[Path, str], tmp_path: Path) -> None:
+    """Every image of report.html has loaded in Chromium, the RD plot at its own size; the
+    screenshot is kept in the test's temporary folder."""
+    rd_plot = re.search(r'<img alt="rate-distortion plot" src="data:image/png;base64,([^"]+)"',
+                        written[1])
+    assert rd_plot, "no rate-distortion plot in the report"
+    with Image.open(io.BytesIO(base64.b64decode(rd_plot.group(1)))) as plot:
+        rd_size = list(plot.size)
+    with Browser(chromium_executable(), tmp_path / "profile") as browser:
+        browser.open(written[0].as_uri(), 1400, 2000)
+        images = browser.evaluate("Array.from(document.images).map(i => "
+                                  "[i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+        shot = browser.screenshot(tmp_path / "report.png", full_page=True)
+    assert len(images) == len(_parse(written[1]).images)
+    assert all(done and width > 0 and height > 0 for _, done, width, height in images), images
+    assert [size for alt, _, *size in images if alt == "rate-distortion plot"] == [rd_size]
     with Image.open(shot) as im:
-        pixels = np.asarray(im.convert("RGB"), np.float32)
-    assert pixels.std() > 10, "the screenshot is blank"
-    assert re.search(r"<img[^>]+src=\"data:image/png", written[1])
+        assert im.size[0] == 1400 and im.size[1] > 2000  # the whole page, longer than the view
+        assert np.asarray(im.convert("RGB"), np.float32).std() > 10, "the screenshot is blank"
 
 
 # ------------------------------------------------------------------ the sweep on a real codec
@@ -309,11 +365,14 @@ def test_headless_browser_screenshot(written: tuple[Path, str], tmp_path: Path) 
 @pytest.fixture(scope="module")
 def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) -> Path:
     """A real model folder: random-init Gaussians of the sample scene saved as iteration 1 and
-    compressed with the seed layout (no finetune) into compression/seed/iteration_0."""
-    from arguments import CompressionParams, ModelParams
-    from compression.pipeline import iteration_dir, prepare
+    compressed with the seed layout (no finetune) into compression/seed/iteration_0, with the
+    report.json the codec runner writes (no metrics: no cameras)."""
+    from arguments import ModelParams
+    from compression.settings import CompressionParams, resolve_settings
+    from reporting.codec_results import write_report as write_codec_report
     from scene import Scene
     from scene.gaussian_model import GaussianModel
+    from utils.output_paths import iteration_dir
 
     if not (sample_scene / "transforms_train.json").is_file():
         pytest.skip(f"{sample_scene} is absent")
@@ -325,9 +384,14 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     scene.save(1)
     gaussians = GaussianModel(3)
     gaussians.load_ply(model / "point_cloud" / "iteration_1" / "point_cloud.ply")
-    state = prepare(gaussians, None, CompressionParams(layout="seed", percent=0.1, n_block=8,
-                                                       depth=12))
-    state.eval().save(gaussians, iteration_dir(model, "seed", 0))
+    settings = resolve_settings(CompressionParams(layout="seed", percent=0.1, n_block=8,
+                                                  depth=12))
+    ply_size_bytes = (model / "point_cloud" / "iteration_1" / "point_cloud.ply").stat().st_size
+    gaussians.prepare_codec(None, settings).eval()
+    out = iteration_dir(model, "seed", 0)
+    write_codec_report(out, layout="seed", iteration=0, save_info=gaussians.save_npz(out),
+                       psnr=None, ssim=None, lpips=None, ply_size_bytes=ply_size_bytes,
+                       settings=settings)
     return model
 
 
@@ -336,7 +400,7 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     import rd_sweep
 
     rows = rd_sweep.sweep(codec_model, ["seed"], [3, 10], quiet=True)
-    assert [r[0] for r in rows] == ["seed_0_b3", "seed_0_b10"]
+    assert [r.submethod for r in rows] == ["seed_0_b3", "seed_0_b10"]
     points = {p.submethod: p for p in read_results_csv(codec_model / "compression"
                                                        / "results.csv")}
     for name in ("seed_0_b3", "seed_0_b10"):
@@ -351,4 +415,61 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
     low, high = points["seed_0_b3"], points["seed_0_b10"]
     assert high.size_bytes > low.size_bytes
     assert high.psnr >= low.psnr - 1e-3
-    assert rd_sweep.main(["-m", str(codec_model / "absent")]) == 1
+    assert run_main(rd_sweep.main, "rd_sweep.py",
+                    ["-m", str(codec_model / "absent")]) == EXIT_BAD_INPUT
+
+
+# ------------------------------------------------------------------ viewer pages of a real model
+
+@pytest.fixture(scope="module")
+def viewer_model(codec_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the real codec model with its test renders and a results.json, reported by
+    make_report.py (which writes the viewer pages)."""
+    import render as render_cli
+
+    if not splat_transform_available():
+        pytest.skip("viewer pages need Node.js and npm (splat-transform), not found")
+    model = tmp_path_factory.mktemp("viewer") / "model"
+    shutil.copytree(codec_model, model)
+    render_cli.main(["-m", str(model), "--skip_train", "--quiet", "--backend", "torch"])
+    (model / "results.json").write_text("{}")
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "make_report.py"), "-m",
+                           str(model), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return model
+
+
+def test_viewer_pages_of_every_variant(viewer_model: Path) -> None:
+    data = collect_report(viewer_model)
+    assert [v.method for v in data.variants] == ["ours_1", "compressed_seed_0"]
+    assert set(data.viewer_pages) == {"ours_1", "compressed_seed_0"}
+    report = (viewer_model / "report.html").read_text()
+    for method, page in data.viewer_pages.items():
+        text = page.read_text()
+        assert text.startswith("<!doctype html>") and "SuperSplat Viewer" in text
+        assert 'src="http' not in text  # self-contained: nothing to fetch
+        assert f'href="viewer/{method}.html"' in report
+    # a page newer than its source is kept as it is
+    before = {m: p.stat().st_mtime_ns for m, p in data.viewer_pages.items()}
+    from reporting.viewer_pages import write_viewer_pages
+    write_viewer_pages(data)
+    assert {m: p.stat().st_mtime_ns for m, p in data.viewer_pages.items()} == before
+
+
+@needs_browser
+def test_viewer_page_from_the_report_draws(viewer_model: Path, tmp_path: Path) -> None:
+    width, height = 800, 600
+    canvas_box = (0, 0, int(width * 0.7), int(height * 0.75))  # clear of the viewer's controls
+    with Browser(chromium_executable(), tmp_path / "profile",
+                 ["--enable-unsafe-swiftshader"]) as browser:
+        browser.open((viewer_model / "report.html").as_uri(), width, height)
+        href = browser.evaluate("document.querySelector('a[href$=\"compressed_seed_0.html\"]')"
+                                ".href")
+        browser.open(href, width, height)
+        assert browser.evaluate("document.querySelector('canvas') !== null")
+        deadline, share = time.monotonic() + 90, 0.0
+        while share < 0.25 and time.monotonic() < deadline:
+            time.sleep(1)
+            shot = browser.screenshot(tmp_path / "viewer.png")
+            share = _non_black_share(shot, canvas_box)
+    assert share >= 0.25, f"the viewer canvas stayed blank ({share:.1%} non-black pixels)"

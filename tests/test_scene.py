@@ -14,10 +14,10 @@ from plyfile import PlyData
 
 from arguments import ModelParams, read_cfg_args
 from scene import Scene
+from scene.camera_utils import load_camera, target_size
 from scene.colmap_loader import read_colmap_model
 from scene.dataset_readers import readColmapSceneInfo, readNerfSyntheticInfo
 from scene.gaussian_model import GaussianModel
-from utils.camera_utils import load_camera, target_size
 
 COLMAP_SCENES = ("statuette", "sacre_coeur")
 

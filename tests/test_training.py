@@ -15,8 +15,9 @@ from scene import read_scene_info
 from scene.gaussian_model import GaussianModel
 from scene.strategy import position_lr_schedule
 from training import TrainOptions, train
-from training.checkpoint import checkpoint_path, load_checkpoint
+from training.checkpoint import load_checkpoint
 from training.trainer import ViewSampler, sh_degree_at
+from utils.output_paths import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
 

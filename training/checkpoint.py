@@ -21,11 +21,6 @@ from utils.system_utils import atomic_path
 CHECKPOINT_KEYS = ("iteration", "model", "optimizer", "strategy", "rng", "view_order")
 
 
-def checkpoint_path(model_path: str | os.PathLike, iteration: int) -> Path:
-    """``<model_path>/chkpnt<N>.pth`` (the original 3DGS name)."""
-    return Path(model_path) / f"chkpnt{iteration}.pth"
-
-
 def capture_rng_states(generator: torch.Generator) -> dict[str, Any]:
     """States of torch's global CPU RNG, numpy's global RNG, python ``random`` and ``generator``."""
     numpy_state = np.random.get_state(legacy=False)

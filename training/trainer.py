@@ -22,10 +22,11 @@ from scene import Scene
 from scene.cameras import Camera
 from scene.gaussian_model import GaussianModel
 from scene.strategy import DefaultStrategy, create_optimizer, position_lr_schedule, set_group_lr
-from training.checkpoint import (capture_rng_states, checkpoint_path, load_checkpoint,
-                                 restore_rng_states, save_checkpoint)
+from training.checkpoint import (capture_rng_states, load_checkpoint, restore_rng_states,
+                                 save_checkpoint)
 from utils.eval_utils import evaluate_views
 from utils.loss_utils import l1_loss, ssim
+from utils.output_paths import checkpoint_path
 
 logger = logging.getLogger(__name__)
 

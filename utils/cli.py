@@ -1,10 +1,12 @@
-"""Entry-point error handling shared by train.py, render.py and metrics.py."""
+"""Entry-point error handling shared by the entry points (train.py, render.py, metrics.py,
+sweep.py, scripts/make_report.py, scripts/rd_sweep.py): bad input is one line and exit
+status 2."""
 from __future__ import annotations
 
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-#: exit status for bad input, as argparse uses for usage errors
+#: exit status for bad input (every entry point), as argparse uses for usage errors
 EXIT_BAD_INPUT = 2
 
 

@@ -37,13 +37,14 @@ def get_expon_lr_func(lr_init: float, lr_final: float, lr_delay_steps: int = 0,
 
 
 def build_rotation(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices of quaternions (normalized here).
+    """Rotation matrices of quaternions (normalized here): the project's only quaternion →
+    matrix conversion (rasterizer, densification, COLMAP cameras, Euler-angle tests).
 
     Args:
-        quats: [N, 4] wxyz quaternions, not necessarily unit length.
+        quats: [..., 4] wxyz quaternions, not necessarily unit length.
 
     Returns:
-        [N, 3, 3] rotation matrices (column vectors: x_rotated = R @ x).
+        [..., 3, 3] rotation matrices (column vectors: x_rotated = R @ x).
     """
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     return torch.stack([

@@ -5,6 +5,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import torch
+
+from utils.general_utils import build_rotation
 
 
 class BasicPointCloud(NamedTuple):
@@ -48,13 +51,8 @@ def getWorld2View(R: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def qvec2rotmat(qvec: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3, 3] from a unit quaternion [4] in (w, x, y, z) order (COLMAP's)."""
-    w, x, y, z = qvec
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix [3, 3] float64 from a quaternion [4] in (w, x, y, z) order (COLMAP's)."""
+    return build_rotation(torch.from_numpy(np.asarray(qvec, dtype=np.float64))).numpy()
 
 
 def camera_center(world_to_cam: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ from tqdm import tqdm
 from utils.image_utils import load_image, psnr
 from utils.loss_utils import ssim
 from utils.lpips import LPIPS
+from utils.output_paths import (PER_VIEW_JSON, REPORT_JSON, RESULTS_JSON, TEST_SPLIT,
+                                iteration_dir, parse_compressed_method)
 from utils.system_utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-_COMPRESSED_METHOD = re.compile(r"compressed_(?P<layout>.+)_(?P<iteration>\d+)$")
 # report.json key -> results.json key
 _REPORT_FIELDS = {"size_bytes": "Size [Bytes]", "num_gaussians": "#Gaussians",
                   "bits_per_gaussian": "Bits/Gaussian"}
@@ -73,11 +73,10 @@ def compression_report(model_dir: Path, method: str) -> dict[str, Any]:
     Raises:
         ValueError: the report lacks one of the size keys.
     """
-    match = _COMPRESSED_METHOD.match(method)
-    if match is None:
+    saved = parse_compressed_method(method)
+    if saved is None:
         return {}
-    path = (model_dir / "compression" / match["layout"] / f"iteration_{match['iteration']}"
-            / "report.json")
+    path = iteration_dir(model_dir, *saved) / REPORT_JSON
     if not path.is_file():
         log.warning("%s: compression report for method '%s' not found; size omitted", path, method)
         return {}
@@ -100,7 +99,7 @@ def evaluate_model(model_dir: str | os.PathLike, lpips_net: LPIPS | None = None,
         FileNotFoundError: ``<model_dir>/test`` is missing or has no method folder.
     """
     model_dir = Path(model_dir)
-    test_dir = model_dir / "test"
+    test_dir = model_dir / TEST_SPLIT
     methods = sorted(p.name for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
     if not methods:
         raise FileNotFoundError(f"{test_dir}: no rendered test methods found (run render.py)")
@@ -111,7 +110,7 @@ def evaluate_model(model_dir: str | os.PathLike, lpips_net: LPIPS | None = None,
         results[method] = {metric: sum(values.values()) / len(values)
                            for metric, values in per_view[method].items()}
         results[method].update(compression_report(model_dir, method))
-    for name, content in (("results.json", results), ("per_view.json", per_view)):
+    for name, content in ((RESULTS_JSON, results), (PER_VIEW_JSON, per_view)):
         with atomic_path(model_dir / name) as tmp:
             tmp.write_text(json.dumps(content, indent=True))
     return results

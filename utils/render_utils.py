@@ -8,20 +8,35 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol, Sequence
 
 import torch
 from tqdm import tqdm
 
 from utils.image_utils import save_png
-
-if TYPE_CHECKING:
-    from scene import Scene
-    from scene.cameras import Camera
+from utils.output_paths import (TEST_SPLIT, TRAIN_SPLIT, UNCOMPRESSED_METHOD, render_dir,
+                                render_name)
 
 logger = logging.getLogger(__name__)
 
-RenderFn = Callable[["Camera"], torch.Tensor]  # camera -> [3, H, W] image in [0, 1]
+
+class View(Protocol):
+    """A camera with its ground truth (``scene.cameras.Camera``)."""
+
+    original_image: torch.Tensor  # [3, H, W] in [0, 1]
+
+
+class Views(Protocol):
+    """The train/test views of a model folder (``scene.Scene``)."""
+
+    model_path: Path
+
+    def getTrainCameras(self) -> Sequence[View]: ...
+
+    def getTestCameras(self) -> Sequence[View]: ...
+
+
+RenderFn = Callable[[View], torch.Tensor]  # camera -> [3, H, W] image in [0, 1]
 
 
 def default_device() -> torch.device:
@@ -31,7 +46,7 @@ def default_device() -> torch.device:
 
 
 @torch.no_grad()
-def render_views(views: list["Camera"], render_fn: RenderFn, out_dir: str | Path,
+def render_views(views: Sequence[View], render_fn: RenderFn, out_dir: str | Path,
                  quiet: bool = False) -> Path:
     """Write ``<out_dir>/renders/<i:05d>.png`` (``render_fn(view)``) and ``<out_dir>/gt/...``
     (the view's ground truth) for every view, in order; returns ``out_dir``."""
@@ -42,9 +57,9 @@ def render_views(views: list["Camera"], render_fn: RenderFn, out_dir: str | Path
     return out_dir
 
 
-def render_sets(scene: "Scene", render_fn: RenderFn, iteration: int | str,
+def render_sets(scene: Views, render_fn: RenderFn, iteration: int | str,
                 skip_train: bool = False,
-                skip_test: bool = False, method: str = "ours", quiet: bool = False
+                skip_test: bool = False, method: str = UNCOMPRESSED_METHOD, quiet: bool = False
                 ) -> list[Path]:
     """Render the train and/or test views into ``<model>/<set>/<method>_<iteration>/``.
 
@@ -53,12 +68,12 @@ def render_sets(scene: "Scene", render_fn: RenderFn, iteration: int | str,
     the first file is written. Returns the folders written.
     """
     scene.load_images(train=not skip_train, test=not skip_test)
-    sets = {"train": [] if skip_train else scene.getTrainCameras(),
-            "test": [] if skip_test else scene.getTestCameras()}
+    sets = {TRAIN_SPLIT: [] if skip_train else scene.getTrainCameras(),
+            TEST_SPLIT: [] if skip_test else scene.getTestCameras()}
     written = []
     for name, views in sets.items():
         if views:
-            folder = scene.model_path / name / f"{method}_{iteration}"
+            folder = render_dir(scene.model_path, name, render_name(method, iteration))
             written.append(render_views(views, render_fn, folder, quiet))
             logger.info("%d %s views rendered to %s", len(views), name, folder)
     return written

@@ -5,6 +5,8 @@ by band (l = 0, then l = 1: m = -1, 0, 1, ...), the layout of 3DGS and gsplat.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 SH_C0: float = 0.28209479177387814
@@ -25,6 +27,12 @@ SH_C3: tuple[float, ...] = (
     1.445305721320277,
     -0.5900435899266435,
 )
+
+
+def sh_degree_of(coefficients: int) -> int | None:
+    """SH degree d with (d + 1)² == ``coefficients`` (K), or None if there is none."""
+    degree = math.isqrt(max(coefficients, 0)) - 1
+    return degree if degree >= 0 and (degree + 1) ** 2 == coefficients else None
 
 
 def sh_basis(deg: int, dirs: torch.Tensor) -> torch.Tensor:

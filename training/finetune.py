@@ -1,10 +1,10 @@
-"""Quantization-aware finetune (CODEC.md §7): Adam on every attribute that enters the codec.
+"""Quantization-aware finetune (CODEC.md §7): Adam on every tensor the layout trains.
 
 Positions and the voxel structure are frozen, there is no densification and the SH degree stays
-at its maximum. Each step renders one training view with ``ft_render`` (attributes → RAHT →
-fake quantization → inverse RAHT, or the VQ codebook for f_rest in the official layout) and
-minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``. Views come from seeded shuffled passes (the
-training loop's :class:`training.trainer.ViewSampler`).
+at its maximum. Each step renders one training view with ``ft_render`` (the model's
+codec-simulated attributes: RAHT → fake quantization → inverse RAHT, direct quantization, the
+VQ codebook) and minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``. Views come from seeded shuffled
+passes (the training loop's :class:`training.trainer.ViewSampler`).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from tqdm import tqdm
 
+from compression.pipeline import quantizer_steps, trainable_tensors
 from gaussian_renderer import ft_render
 from scene.gaussian_model import GaussianModel
 from training.trainer import ViewSampler, photometric_loss
@@ -26,9 +27,10 @@ from utils.lpips import LPIPS, load_lpips
 
 logger = logging.getLogger(__name__)
 
-#: constant finetune learning rates per trained attribute (times ``--finetune_lr_scale``)
-FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "opacity": 0.05,
-                                  "scaling": 5e-3, "rotation": 1e-3}
+#: constant finetune learning rates per trained tensor (times ``--finetune_lr_scale``); the VQ
+#: codebook learns at the rate of the f_rest it replaces
+FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "codebook": 1.25e-4,
+                                  "opacity": 0.05, "scaling": 5e-3, "rotation": 1e-3}
 #: learning rate of the LSQ steps (their own Adam group, CODEC.md §6; not scaled)
 LSQ_STEP_LR = 1e-3
 #: weight of (1 - SSIM) in the finetune loss
@@ -61,35 +63,29 @@ def resolve_test_iterations(iterations: int, requested: Sequence[int]) -> list[i
 
 def create_finetune_optimizer(gaussians: GaussianModel, lr_scale: float = 1.0
                               ) -> torch.optim.Adam:
-    """Adam (eps 1e-15) over what the codec of ``gaussians.codec`` trains.
+    """Adam (eps 1e-15) over what the layout of ``gaussians.codec`` trains (``Layout.trains``).
 
-    Seed layout: f_dc, f_rest, opacity, scaling, rotation. Official layout: the codebook (at
-    the f_rest rate) replaces f_rest, which is then unused and frozen. LSQ: the learned steps
-    of every block quantizer get one more group (lr ``LSQ_STEP_LR``). ``xyz`` is frozen.
-    Groups are named like the parameters (``codebook``, ``lsq_steps``).
+    Seed layout: f_dc, f_rest, opacity, scaling, rotation. Official layout: the codebook
+    replaces f_rest, which is then unused. Every parameter the layout does not train (``xyz``
+    always) is frozen. LSQ: the learned steps of every quantizer get one more group (lr
+    ``LSQ_STEP_LR``). Groups are named like the tensors (``codebook``, ``lsq_steps``).
 
     Raises:
-        ValueError: the model has no codec attached (run ``pipeline.prepare`` first) or
+        ValueError: the model has no codec attached (run ``prepare_codec`` first) or
             ``lr_scale`` is not positive.
     """
     state = getattr(gaussians, "codec", None)
     if state is None:
         raise ValueError("finetune: the model has no codec attached (run "
-                         "compression.pipeline.prepare first)")
+                         "GaussianModel.prepare_codec first)")
     if not lr_scale > 0:
         raise ValueError(f"--finetune_lr_scale must be > 0, got {lr_scale}")
-    official = state.layout == "official"
-    gaussians.params["xyz"].requires_grad_(False)
-    gaussians.params["f_rest"].requires_grad_(not official)
-    groups: list[dict[str, Any]] = []
-    for name, lr in FINETUNE_LRS.items():
-        if name == "f_rest" and official:
-            groups.append({"params": [state.codebook], "lr": lr * lr_scale, "name": "codebook"})
-            continue
-        param = gaussians.params[name].requires_grad_(True)
-        groups.append({"params": [param], "lr": lr * lr_scale, "name": name})
-    steps = [q.step for q in (state.quantizer, state.scale_quantizer)
-             if q is not None and q.step is not None]
+    trained = trainable_tensors(state, gaussians.params)
+    for name, param in gaussians.params.items():
+        param.requires_grad_(name in trained)
+    groups: list[dict[str, Any]] = [{"params": [tensor], "lr": FINETUNE_LRS[name] * lr_scale,
+                                     "name": name} for name, tensor in trained.items()]
+    steps = quantizer_steps(state)
     if steps:
         groups.append({"params": steps, "lr": LSQ_STEP_LR, "name": "lsq_steps"})
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
@@ -140,7 +136,7 @@ def finetune(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
     """Run the quantization-aware finetune of a prepared model in place.
 
     Args:
-        gaussians: model with ``gaussians.codec`` attached by ``pipeline.prepare``.
+        gaussians: model with ``gaussians.codec`` attached by ``prepare_codec``.
         cameras: training views (``original_image`` [3, H, W] in [0, 1]).
         pipe: PipelineParams-like (``backend``).
         background: [3] background colour.

@@ -2,8 +2,11 @@
 
 ``compress_model``: prepare (stages 1-6) → evaluate and save at finetune iteration 0 →
 finetune with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
-writes ``<model>/compression/<layout>/iteration_<k>/{bins/, bins.zip, report.json}`` and one
-row of ``<model>/compression/results.csv``.
+writes the layout's bitstream and ``report.json`` into
+``<model>/compression/<layout>/iteration_<k>/`` and one row of
+``<model>/compression/results.csv`` (paths: ``utils/output_paths.py``; files:
+``reporting/codec_results.py``). ``report.json``'s ``finetune_seconds`` is the finetune time up
+to iteration k, evaluations and saves excluded (null without a scene).
 """
 from __future__ import annotations
 
@@ -11,25 +14,31 @@ import dataclasses
 import json
 import logging
 import os
-import re
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from arguments import CompressionParams, ModelParams, write_cfg_args
+from arguments import ModelParams, write_cfg_args
 from compression.bitstream import read_bitstream
-from compression.finetune import (evaluate_codec, finetune, lpips_from_environment,
-                                  resolve_test_iterations)
-from compression.pipeline import (LAYOUTS, append_results_csv, decode, iteration_dir, prepare,
-                                  standard_ply_size_bytes, write_report)
+from compression.layouts import LAYOUTS
+from compression.pipeline import decode
+from compression.settings import CompressionParams, resolve_settings
+from reporting.codec_results import ResultsRow, append_results, write_report
 from scene import Scene
+from scene.formats import detect_format
 from scene.gaussian_model import GaussianModel
+from scene.interop import standard_ply
+from scene.ply import standard_ply_size_bytes
+from training.finetune import (evaluate_codec, finetune, lpips_from_environment,
+                               resolve_test_iterations)
+from utils.output_paths import (COMPRESSED_METHOD, GIVEN_SUFFIX, TEST_SPLIT, TRAIN_SPLIT,
+                                UNCOMPRESSED_METHOD, compressed_method, compression_dir,
+                                iteration_dir, layout_dir, parse_iteration_dir, submethod)
 from utils.system_utils import searchForMaxIteration
 
 logger = logging.getLogger(__name__)
-
-_ITERATION_PATH = re.compile(r"iteration_(?P<k>\d+)$")
 
 
 def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams, pipe: Any,
@@ -42,7 +51,8 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         scene: a ``Scene`` (training cameras for the importance and the finetune, test views
             for the evaluation; the training views when it has none), or None: camera-free
             importance, no finetune, a single save at iteration 0 with null metrics.
-        cfg: codec settings (``--hyper_config`` already applied).
+        cfg: codec settings (``--hyper_config`` already applied; unset ones come from the
+            layout).
         pipe: PipelineParams-like (``backend``).
         model_path: the model folder.
         quiet: no progress bars.
@@ -52,46 +62,54 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         One report dict per save (the content of each ``report.json``), in iteration order.
 
     Raises:
-        ValueError: invalid settings (see ``pipeline.prepare`` and the finetune).
+        ValueError: invalid settings (see ``compression.pipeline.prepare`` and the finetune).
     """
+    cfg = resolve_settings(cfg)
     iterations = cfg.finetune_iterations if scene is not None else 0
     tests = resolve_test_iterations(iterations, cfg.finetune_test_iterations
                                     if scene is not None else [0])
     ply_size_bytes = standard_ply_size_bytes(gaussians.num_gaussians, gaussians.max_sh_degree)
     device = gaussians.device
     train_views = scene.getTrainCameras() if scene is not None else []
-    state = prepare(gaussians, train_views or None, cfg,
-                    torch.Generator(device=device).manual_seed(seed), backend=pipe.backend)
+    state = gaussians.prepare_codec(train_views or None, cfg,
+                                    torch.Generator(device=device).manual_seed(seed),
+                                    backend=pipe.backend)
     eval_views, eval_split = [], None
     if scene is not None:
-        eval_split = "test" if scene.getTestCameras() else "train"
         eval_views = scene.getTestCameras() or train_views
-        if eval_split == "train":
+        eval_split = TEST_SPLIT if scene.getTestCameras() else TRAIN_SPLIT
+        if eval_split == TRAIN_SPLIT:
             logger.warning("codec: no test views (train without --eval); evaluating on the "
                            "training views")
     white = bool(scene.args.white_background) if scene is not None else False
     background = torch.full((3,), float(white), device=device)
     lpips_net = lpips_from_environment(device) if eval_views else None
     reports: list[dict[str, Any]] = []
+    finetune_start, saving_seconds = time.perf_counter(), 0.0  # finetune = elapsed - saving
 
     def evaluate_and_save(step: int) -> Optional[float]:
+        nonlocal saving_seconds
+        entered = time.perf_counter()
+        finetune_seconds = (entered - finetune_start - saving_seconds
+                            if scene is not None else None)
         state.eval()
         metrics = (evaluate_codec(gaussians, eval_views, pipe, background, lpips_net)
                    if eval_views else None)
         out_dir = iteration_dir(model_path, cfg.layout, step)
-        info = state.save(gaussians, out_dir)
+        info = gaussians.save_npz(out_dir)
         psnr, ssim, lpips = ((metrics.psnr, metrics.ssim, metrics.lpips) if metrics
                              else (None, None, None))
         path = write_report(out_dir, layout=cfg.layout, iteration=step, save_info=info,
                             psnr=psnr, ssim=ssim, lpips=lpips, ply_size_bytes=ply_size_bytes,
-                            settings=cfg, extra={"eval_split": eval_split})
-        append_results_csv(model_path, layout=cfg.layout, iteration=step, psnr=psnr, ssim=ssim,
-                           lpips=lpips, size_bytes=info["size_bytes"],
-                           num_gaussians=info["num_gaussians"])
+                            finetune_seconds=finetune_seconds, settings=cfg,
+                            extra={"eval_split": eval_split})
+        append_results(model_path, [ResultsRow(submethod(cfg.layout, step), psnr, ssim, lpips,
+                                               info["size_bytes"], info["num_gaussians"])])
         reports.append(json.loads(path.read_text()))
         logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d)%s", step, cfg.layout,
                     info["size_bytes"], info["bits_per_gaussian"], info["num_gaussians"],
                     "" if psnr is None else f", {eval_split} PSNR {psnr:.2f}")
+        saving_seconds += time.perf_counter() - entered
         return psnr
 
     if scene is None:
@@ -99,7 +117,8 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         return reports
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(Path(model_path) / "compression" / cfg.layout))
+    writer = SummaryWriter(log_dir=str(layout_dir(model_path, cfg.layout)))
+    finetune_start = time.perf_counter()
     try:
         finetune(gaussians, train_views, pipe, background, iterations=iterations,
                  test_iterations=tests, on_test=evaluate_and_save,
@@ -112,7 +131,8 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
 
 def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
                      cfg: Optional[Any] = None) -> tuple[Optional[Scene], GaussianModel]:
-    """A trained PLY to compress instead of training (``--given_ply_path``).
+    """A trained model file to compress instead of training (``--given_ply_path``): a 3DGS
+    PLY, or a .spz / .sog / .splat / .ksplat / compressed.ply converted by splat-transform.
 
     With ``dataset.source_path`` the scene is built (cameras for the importance, finetune and
     evaluation) and cfg_args / cameras.json / input.ply are written; without it there is no
@@ -125,7 +145,8 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
         FileNotFoundError, ValueError: a missing or invalid PLY or scene.
     """
     gaussians = GaussianModel(dataset.sh_degree)
-    gaussians.load_ply(ply_path)
+    with standard_ply(ply_path) as ply:
+        gaussians.load_ply(ply)
     gaussians.to(torch.device(dataset.data_device))
     if not dataset.source_path:
         write_cfg_args(dataset.model_path, cfg if cfg is not None else dataclasses.asdict(dataset))
@@ -137,49 +158,29 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
 
 # ------------------------------------------------------------------------ finding bitstreams
 
-def input_kind(path: str | os.PathLike) -> str:
-    """``"ply"``, ``"zip"`` or ``"folder"``, told apart by content (magic bytes), not name.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: a file that is neither a PLY (``ply\\n``) nor a zip archive (``PK``).
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "folder"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic.startswith(b"ply\n") or magic.startswith(b"ply\r"):
-        return "ply"
-    if magic.startswith(b"PK"):
-        return "zip"
-    raise ValueError(f"{path}: neither a PLY file, a bins.zip archive nor a bins folder")
-
-
 def latest_bitstream(model_path: str | os.PathLike, layout: Optional[str] = None,
                      iteration: int = -1) -> tuple[Path, str, int]:
-    """The ``bins.zip`` of a model folder: ``(path, layout, k)``.
+    """The saved bitstream of a model folder: ``(path, layout, k)``.
 
     Args:
-        layout: None picks the first layout with a compression folder (seed, then official).
+        layout: None picks the first layout (in ``LAYOUTS`` order) with a compression folder.
         iteration: -1 = the latest saved iteration of that layout.
 
     Raises:
-        FileNotFoundError: no compression folder / iteration / bins.zip.
+        FileNotFoundError: no compression folder / iteration / bitstream.
         ValueError: an unknown layout.
     """
-    root = Path(model_path) / "compression"
     if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"--layout must be one of {LAYOUTS}, got {layout!r}")
-    candidates = [layout] if layout else [name for name in LAYOUTS if (root / name).is_dir()]
+        raise ValueError(f"--layout must be one of {tuple(LAYOUTS)}, got {layout!r}")
+    candidates = [layout] if layout else [name for name in LAYOUTS
+                                          if layout_dir(model_path, name).is_dir()]
     if not candidates:
-        raise FileNotFoundError(f"{root}: no compressed model (run train.py without "
-                                f"--skip_compress)")
+        raise FileNotFoundError(f"{compression_dir(model_path)}: no compressed model (run "
+                                f"train.py without --skip_compress)")
     layout = candidates[0]
-    k = searchForMaxIteration(root / layout) if iteration == -1 else int(iteration)
-    path = iteration_dir(model_path, layout, k) / "bins.zip"
+    k = searchForMaxIteration(layout_dir(model_path, layout)) if iteration == -1 \
+        else int(iteration)
+    path = iteration_dir(model_path, layout, k) / LAYOUTS[layout].container.file_name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no saved bitstream for layout {layout} iteration {k}")
     return path, layout, k
@@ -187,16 +188,13 @@ def latest_bitstream(model_path: str | os.PathLike, layout: Optional[str] = None
 
 def method_for_bitstream(path: str | os.PathLike, model_path: Optional[str | os.PathLike]
                          ) -> tuple[str, str]:
-    """Render folder parts ``(method, suffix)`` for a bins folder / bins.zip: ``("compressed_
-    <layout>", "<k>")`` inside ``<model>/compression/<layout>/iteration_<k>``, else
-    ``("compressed", "given")``."""
-    path = Path(path).resolve()
-    parent = path.parent
-    match = _ITERATION_PATH.match(parent.name)
-    if model_path is not None and match is not None and parent.parent.name in LAYOUTS \
-            and parent.parent.parent == (Path(model_path) / "compression").resolve():
-        return f"compressed_{parent.parent.name}", match["k"]
-    return "compressed", "given"
+    """Render folder parts ``(method, suffix)`` for a bitstream: ``("compressed_<layout>",
+    "<k>")`` inside ``<model>/compression/<layout>/iteration_<k>``, else ``("compressed",
+    "given")``."""
+    saved = None if model_path is None else parse_iteration_dir(Path(path).parent, model_path)
+    if saved is not None and saved[0] in LAYOUTS:
+        return compressed_method(saved[0]), str(saved[1])
+    return COMPRESSED_METHOD, GIVEN_SUFFIX
 
 
 def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Optional[str],
@@ -205,18 +203,20 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
     """The model render.py draws with ``--given_ply_path`` or ``--dec_npz``, decoded before any
     output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
 
-    ``given_path`` may be a PLY (``ours_given``), a bins folder or a bins.zip (told apart by
+    ``given_path`` may be a model file (``ours_given``: a PLY, or another tool's format that
+    :func:`scene.interop.standard_ply` converts), a bins folder or a bins.zip (told apart by
     content; ``compressed_<layout>_<k>`` inside the model's compression folder, else
-    ``compressed_given``). ``dec_npz``: the model's ``bins.zip`` of ``layout`` at
+    ``compressed_given``). ``dec_npz``: the model's bitstream of ``layout`` at
     ``iteration`` (-1 = latest).
 
     Raises:
         FileNotFoundError, ValueError: a missing input, or a corrupt PLY / bitstream.
     """
-    gaussians = GaussianModel(sh_degree)
-    if given_path is not None and input_kind(given_path) == "ply":
-        gaussians.load_ply(given_path)
-        return gaussians.to(device), "ours", "given"
+    if given_path is not None and detect_format(given_path) != "bins":
+        gaussians = GaussianModel(sh_degree)
+        with standard_ply(given_path) as ply:
+            gaussians.load_ply(ply)
+        return gaussians.to(device), UNCOMPRESSED_METHOD, GIVEN_SUFFIX
     if given_path is not None:
         path = Path(given_path)
         method, suffix = method_for_bitstream(path, model_path)
@@ -224,5 +224,5 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
         if not dec_npz or not model_path:
             raise ValueError("--dec_npz needs -m/--model_path")
         path, layout, k = latest_bitstream(model_path, layout, iteration)
-        method, suffix = f"compressed_{layout}", str(k)
-    return decode(read_bitstream(path), device=device), method, suffix
+        method, suffix = compressed_method(layout), str(k)
+    return GaussianModel.from_params(decode(read_bitstream(path), device=device)), method, suffix

@@ -10,14 +10,16 @@ Everything here is a pure function of the model folder (nothing is recomputed fr
 - the rate–distortion sweep comes from ``<model>/compression/results.csv``
   (``Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians``);
 - the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed) and
-  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream).
+  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream);
+- 3D viewer pages, linked when present, are ``<model>/viewer/<method>.html`` (written by
+  ``reporting.viewer_pages``; the report says how to get them when they are missing).
 
 Images are embedded as base64 PNG data URIs, so ``report.html`` opens anywhere on its own.
+Every path comes from ``utils/output_paths.py``.
 """
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -31,15 +33,20 @@ import numpy as np
 from PIL import Image
 
 from arguments import read_cfg_args
+from compression.layouts import LAYOUTS
+from reporting.codec_results import ResultsRow, read_json, read_report, read_results_csv
+from utils.output_paths import (CFG_ARGS, PER_VIEW_JSON, REPORT_HTML, RESULTS_HEADER,
+                                RESULTS_JSON, TEST_SPLIT, UNCOMPRESSED_METHOD,
+                                compressed_method, parse_sweep_submethod, point_cloud_dir,
+                                point_cloud_path, render_dir, render_name, results_csv_path,
+                                saved_reports, viewer_page_path)
+from utils.splat_transform import NODE_HINT
 from utils.system_utils import atomic_path, searchForMaxIteration
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 HEATMAP_MAX_ERROR = 0.25  # mean absolute RGB error mapped to the top of the colour scale
 HEATMAP_CMAP = "magma"
-_CSV_HEADER = ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
-_SWEEP_ROW = re.compile(r"(?P<layout>[^_]+)_(?P<iteration>\d+)_b(?P<bits>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -61,23 +68,7 @@ class Variant:
     layout: Optional[str] = None    # None for the uncompressed model
     iteration: Optional[int] = None
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """One row of ``compression/results.csv``."""
-
-    submethod: str
-    psnr: float
-    ssim: float
-    lpips: Optional[float]
-    size_bytes: int
-    num_gaussians: int
-
-    @property
-    def layout(self) -> str:
-        """Layout name: the Submethod's text before its first underscore."""
-        return self.submethod.split("_", 1)[0]
+    source: Optional[Path] = None   # the model file: the trained PLY or the saved bitstream
 
 
 @dataclass(frozen=True)
@@ -96,22 +87,14 @@ class ReportData:
     model_path: Path
     train_iteration: int
     variants: list[Variant]         # uncompressed first
-    sweep: list[SweepPoint]
+    sweep: list[ResultsRow]         # compression/results.csv
     train_settings: dict[str, Any]
     views: list[ViewImages]
     per_view_psnr: dict[str, dict[str, float]]   # method -> image name -> PSNR
+    viewer_pages: dict[str, Path] = field(default_factory=dict)   # method -> existing page
 
 
 # ------------------------------------------------------------------------------- reading
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the step that writes it first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
 
 def ply_vertex_count(path: Path) -> int:
     """Number of Gaussians in a PLY, read from its ``element vertex N`` header line.
@@ -127,30 +110,6 @@ def ply_vertex_count(path: Path) -> int:
     return int(match.group(1))
 
 
-def read_results_csv(path: Path) -> list[SweepPoint]:
-    """Rows of ``compression/results.csv``; a repeated Submethod keeps its last row.
-
-    Raises:
-        ValueError: the header is not the codec's results header.
-    """
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0] != _CSV_HEADER:
-        raise ValueError(f"{path}: expected header {','.join(_CSV_HEADER)}, "
-                         f"found {','.join(rows[0]) if rows else 'an empty file'}")
-    latest: dict[str, SweepPoint] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        try:
-            latest[row[0]] = SweepPoint(row[0], float(row[1]), float(row[2]),
-                                        float(row[3]) if row[3] not in ("", "nan") else None,
-                                        int(row[4]), int(row[5]))
-        except (IndexError, ValueError):
-            raise ValueError(f"{path}: line {line_no} is not a results row: {row}") from None
-    return list(latest.values())
-
-
 def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
              ) -> tuple[Optional[float], Optional[float], Optional[float], str]:
     if method in results:
@@ -161,14 +120,9 @@ def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
 
 def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
     variants = []
-    for report_path in sorted((model / "compression").glob("*/iteration_*/report.json"),
-                              key=lambda p: (p.parents[1].name, int(p.parent.name[10:]))):
-        rep = _read_json(report_path)
-        missing = {"layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
-                   "ply_size_bytes"} - rep.keys()
-        if missing:
-            raise ValueError(f"{report_path}: missing keys {sorted(missing)}")
-        method = f"compressed_{rep['layout']}_{rep['iteration']}"
+    for report_path in saved_reports(model):
+        rep = read_report(report_path)
+        method = render_name(compressed_method(rep["layout"]), rep["iteration"])
         psnr, ssim, lpips, source = _quality(results, method, rep)
         variants.append(Variant(
             label=f"{rep['layout']} @ {rep['iteration']}", method=method, psnr=psnr, ssim=ssim,
@@ -176,21 +130,27 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
             num_gaussians=int(rep["num_gaussians"]),
             bits_per_gaussian=float(rep["bits_per_gaussian"]),
             ratio=float(rep["ply_size_bytes"]) / float(rep["size_bytes"]),
-            encode_seconds=rep.get("encode_seconds"), decode_seconds=rep.get("decode_seconds"),
+            encode_seconds=rep["encode_seconds"], decode_seconds=rep["decode_seconds"],
             layout=rep["layout"], iteration=int(rep["iteration"]),
-            settings=dict(rep.get("settings") or {})))
+            settings=dict(rep.get("settings") or {}),
+            source=_bitstream_beside(report_path, rep)))
     return variants
+
+
+def _bitstream_beside(report_path: Path, report: dict[str, Any]) -> Optional[Path]:
+    """The bitstream file saved beside ``report.json``; None for a layout this version lacks."""
+    layout = LAYOUTS.get(report["layout"])
+    return None if layout is None else report_path.parent / layout.container.file_name
 
 
 def _views(model: Path, methods: list[str], max_views: int) -> list[ViewImages]:
     """Test views that the uncompressed folder holds, with every method's render of them."""
-    first = model / "test" / methods[0]
-    gt_dir = first / "gt"
+    gt_dir = render_dir(model, TEST_SPLIT, methods[0]) / "gt"
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{gt_dir}: no ground-truth renders (run render.py first)")
     views = []
     for gt in sorted(gt_dir.glob("*.png"))[:max_views]:
-        renders = {m: model / "test" / m / "renders" / gt.name for m in methods}
+        renders = {m: render_dir(model, TEST_SPLIT, m) / "renders" / gt.name for m in methods}
         views.append(ViewImages(gt.stem, gt, {m: p for m, p in renders.items() if p.is_file()}))
     return views
 
@@ -209,38 +169,42 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
     model = Path(model_path)
     if not model.is_dir():
         raise FileNotFoundError(f"{model}: model folder not found")
-    train_iter = searchForMaxIteration(model / "point_cloud")
-    ply = model / "point_cloud" / f"iteration_{train_iter}" / "point_cloud.ply"
+    train_iter = searchForMaxIteration(point_cloud_dir(model))
+    ply = point_cloud_path(model, train_iter)
     if not ply.is_file():
         raise FileNotFoundError(f"{ply}: trained PLY not found")
-    results = _read_json(model / "results.json")
+    results = read_json(model / RESULTS_JSON)
     ply_bytes = ply.stat().st_size
     num_gaussians = ply_vertex_count(ply)
-    ours = f"ours_{train_iter}"
+    ours = render_name(UNCOMPRESSED_METHOD, train_iter)
     psnr, ssim, lpips, source = _quality(results, ours, {})
     uncompressed = Variant(
         label="uncompressed", method=ours, psnr=psnr, ssim=ssim, lpips=lpips,
         quality_source=source, size_bytes=ply_bytes, num_gaussians=num_gaussians,
-        bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0)
+        bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0, source=ply)
     variants = [uncompressed] + _compressed_variants(model, results)
-    rendered = [v.method for v in variants if (model / "test" / v.method / "renders").is_dir()]
+    rendered = [v.method for v in variants
+                if (render_dir(model, TEST_SPLIT, v.method) / "renders").is_dir()]
     if ours not in rendered:
-        raise FileNotFoundError(f"{model / 'test' / ours}: uncompressed renders not found "
-                                f"(run render.py -m {model} first)")
-    per_view_path = model / "per_view.json"
-    per_view = _read_json(per_view_path) if per_view_path.is_file() else {}
-    cfg = model / "cfg_args"
+        raise FileNotFoundError(f"{render_dir(model, TEST_SPLIT, ours)}: uncompressed renders "
+                                f"not found (run render.py -m {model} first)")
+    per_view_path = model / PER_VIEW_JSON
+    per_view = read_json(per_view_path) if per_view_path.is_file() else {}
+    cfg = model / CFG_ARGS
     return ReportData(
         model_path=model, train_iteration=train_iter, variants=variants,
-        sweep=read_results_csv(model / "compression" / "results.csv"),
+        sweep=read_results_csv(results_csv_path(model)),
         train_settings=read_cfg_args(cfg) if cfg.is_file() else {},
         views=_views(model, rendered, max_views),
-        per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()})
+        per_view_psnr={m: v.get("PSNR", {}) for m, v in per_view.items()},
+        viewer_pages={v.method: page for v in variants
+                      if (page := viewer_page_path(model, v.method)).is_file()})
 
 
 # ------------------------------------------------------------------------------- the table
 
-def _fmt(value: Optional[float], spec: str) -> str:
+def number_text(value: Optional[float], spec: str) -> str:
+    """A table cell: ``value`` formatted with ``spec``, ``-`` when it is unknown."""
     return "-" if value is None else format(value, spec)
 
 
@@ -254,10 +218,11 @@ def table_rows(data: ReportData) -> list[list[str]]:
              "encode s", "decode s"]]
     for v in data.variants:
         mark = "" if v.quality_source == "metrics.py" else "*"
-        rows.append([v.label + mark, _fmt(v.psnr, ".2f"), _fmt(v.ssim, ".4f"),
-                     _fmt(v.lpips, ".4f"), _size_text(v.size_bytes),
+        rows.append([v.label + mark, number_text(v.psnr, ".2f"), number_text(v.ssim, ".4f"),
+                     number_text(v.lpips, ".4f"), _size_text(v.size_bytes),
                      f"{v.bits_per_gaussian:.1f}", str(v.num_gaussians), f"{v.ratio:.1f}x",
-                     _fmt(v.encode_seconds, ".1f"), _fmt(v.decode_seconds, ".2f")])
+                     number_text(v.encode_seconds, ".1f"),
+                     number_text(v.decode_seconds, ".2f")])
     return rows
 
 
@@ -275,7 +240,8 @@ def format_table(data: ReportData) -> str:
 
 # ------------------------------------------------------------------------------- pictures
 
-def _data_uri(png_bytes: bytes) -> str:
+def data_uri(png_bytes: bytes) -> str:
+    """``data:image/png;base64,...`` for embedding a PNG in a self-contained page."""
     return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
 
 
@@ -328,25 +294,38 @@ def rd_plot_png(data: ReportData) -> bytes:
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     colours = {lay: f"C{i}" for i, lay in enumerate(layouts)}
     for layout in layouts:
-        pts = sorted(((m, p) for p in data.sweep if p.layout == layout
-                      and (m := _SWEEP_ROW.match(p.submethod))), key=lambda mp: mp[1].size_bytes)
+        pts = sorted(((sweep[2], p) for p in data.sweep if p.layout == layout
+                      and p.psnr is not None and (sweep := parse_sweep_submethod(p.submethod))),
+                     key=lambda bp: bp[1].size_bytes)
         if pts:
             xs = [8.0 * p.size_bytes / max(p.num_gaussians, 1) for _, p in pts]
             ax.plot(xs, [p.psnr for _, p in pts], marker="o", color=colours[layout],
                     label=f"{layout}: bit-depth sweep")
-            for x, (m, p) in zip(xs, pts):
-                ax.annotate(f"{m['bits']} b", (x, p.psnr), textcoords="offset points",
+            for x, (bits, p) in zip(xs, pts):
+                ax.annotate(f"{bits} b", (x, p.psnr), textcoords="offset points",
                             xytext=(4, -10), fontsize=8, color=colours[layout])
         saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
         ax.scatter([v.bits_per_gaussian for v in saved], [v.psnr for v in saved], marker="s",
                    s=60, zorder=3, color=colours[layout], edgecolors="black",
                    label=f"{layout}: saved iterations")
     plain = data.variants[0]
-    if plain.psnr is not None:
-        ax.scatter([plain.bits_per_gaussian], [plain.psnr], marker="*", s=160, zorder=3,
+    return finish_rd_plot(fig, ax, "bits per Gaussian", None if plain.psnr is None
+                          else (plain.bits_per_gaussian, plain.psnr))
+
+
+def finish_rd_plot(fig: Any, ax: Any, rate_label: str,
+                   uncompressed: Optional[tuple[float, float]]) -> bytes:
+    """Finish a PSNR-against-rate plot like every report's: the uncompressed model
+    ``(rate, PSNR)`` as a gold star, a log rate axis named ``rate_label``, grid and legend.
+
+    Returns:
+        The matplotlib figure as PNG bytes.
+    """
+    if uncompressed is not None:
+        ax.scatter([uncompressed[0]], [uncompressed[1]], marker="*", s=160, zorder=3,
                    color="gold", edgecolors="black", label="uncompressed PLY")
     ax.set_xscale("log")
-    ax.set_xlabel("bits per Gaussian (log scale)")
+    ax.set_xlabel(f"{rate_label} (log scale)")
     ax.set_ylabel("PSNR [dB] on the test views")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -358,7 +337,8 @@ def rd_plot_png(data: ReportData) -> bytes:
 
 # ------------------------------------------------------------------------------- HTML
 
-_STYLE = """
+# the CSS of every generated report page
+PAGE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -368,7 +348,9 @@ image-rendering:pixelated}figcaption{font-size:12px}.view{margin-bottom:1em}
 """
 
 
-def _html_table(rows: list[list[str]], numeric_from: int = 1) -> str:
+def html_table(rows: list[list[str]], numeric_from: int = 1) -> str:
+    """An HTML table of text cells (header row first; columns from ``numeric_from`` on are
+    right-aligned numbers); every cell is escaped."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if i >= numeric_from
@@ -388,7 +370,7 @@ def _figure(uri: str, caption: str) -> str:
 
 def _view_html(data: ReportData, view: ViewImages) -> str:
     gt = _load_rgb(view.gt)
-    cells = [_figure(_data_uri(view.gt.read_bytes()), "ground truth")]
+    cells = [_figure(data_uri(view.gt.read_bytes()), "ground truth")]
     heatmaps = []
     for v in data.variants:
         path = view.renders.get(v.method)
@@ -396,12 +378,33 @@ def _view_html(data: ReportData, view: ViewImages) -> str:
             continue
         psnr = data.per_view_psnr.get(v.method, {}).get(view.gt.name)
         caption = v.label + ("" if psnr is None else f" ({psnr:.2f} dB)")
-        cells.append(_figure(_data_uri(path.read_bytes()), caption))
+        cells.append(_figure(data_uri(path.read_bytes()), caption))
         if v.layout is not None:
             heat = _png_bytes(error_heatmap(_load_rgb(path), gt))
-            heatmaps.append(_figure(_data_uri(heat), f"|error| {v.label}"))
+            heatmaps.append(_figure(data_uri(heat), f"|error| {v.label}"))
     return (f'<div class="view"><h3>{html.escape(view.name)}</h3>'
             + "".join(cells + heatmaps) + "</div>")
+
+
+def _viewer_html(data: ReportData) -> list[str]:
+    """Links to the 3D viewer pages, and how to get the missing ones."""
+    items = [f'<li><a href="{html.escape(page.relative_to(data.model_path).as_posix())}">'
+             f"{html.escape(v.label)}</a> ({_size_text(page.stat().st_size)})</li>"
+             for v in data.variants if (page := data.viewer_pages.get(v.method))]
+    sections = ["<h2>3D viewer</h2>"]
+    if items:
+        sections += ['<p class="note">Self-contained viewer pages (PlayCanvas SuperSplat viewer, '
+                     "written by splat-transform): the uncompressed model and the models "
+                     "decoded from the bitstreams.</p>", f"<ul>{''.join(items)}</ul>"]
+    missing = [v.label for v in data.variants if v.method not in data.viewer_pages]
+    if missing:
+        sections.append(
+            f'<p class="note">No viewer page for {html.escape(", ".join(missing))}. '
+            f"<code>python scripts/make_report.py -m {html.escape(str(data.model_path))}</code> "
+            "writes them when Node.js is available: "
+            f"{html.escape(NODE_HINT)}. One model at a time: <code>python render.py "
+            "--given_ply_path &lt;PLY or bins.zip&gt; --export page.html</code>.</p>")
+    return sections
 
 
 def build_html(data: ReportData) -> str:
@@ -412,18 +415,20 @@ def build_html(data: ReportData) -> str:
         f"trained for {data.train_iteration} iterations. Quality: metrics.py "
         "(results.json); sizes and times: the codec's report.json; ratio = uncompressed PLY "
         "bytes / compressed bytes.</p>",
-        "<h2>Summary</h2>", _html_table(table_rows(data)),
+        "<h2>Summary</h2>", html_table(table_rows(data)),
     ]
     if any(v.quality_source != "metrics.py" for v in data.variants):
         sections.append('<p class="note">* quality from the codec\'s report.json '
                         "(metrics.py has not measured this variant).</p>")
     sections += ["<h2>Rate–distortion</h2>",
-                 f'<img alt="rate-distortion plot" src="{_data_uri(rd_plot_png(data))}">']
+                 f'<img alt="rate-distortion plot" src="{data_uri(rd_plot_png(data))}">']
     if data.sweep:
-        sweep_rows = [_CSV_HEADER] + [
-            [p.submethod, f"{p.psnr:.2f}", f"{p.ssim:.4f}", _fmt(p.lpips, ".4f"),
-             str(p.size_bytes), str(p.num_gaussians)] for p in data.sweep]
-        sections += ["<h3>compression/results.csv</h3>", _html_table(sweep_rows)]
+        sweep_rows = [list(RESULTS_HEADER)] + [
+            [p.submethod, number_text(p.psnr, ".2f"), number_text(p.ssim, ".4f"),
+             number_text(p.lpips, ".4f"), str(p.size_bytes), str(p.num_gaussians)]
+            for p in data.sweep]
+        sections += ["<h3>compression/results.csv</h3>", html_table(sweep_rows)]
+    sections += _viewer_html(data)
     sections += [
         "<h2>Test views</h2>",
         f'<p class="note">Error heat maps: mean absolute RGB error against the ground truth, '
@@ -432,15 +437,16 @@ def build_html(data: ReportData) -> str:
     sections += [_view_html(data, view) for view in data.views]
     sections.append("<h2>Settings</h2>")
     if data.train_settings:
-        sections += ["<h3>Training (cfg_args)</h3>", _html_table(_settings_rows(data.train_settings))]
+        sections += ["<h3>Training (cfg_args)</h3>",
+                     html_table(_settings_rows(data.train_settings))]
     last_per_layout = {v.layout: v for v in data.variants if v.layout is not None}
     for v in last_per_layout.values():
         if v.settings:
             sections += [f"<h3>Codec: {html.escape(v.label)}</h3>",
-                         _html_table(_settings_rows(v.settings))]
+                         html_table(_settings_rows(v.settings))]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Compression report: {html.escape(data.model_path.name)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(sections)
+            f"<style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(sections)
             + "\n</body></html>\n")
 
 
@@ -451,7 +457,7 @@ def write_report(model_path: str | Path, max_views: int = 6) -> tuple[Path, Repo
         The written path and the data it shows.
     """
     data = collect_report(model_path, max_views=max_views)
-    out = data.model_path / REPORT_NAME
+    out = data.model_path / REPORT_HTML
     with atomic_path(out) as tmp:
         tmp.write_text(build_html(data), encoding="utf-8")
     logger.info("wrote %s", out)

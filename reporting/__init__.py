@@ -1,0 +1,1 @@
+"""What a model folder reports: the codec's report.json / results.csv and the HTML report."""

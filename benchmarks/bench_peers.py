@@ -52,7 +52,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from arguments import ModelParams, PipelineParams, extract, read_cfg_args, write_cfg_args  # noqa: E402
+from arguments import (ModelParams, PipelineParams, extract, read_cfg_args,  # noqa: E402
+                       write_cfg_args)
 from compression.layouts import LAYOUTS  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
 from reporting.codec_results import read_json, read_peer_report, read_report  # noqa: E402

@@ -2,9 +2,10 @@
 ``compression/results.csv`` (one row per saved bitstream or RD-sweep point), and one
 ``peer.json`` per other tool's codec run on the model (``compression/peers/<codec>/``).
 
-The codec runner (``training/compress.py``), the peers runner (``training/peers.py``) and the RD
-sweep (``scripts/rd_sweep.py``) write them; the HTML report and ``sweep.py`` read them (``read_report``, ``read_results_csv``, and
-``read_json`` for the JSON files of the other steps); the codec core writes neither. Names and
+The codec runner (``training/compress.py``), the peers runner (``training/peers.py``) and the
+RD sweep (``scripts/rd_sweep.py``) write them; the HTML report and ``sweep.py`` read them
+(``read_report``, ``read_peer_report``, ``read_results_csv``, and ``read_json`` for the JSON
+files of the other steps); the codec core writes neither. Names and
 the CSV header come from ``utils/output_paths.py``.
 """
 from __future__ import annotations

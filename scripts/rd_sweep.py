@@ -4,10 +4,11 @@ points of other tools' codecs (SPZ, SOG) on the same model.
     python scripts/rd_sweep.py -m <model> [--layouts seed official] [--num_bits 6 8 10]
                                [--peers [spz sog]] [--quiet]
 
-For each layout (default: every layout the model folder has a saved bitstream of), the latest ``<model>/compression/<layout>/iteration_<k>/`` bitstream is
-decoded; its frozen geometry (voxels, RAHT plan, VQ codebook) is kept and the attributes are
-re-encoded at each bit depth with fresh quantizers whose ranges are calibrated for that bit
-count (``pipeline.state_from_bitstream``; no retraining per point). Each point is written to
+For each layout (default: every layout the model folder has a saved bitstream of), the latest
+``<model>/compression/<layout>/iteration_<k>/`` bitstream is decoded; its frozen geometry
+(voxels, RAHT plan, VQ codebook) is kept and the attributes are re-encoded at each bit depth
+with fresh quantizers whose ranges are calibrated for that bit count
+(``pipeline.state_from_bitstream``; no retraining per point). Each point is written to
 ``<model>/compression/sweep/<layout>_<k>_b<bits>/`` (bitstream + report.json), its decoded
 model is rendered on the test views and measured (PSNR, SSIM of the float renders), and one
 row ``<layout>_<k>_b<bits>`` is appended to ``<model>/compression/results.csv``.

@@ -81,7 +81,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
         raise ValueError("look_at: eye and target coincide")
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, up)  # +x: forward × up, so that +y (down) = forward × right
-    if not np.linalg.norm(right) > 1e-9 * max(np.linalg.norm(up), 1e-300):
+    if not np.linalg.norm(right) > 1e-9 * np.linalg.norm(up):  # also refuses a zero up
         raise ValueError("look_at: up is parallel to the viewing direction")
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole product on the bundled lego sample, CPU only, in about 13 minutes on 2 cores:
 # train -> compress (seed and official layouts, short finetune) -> decode and render ->
-# bit-depth sweep -> metrics -> terminal table + self-contained report.html.
+# bit-depth sweep (plus SPZ and SOG points when Node.js is there) -> metrics -> terminal table +
+# self-contained report.html.
 #
 # Usage: scripts/demo.sh [--quiet]        (make demo)
 # Environment overrides: PYTHON, SCENE, MODEL, DEMO_RESOLUTION, DEMO_ITERATIONS, DEMO_FINETUNE,
-# DEMO_BITS, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK.
+# DEMO_BITS, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK, DEMO_PEERS (auto | 0).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ POINTS=${DEMO_POINTS:-3000}           # random initial points (Blender scenes ha
 NBLOCK=${DEMO_NBLOCK:-8}              # blocks per RAHT column: the paper's 57 suit 300k+ Gaussians,
 CODEBOOK=${DEMO_CODEBOOK:-128}        # and its 4096-entry codebook too; the demo scene has ~2k
 LAYOUTS="seed official"
+PEERS=${DEMO_PEERS:-auto}             # SPZ and SOG points (splat-transform) when Node.js is there
 
 QUIET=()
 for arg in "$@"; do
@@ -77,9 +79,15 @@ for layout in $LAYOUTS; do
     "$PYTHON" render.py -m "$MODEL" --skip_train --dec_npz --layout "$layout" "${QUIET[@]}"
 done
 
+PEER_FLAGS=()
+if [[ "$PEERS" != 0 ]] && "$PYTHON" -c "from utils.splat_transform import \
+    splat_transform_available as found; raise SystemExit(0 if found() else 1)"; then
+  PEER_FLAGS=(--peers)
+fi
 # shellcheck disable=SC2086  # BITS is a list of integers
-step "rate-distortion sweep (bits: $BITS)" \
-  "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS "${QUIET[@]}"
+step "rate-distortion sweep (bits: $BITS)${PEER_FLAGS:+, SPZ and SOG}" \
+  "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS \
+    "${PEER_FLAGS[@]}" "${QUIET[@]}"
 
 step "metrics" "$PYTHON" metrics.py -m "$MODEL" "${QUIET[@]}"
 

@@ -1,17 +1,27 @@
-"""Rate–distortion sweep over bit depths on a model's saved (finetuned) codec state.
+"""Rate–distortion sweep over bit depths on a model's saved (finetuned) codec state, and the
+points of other tools' codecs (SPZ, SOG) on the same model.
 
-    python scripts/rd_sweep.py -m <model> [--layouts seed official] [--num_bits 6 8 10] [--quiet]
+    python scripts/rd_sweep.py -m <model> [--layouts seed official] [--num_bits 6 8 10]
+                               [--peers [spz sog]] [--quiet]
 
-For each layout, the latest ``<model>/compression/<layout>/iteration_<k>/`` bitstream is
-decoded; its frozen geometry (voxels, RAHT plan, VQ codebook) is kept and the attributes are
-re-encoded at each bit depth with fresh quantizers whose ranges are calibrated for that bit
-count (``pipeline.state_from_bitstream``; no retraining per point). Each point is written to
+For each layout (default: every layout the model folder has a saved bitstream of), the latest
+``<model>/compression/<layout>/iteration_<k>/`` bitstream is decoded; its frozen geometry
+(voxels, RAHT plan, VQ codebook) is kept and the attributes are re-encoded at each bit depth
+with fresh quantizers whose ranges are calibrated for that bit count
+(``pipeline.state_from_bitstream``; no retraining per point). Each point is written to
 ``<model>/compression/sweep/<layout>_<k>_b<bits>/`` (bitstream + report.json), its decoded
 model is rendered on the test views and measured (PSNR, SSIM of the float renders), and one
 row ``<layout>_<k>_b<bits>`` is appended to ``<model>/compression/results.csv``.
 
 The source is the saved bitstream, so a bit depth above the saved one cannot recover detail
 that the saved quantization already removed; sweeping at or below it is exact.
+
+``--peers`` (default codecs: all of ``training.peers.PEER_CODECS``) writes the trained PLY with
+PlayCanvas's splat-transform as each codec's file into ``<model>/compression/peers/<codec>/``,
+reads it back with the same tool, renders the test views into ``<model>/test/peer_<codec>/``
+and writes ``peer.json`` (size, bits per input Gaussian, PSNR / SSIM of the PNGs, the tool's
+encode and decode seconds); the HTML report plots them beside the layouts' curves. SOG
+clusters the SH on the CPU: minutes for a large SH-degree-3 model.
 """
 from __future__ import annotations
 
@@ -34,6 +44,7 @@ from gaussian_renderer import render  # noqa: E402
 from reporting.codec_results import ResultsRow, append_results, write_report  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
+from training.peers import PEER_CODECS, run_peer  # noqa: E402
 from utils.cli import run_main  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 from utils.loss_utils import ssim  # noqa: E402
@@ -58,6 +69,23 @@ def measure(gaussians: GaussianModel, cameras: Sequence, background: torch.Tenso
     return metrics["psnr"], sum(ssims) / len(ssims)
 
 
+def _test_views(model_path: Path) -> tuple[ModelParams, Path, list, torch.Tensor]:
+    """The model's settings, trained PLY, test cameras (on the default device) and background.
+
+    Raises:
+        FileNotFoundError, ValueError: no cfg_args, trained PLY or test views.
+    """
+    dataset = extract(ModelParams, read_cfg_args(model_path / CFG_ARGS))
+    dataset.model_path = str(model_path)
+    device = default_device()
+    scene = Scene(dataset, None, load_iteration=-1, shuffle=False)
+    cameras = [cam.to(device) for cam in scene.getTestCameras()]
+    if not cameras:
+        raise ValueError(f"{model_path}: no test views (train with --eval)")
+    background = torch.full((3,), float(dataset.white_background), device=device)
+    return dataset, point_cloud_path(model_path, scene.loaded_iter), cameras, background
+
+
 def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
           quiet: bool = False) -> list[ResultsRow]:
     """Run the sweep (module docstring) and return the rows appended to results.csv.
@@ -66,15 +94,9 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
         FileNotFoundError: the model folder, its cfg_args, or a layout's saved bitstream is
             missing.
     """
-    dataset = extract(ModelParams, read_cfg_args(model_path / CFG_ARGS))
-    dataset.model_path = str(model_path)
-    device = default_device()
-    scene = Scene(dataset, GaussianModel(dataset.sh_degree), load_iteration=-1, shuffle=False)
-    cameras = [cam.to(device) for cam in scene.getTestCameras()]
-    if not cameras:
-        raise ValueError(f"{model_path}: no test views (train with --eval)")
-    background = torch.full((3,), float(dataset.white_background), device=device)
-    ply_size_bytes = point_cloud_path(model_path, scene.loaded_iter).stat().st_size
+    _, ply, cameras, background = _test_views(model_path)
+    device = background.device
+    ply_size_bytes = ply.stat().st_size
     sources = {}
     for layout in layouts:
         k = searchForMaxIteration(layout_dir(model_path, layout))
@@ -103,12 +125,30 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
     return rows
 
 
+def peers(model_path: Path, codecs: Sequence[str], quiet: bool = False) -> list[dict]:
+    """Run each of ``codecs`` on the model's trained PLY (module docstring); their peer.json.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`_test_views`; a failed conversion.
+        SplatTransformUnavailable: no Node.js.
+    """
+    dataset, ply, cameras, background = _test_views(model_path)
+    return [run_peer(model_path, codec, ply, cameras, sh_degree=dataset.sh_degree,
+                     pipe=PipelineParams(), background=background, quiet=quiet)
+            for codec in codecs]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model_path", required=True, help="model folder")
-    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=tuple(LAYOUTS))
+    parser.add_argument("--layouts", nargs="*", default=None, choices=tuple(LAYOUTS),
+                        help="layouts to sweep (default: every layout with a saved bitstream; "
+                             "none with an empty list)")
     parser.add_argument("--num_bits", nargs="+", type=int, default=[6, 8, 10],
                         help="bit depths to sweep (default: 6 8 10)")
+    parser.add_argument("--peers", nargs="*", default=None, choices=tuple(PEER_CODECS),
+                        help="also run other tools' codecs on the trained PLY (default when "
+                             f"given alone: {' '.join(PEER_CODECS)}; needs Node.js)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
@@ -121,7 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not model_path.is_dir():
         raise FileNotFoundError(f"{model_path}: model folder not found")
     set_threads(args.threads)
-    sweep(model_path, args.layouts, args.num_bits, quiet=args.quiet)
+    layouts = args.layouts if args.layouts is not None else \
+        [name for name in LAYOUTS if layout_dir(model_path, name).is_dir()]
+    codecs = [] if args.peers is None else (args.peers or list(PEER_CODECS))
+    if not layouts and not codecs:
+        raise FileNotFoundError(f"{model_path}: no saved bitstream to sweep (run train.py "
+                                "without --skip_compress) and no --peers")
+    if layouts:
+        sweep(model_path, layouts, args.num_bits, quiet=args.quiet)
+    if codecs:
+        peers(model_path, codecs, quiet=args.quiet)
     return 0
 
 

@@ -117,7 +117,7 @@ def reusable_result(folder: Path, commands: Sequence[Command], kind: type[StepRe
 
 # ------------------------------------------------------------------------------ running
 
-def _error_line(log: Path) -> str:
+def error_line(log: Path) -> str:
     """The ``<program>: error: ...`` line of a failed command, else its last log line."""
     with log.open("rb") as handle:
         handle.seek(max(0, log.stat().st_size - 65536))
@@ -155,7 +155,7 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
                                     cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT).returncode
             if status != 0:
-                return f"{script} exited with status {status}: {_error_line(log)}"
+                return f"{script} exited with status {status}: {error_line(log)}"
     return None
 
 

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
-    set_threads(args.threads)
+    args.threads = set_threads(args.threads)  # cfg_args records the count that ran
     compression = resolve_settings(extract(CompressionParams, args))
     vars(args).update(dataclasses.asdict(compression))  # cfg_args records what runs
     if not args.source_path and not compression.given_ply_path:

@@ -15,8 +15,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-import scene  # noqa: F401  (before utils.camera_utils, which scene imports back)
-from utils.camera_utils import composite_rgb
+from scene.camera_utils import composite_rgb
 from utils.image_utils import load_image
 from utils.lpips import LPIPS, load_lpips
 

@@ -13,7 +13,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from arguments import ModelParams, read_cfg_args
-from scene import Scene
+from scene import Scene, camera_utils
 from scene.camera_utils import load_camera, target_size
 from scene.colmap_loader import read_colmap_model
 from scene.dataset_readers import readColmapSceneInfo, readNerfSyntheticInfo
@@ -319,11 +319,9 @@ def test_blender_missing_test_json(sample_scene: Path, tmp_path: Path) -> None:
 def test_images_are_decoded_on_first_use_only(sample_scene: Path, monkeypatch) -> None:
     """Building a Scene reads image headers only; a view's pixels are decoded once, on its
     first use (through a moved copy too); load_images decodes the splits asked for."""
-    import utils.camera_utils
-
     decoded: list[str] = []
-    real_load = utils.camera_utils.load_image
-    monkeypatch.setattr(utils.camera_utils, "load_image",
+    real_load = camera_utils.load_image
+    monkeypatch.setattr(camera_utils, "load_image",
                         lambda path: decoded.append(Path(path).stem) or real_load(path))
     scene = Scene(ModelParams(source_path=str(sample_scene), eval=True, resolution=4,
                               white_background=True, num_random_points=10), shuffle=False)

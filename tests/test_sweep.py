@@ -22,18 +22,19 @@ import pytest
 
 import render as render_cli
 import sweep as sweep_cli
+from arguments import read_cfg_args
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from reporting.html_report import ply_vertex_count
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
 from sweeps.engine import Executor
-from sweeps.steps import JobResult, run_commands, run_scene
+from sweeps.steps import JobResult, run_scene
 from sweeps.table import COLUMNS, PAPER_METHOD, dataset_averages
 from utils.cli import run_main
 from utils.splat_transform import splat_transform_available
-from utils.output_paths import (REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD, SWEEP_CSV,
-                                SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir, point_cloud_path,
-                                sweep_scene_dir)
+from utils.output_paths import (CFG_ARGS, REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD,
+                                SWEEP_CSV, SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir,
+                                point_cloud_path, sweep_scene_dir)
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MD = REPO.parent / "shared" / "docs" / "PUBLISHED.md"
@@ -202,7 +203,8 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
                                                tmp_path: Path) -> None:
     """--configs on scenes named like the paper's: per-scene values reach every layout, LPIPS
     is measured with weights, the averages sit beside the published numbers, and a scene the
-    paper lacks fails alone."""
+    paper lacks fails alone. --threads, not --cpus_per_job, is what each step's train.py runs
+    on (its cfg_args records the count)."""
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     (scenes / "lego").symlink_to(sample_scene)
@@ -212,7 +214,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     done = subprocess.run(
         [sys.executable, str(REPO / "sweep.py"), "--scenes", str(scenes), "--configs", "c1",
          "--layouts", "seed", "official", "-o", str(out), "--serial", "--quiet",
-         "--given_ply_pattern", str(trained),
+         "--cpus_per_job", "2", "--threads", "1", "--given_ply_pattern", str(trained),
          "--lpips_weights", str(lpips_weights), *TINY],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-2000:]
@@ -229,6 +231,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
         assert (settings["layout"], settings["percent"], settings["n_block"],
                 settings["depth"], settings["imp_beta"]) == (row["layout"], 0.1, 66, 14, 0.05)
         assert row["dataset"] == "SyntheticNeRF"
+        assert read_cfg_args(out / row["folder"] / CFG_ARGS)["threads"] == 1
     assert "unknown scene 'statuette'" in rows[2]["error"]
     assert not (out / "statuette").exists()  # no step ran for it
     paper = PUBLISHED[("lego", "c1")]
@@ -360,17 +363,9 @@ def test_layouts_come_from_the_registry(sample_scene: Path, tmp_path: Path) -> N
         assert job.folder == tmp_path / "lego_sample" / job.layout / "num_bits=8"
 
 
-def test_steps_run_on_the_threads_they_are_given(tmp_path: Path) -> None:
-    """A step's threads are those its Ray task declares unless --threads says otherwise, and
-    its entry points apply them (through OMP_NUM_THREADS, which utils.threads follows)."""
+def test_step_threads_default_to_the_cpus_declared() -> None:
     assert Executor(cpus_per_job=3).step_threads == 3
     assert Executor(cpus_per_job=3, threads_per_job=1).step_threads == 1
-    empty = tmp_path / "no_models"
-    empty.mkdir()
-    error = run_commands([("metrics.py", "-m", str(empty))], tmp_path / "step", "step.log",
-                         threads=3)
-    assert error is not None and error.startswith("metrics.py exited with status 2")
-    assert "torch runs on 3 CPU thread(s)" in (tmp_path / "step" / "step.log").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

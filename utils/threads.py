@@ -51,5 +51,6 @@ def set_threads(threads: int | None = None) -> int:
     if count < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(count)
-    logger.info("torch runs on %d CPU thread(s)", count)
+    # debug, not info: bad input must stay one line on stderr (utils.cli.run_main)
+    logger.debug("torch runs on %d CPU thread(s)", count)
     return count

@@ -1,4 +1,5 @@
-# make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt)
+# make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt and
+#              the test-only requirements-test.txt)
 # make test  : run the test suite in .venv
 # make tools : install splat-transform into .tools/ (npm; needs Node.js) unless one is found
 # make demo  : run the end-to-end demo (scripts/demo.sh)
@@ -13,12 +14,15 @@ VPY := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-# The stamp is rebuilt when requirements.txt changes. torch is installed on its own first, and
-# only when the venv cannot import one, so that an existing (e.g. CUDA) build is never replaced.
-$(VENV)/.installed: requirements.txt
+# The stamp is rebuilt when a requirements file changes. torch is installed on its own first,
+# and only when the venv cannot import one, so that an existing (e.g. CUDA) build is never
+# replaced; the test requirements are installed with that torch pinned as a constraint.
+$(VENV)/.installed: requirements.txt requirements-test.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install $(TORCH_PIP_FLAGS) "$(TORCH)"
 	$(VPY) -m pip install -r requirements.txt
+	$(VPY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
+	$(VPY) -m pip install -c $(VENV)/torch-constraint.txt -r requirements-test.txt
 	touch $@
 
 tools: venv

@@ -21,6 +21,7 @@ from utils.cli import run_main
 from utils.lpips import LPIPS, load_lpips
 from utils.metrics_utils import evaluate_model, format_table
 from utils.render_utils import default_device
+from utils.threads import add_threads_argument, set_threads
 
 log = logging.getLogger("metrics")
 
@@ -47,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="state dict with VGG16 'features.*' and LPIPS 'lin*' weights")
     parser.add_argument("--device", type=str, default="auto", help="torch device (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    set_threads(args.threads)
 
     device = pick_device(args.device)
     lpips_net = resolve_lpips(args.lpips_weights, device)

@@ -34,6 +34,7 @@ from training.compress import load_for_rendering
 from utils.cli import run_main
 from utils.output_paths import UNCOMPRESSED_METHOD
 from utils.render_utils import default_device, render_sets
+from utils.threads import add_threads_argument, set_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=str, default=None,
                         help="write the model as .ply, .compressed.ply, .spz, .sog or .html "
                              "(viewer page), by extension, and exit")
+    add_threads_argument(parser)
     return parser
 
 
@@ -78,6 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     cli = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    set_threads(cli.threads)  # this machine's setting, never the training run's
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
     if cli.export:
         export_format(cli.export)  # an unknown extension fails before any work

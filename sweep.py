@@ -2,7 +2,8 @@
 
     python sweep.py --scenes <folder of scenes | scene ...> (--configs c1 c2 c3 | --grid
         key=v1,v2 ...) [--layouts <layout> ...] -o <sweep folder> [--address auto|ray://host:port]
-        [--gpus_per_job N] [--cpus_per_job N] [--given_ply_pattern '<scene>/point_cloud.ply']
+        [--gpus_per_job N] [--cpus_per_job N] [--threads N]
+        [--given_ply_pattern '<scene>/point_cloud.ply']
         --eval [any other train.py flag, passed to every step]
 
 Each scene is trained once (or its --given_ply_pattern model file is taken), then each
@@ -52,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_cpus", type=int, default=None,
                         help="CPUs of the embedded Ray (default: the machine's)")
     parser.add_argument("--cpus_per_job", type=int, default=1,
-                        help="CPUs each step declares (and its torch threads)")
+                        help="CPUs each step declares")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads of each step's train.py, render.py and metrics.py "
+                             "(default: --cpus_per_job, the CPUs reserved for the step)")
     parser.add_argument("--gpus_per_job", type=float, default=None,
                         help="GPUs each step declares (default: 1 where Ray sees a GPU, else 0)")
     parser.add_argument("--serial", action="store_true",
@@ -82,7 +86,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(message)s")
     executor = Executor(use_ray=not args.serial, address=args.address,
                         runtime_env=args.runtime_env, num_cpus=args.num_cpus,
-                        cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job)
+                        cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
+                        threads_per_job=args.threads)
     options = SweepOptions(scenes=args.scenes, out_dir=args.output, configs=args.configs or (),
                            grid=args.grid or (), layouts=args.layouts,
                            extra_flags=train_flags(rest),

@@ -5,9 +5,10 @@ whose unset values come from the chosen layout). Outputs go to the model folder:
 cfg_args, cameras.json, input.ply, point_cloud/iteration_<N>/point_cloud.ply, chkpnt<N>.pth and
 TensorBoard events. Then, unless --skip_compress, the codec runs on the trained model (one
 --layout per run) into compression/<layout>/iteration_<k>/. ``--given_ply_path <model>`` skips
-training and compresses that model: a 3DGS PLY, or a .spz, .sog, .splat, .ksplat or PlayCanvas
-compressed .ply converted by splat-transform (with -s: cameras for the importance, finetune
-and evaluation; without: camera-free importance, no finetune).
+training and compresses that model: a 3DGS PLY, a .spz, .sog, .splat, .ksplat or PlayCanvas
+compressed .ply converted by splat-transform, or one of our bitstreams (bins folder, bins.zip,
+compact .gsc) decoded (with -s: cameras for the importance, finetune and evaluation; without:
+camera-free importance, no finetune).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from compression.settings import CompressionParams, resolve_settings
 from training import TrainOptions, configure_logging, train
 from training.compress import compress_model, load_given_model
 from utils.cli import run_main
+from utils.threads import add_threads_argument, set_threads
 
 logger = logging.getLogger("train")
 
@@ -41,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument("--detect_anomaly", action="store_true",
                         help="torch.autograd anomaly detection (slow)")
+    add_threads_argument(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
+    args.threads = set_threads(args.threads)  # cfg_args records the count that ran
     compression = resolve_settings(extract(CompressionParams, args))
     vars(args).update(dataclasses.asdict(compression))  # cfg_args records what runs
     if not args.source_path and not compression.given_ply_path:

@@ -40,6 +40,7 @@ def main() -> None:
                            num_random_points=100_000)
         start = time.perf_counter()
         scene = Scene(args, shuffle=False)
+        scene.load_images()  # cameras decode on first use; time the decoding as before
         seconds = time.perf_counter() - start
         views = len(scene.getTrainCameras()) + len(scene.getTestCameras())
         results[f"{name}/r{resolution}_scene_s"] = round(seconds, 3)

@@ -90,7 +90,7 @@ class CompressionParams:
     scene_name: Optional[str] = flag(None, "scene for --hyper_config")
     given_ply_path: Optional[str] = flag(None, "compress this trained model instead of training "
                                                "(.ply, compressed .ply, .spz, .sog, .splat, "
-                                               ".ksplat)")
+                                               ".ksplat, or our bins.zip / .gsc, decoded)")
     skip_compress: bool = flag(False, "train only")
 
 

@@ -1,9 +1,11 @@
-"""The codec's result files: one ``report.json`` per saved bitstream and the model's
-``compression/results.csv`` (one row per saved bitstream or RD-sweep point).
+"""The codec's result files: one ``report.json`` per saved bitstream, the model's
+``compression/results.csv`` (one row per saved bitstream or RD-sweep point), and one
+``peer.json`` per other tool's codec run on the model (``compression/peers/<codec>/``).
 
-The codec runner (``training/compress.py``) and the RD sweep (``scripts/rd_sweep.py``) write
-them; the HTML report and ``sweep.py`` read them (``read_report``, ``read_results_csv``, and
-``read_json`` for the JSON files of the other steps); the codec core writes neither. Names and
+The codec runner (``training/compress.py``), the peers runner (``training/peers.py``) and the
+RD sweep (``scripts/rd_sweep.py``) write them; the HTML report and ``sweep.py`` read them
+(``read_report``, ``read_peer_report``, ``read_results_csv``, and ``read_json`` for the JSON
+files of the other steps); the codec core writes neither. Names and
 the CSV header come from ``utils/output_paths.py``.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from utils.output_paths import (REPORT_JSON, RESULTS_HEADER, results_csv_path,
+from utils.output_paths import (PEER_JSON, REPORT_JSON, RESULTS_HEADER, results_csv_path,
                                 submethod_layout)
 from utils.system_utils import atomic_path
 
@@ -30,6 +32,12 @@ SAVE_INFO_KEYS = ("size_bytes", "num_gaussians", "bits_per_gaussian", "bits_per_
 #: before ``bits_per_input_gaussian`` existed still read)
 REPORT_KEYS = ("layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
                "encode_seconds", "decode_seconds", "ply_size_bytes")
+#: the peer.json keys every reader relies on (:func:`read_peer_report` checks them): the codec
+#: and its label, the tool that ran it, the file it wrote (in the peer folder), sizes, counts
+#: (``num_gaussians`` decoded, ``input_gaussians`` in the PLY it encoded) and times
+PEER_REPORT_KEYS = ("codec", "label", "tool", "file", "size_bytes", "num_gaussians",
+                    "input_gaussians", "bits_per_gaussian", "bits_per_input_gaussian",
+                    "encode_seconds", "decode_seconds", "ply_size_bytes")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,38 @@ def read_report(path: str | os.PathLike) -> dict[str, Any]:
     """
     report = read_json(path)
     missing = [key for key in REPORT_KEYS if key not in report]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    return report
+
+
+def write_peer_report(folder: str | os.PathLike, report: Mapping[str, Any]) -> Path:
+    """Write ``<folder>/peer.json`` (atomic): :data:`PEER_REPORT_KEYS` plus optional quality
+    (``psnr``, ``ssim``, ``lpips``: None when not measured) and further JSON-serialisable keys.
+
+    Raises:
+        ValueError: a key of :data:`PEER_REPORT_KEYS` is missing.
+    """
+    missing = [key for key in PEER_REPORT_KEYS if key not in report]
+    if missing:
+        raise ValueError(f"peer report lacks {missing}")
+    content = {**report, **{key: _finite_or_none(report.get(key))
+                            for key in ("psnr", "ssim", "lpips")}}
+    path = Path(folder) / PEER_JSON
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=2) + "\n")
+    return path
+
+
+def read_peer_report(path: str | os.PathLike) -> dict[str, Any]:
+    """A ``peer.json`` written by :func:`write_peer_report`.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: not JSON, or one of :data:`PEER_REPORT_KEYS` is missing.
+    """
+    report = read_json(path)
+    missing = [key for key in PEER_REPORT_KEYS if key not in report]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     return report

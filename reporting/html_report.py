@@ -5,12 +5,14 @@ Everything here is a pure function of the model folder (nothing is recomputed fr
 - quality (PSNR, SSIM, LPIPS) comes from metrics.py's ``<model>/results.json``
   (``{method: {"PSNR", "SSIM", "LPIPS"?, ...}}``, methods named like the render folders);
 - sizes and times come from the codec's
-  ``<model>/compression/<layout>/iteration_<k>/report.json``;
+  ``<model>/compression/<layout>/iteration_<k>/report.json``, and those of other tools' codecs
+  (SPZ, SOG: ``scripts/rd_sweep.py --peers``) from ``<model>/compression/peers/<codec>/peer.json``;
 - the uncompressed size is the byte size of ``<model>/point_cloud/iteration_<N>/point_cloud.ply``;
 - the rate–distortion sweep comes from ``<model>/compression/results.csv``
   (``Submethod,PSNR,SSIM,LPIPS,Size [Bytes],#Gaussians``);
-- the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed) and
-  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream);
+- the pictures come from ``<model>/test/ours_<N>/{renders,gt}`` (uncompressed),
+  ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream) and
+  ``<model>/test/peer_<codec>/renders`` (decoded from another tool's file);
 - 3D viewer pages, linked when present, are ``<model>/viewer/<method>.html`` (written by
   ``reporting.viewer_pages``; the report says how to get them when they are missing).
 
@@ -34,13 +36,14 @@ from PIL import Image
 
 from arguments import read_cfg_args
 from compression.layouts import LAYOUTS
-from reporting.codec_results import ResultsRow, read_json, read_report, read_results_csv
+from reporting.codec_results import (ResultsRow, read_json, read_peer_report, read_report,
+                                     read_results_csv)
 from utils.output_paths import (CFG_ARGS, PER_VIEW_JSON, REPORT_HTML, RESULTS_HEADER,
                                 RESULTS_JSON, TEST_SPLIT, UNCOMPRESSED_METHOD,
                                 compressed_method, parse_quality_submethod,
-                                parse_sweep_submethod, point_cloud_dir,
+                                parse_sweep_submethod, peer_method, point_cloud_dir,
                                 point_cloud_path, render_dir, render_name, results_csv_path,
-                                saved_reports, viewer_page_path)
+                                saved_peer_reports, saved_reports, viewer_page_path)
 from utils.splat_transform import NODE_HINT
 from utils.system_utils import atomic_path, searchForMaxIteration
 
@@ -52,24 +55,33 @@ HEATMAP_CMAP = "magma"
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the summary table: the uncompressed model or one decoded bitstream."""
+    """One row of the summary table: the uncompressed model, one decoded bitstream, or the
+    model decoded from another tool's file (SPZ, SOG)."""
 
-    label: str                      # shown to people ("uncompressed", "seed @ 300")
+    label: str                      # shown to people ("uncompressed", "seed @ 300", "SPZ ...")
     method: str                     # results.json key and test/ folder name
     psnr: Optional[float]
     ssim: Optional[float]
     lpips: Optional[float]
-    quality_source: str             # "metrics.py" or "report.json" (metrics.py not run on it)
+    quality_source: str             # "metrics.py", or "report.json" / "peer.json" (metrics.py
+                                    # not run on it)
     size_bytes: int
     num_gaussians: int
     bits_per_gaussian: float
     ratio: float                    # uncompressed PLY bytes / size_bytes
     encode_seconds: Optional[float] = None
     decode_seconds: Optional[float] = None
-    layout: Optional[str] = None    # None for the uncompressed model
+    layout: Optional[str] = None    # our layout; None for the uncompressed model and peers
     iteration: Optional[int] = None
     settings: dict[str, Any] = field(default_factory=dict)
-    source: Optional[Path] = None   # the model file: the trained PLY or the saved bitstream
+    source: Optional[Path] = None   # the model file: the trained PLY, the saved bitstream or
+                                    # the other tool's file
+    codec: Optional[str] = None     # another tool's codec (spz, sog); None for ours
+
+    @property
+    def compressed(self) -> bool:
+        """Whether this is a compressed model (ours or another tool's)."""
+        return self.layout is not None or self.codec is not None
 
 
 @dataclass(frozen=True)
@@ -111,12 +123,13 @@ def ply_vertex_count(path: Path) -> int:
     return int(match.group(1))
 
 
-def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any]
+def _quality(results: dict[str, Any], method: str, fallback: dict[str, Any],
+             fallback_name: str = "report.json"
              ) -> tuple[Optional[float], Optional[float], Optional[float], str]:
     if method in results:
         entry = results[method]
         return entry.get("PSNR"), entry.get("SSIM"), entry.get("LPIPS"), "metrics.py"
-    return fallback.get("psnr"), fallback.get("ssim"), fallback.get("lpips"), "report.json"
+    return fallback.get("psnr"), fallback.get("ssim"), fallback.get("lpips"), fallback_name
 
 
 def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
@@ -135,6 +148,25 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
             layout=rep["layout"], iteration=int(rep["iteration"]),
             settings=dict(rep.get("settings") or {}),
             source=_bitstream_beside(report_path, rep)))
+    return variants
+
+
+def _peer_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
+    """Other tools' codecs run on the model (``compression/peers/<codec>/peer.json``)."""
+    variants = []
+    for report_path in saved_peer_reports(model):
+        rep = read_peer_report(report_path)
+        method = peer_method(rep["codec"])
+        psnr, ssim, lpips, source = _quality(results, method, rep, "peer.json")
+        variants.append(Variant(
+            label=rep["label"], method=method, psnr=psnr, ssim=ssim, lpips=lpips,
+            quality_source=source, size_bytes=int(rep["size_bytes"]),
+            num_gaussians=int(rep["num_gaussians"]),
+            bits_per_gaussian=float(rep["bits_per_gaussian"]),
+            ratio=float(rep["ply_size_bytes"]) / float(rep["size_bytes"]),
+            encode_seconds=rep["encode_seconds"], decode_seconds=rep["decode_seconds"],
+            settings={"tool": rep["tool"]}, source=report_path.parent / rep["file"],
+            codec=rep["codec"]))
     return variants
 
 
@@ -183,7 +215,8 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
         label="uncompressed", method=ours, psnr=psnr, ssim=ssim, lpips=lpips,
         quality_source=source, size_bytes=ply_bytes, num_gaussians=num_gaussians,
         bits_per_gaussian=8.0 * ply_bytes / max(num_gaussians, 1), ratio=1.0, source=ply)
-    variants = [uncompressed] + _compressed_variants(model, results)
+    variants = [uncompressed] + _compressed_variants(model, results) \
+        + _peer_variants(model, results)
     rendered = [v.method for v in variants
                 if (render_dir(model, TEST_SPLIT, v.method) / "renders").is_dir()]
     if ours not in rendered:
@@ -213,18 +246,23 @@ def _size_text(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.2f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
 
 
+def bits_per_input_gaussian(data: ReportData, size_bytes: int) -> float:
+    """Bits of a file of ``size_bytes`` per Gaussian of the trained model (the rate every
+    codec is compared at, whatever it prunes or merges)."""
+    return 8.0 * size_bytes / max(data.variants[0].num_gaussians, 1)
+
+
 def table_rows(data: ReportData) -> list[list[str]]:
     """The summary table as text cells, header first (shared by the terminal and the HTML)."""
     rows = [["variant", "PSNR", "SSIM", "LPIPS", "size", "bits/Gaussian", "bits/input Gaussian",
              "#Gaussians", "ratio", "encode s", "decode s"]]
-    inputs = max(data.variants[0].num_gaussians, 1)  # the uncompressed model's
     for v in data.variants:
         mark = "" if v.quality_source == "metrics.py" else "*"
         rows.append([v.label + mark, number_text(v.psnr, ".2f"), number_text(v.ssim, ".4f"),
                      number_text(v.lpips, ".4f"), _size_text(v.size_bytes),
-                     f"{v.bits_per_gaussian:.1f}", f"{8.0 * v.size_bytes / inputs:.1f}",
-                     str(v.num_gaussians), f"{v.ratio:.1f}x",
-                     number_text(v.encode_seconds, ".1f"),
+                     f"{v.bits_per_gaussian:.1f}",
+                     f"{bits_per_input_gaussian(data, v.size_bytes):.1f}", str(v.num_gaussians),
+                     f"{v.ratio:.1f}x", number_text(v.encode_seconds, ".1f"),
                      number_text(v.decode_seconds, ".2f")])
     return rows
 
@@ -237,7 +275,8 @@ def format_table(data: ReportData) -> str:
                        enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     if any(v.quality_source != "metrics.py" for v in data.variants):
-        lines.append("* quality from the codec's report.json (metrics.py has not measured it)")
+        lines.append("* quality from the codec's report.json or peer.json (metrics.py has not "
+                     "measured it)")
     return "\n".join(lines)
 
 
@@ -280,15 +319,19 @@ def error_heatmap(render: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def rd_plot_png(data: ReportData) -> bytes:
-    """Rate–distortion plot (PSNR vs bits per input Gaussian, log x) as PNG bytes (matplotlib
-    Agg).
+#: RD-plot marker of each other tool's codec (another codec gets the last one)
+PEER_MARKERS = {"spz": "^", "sog": "D"}
 
-    The rate counts the bitstream's bits over the Gaussians of the uncompressed model (before
-    pruning and merging), so layouts that prune differently compare fairly. One colour per
-    layout: its sweep (results.csv rows ``<layout>_<k>_b<bits>`` of the bit-depth sweep,
-    ``<layout>_q<quality>`` of the quality sweep) as a line, its saved iterations (report.json)
-    as squares; the uncompressed model as a star.
+
+def rd_plot_png(data: ReportData) -> bytes:
+    """Rate–distortion plot (PSNR vs bits per input Gaussian, log x) as PNG bytes (Agg).
+
+    Every point's rate counts its file's bits over the trained model's Gaussians (a layout
+    that prunes or merges is not credited for it). One colour per layout: its sweeps as lines
+    (results.csv rows ``<layout>_<k>_b<bits>`` of the bit-depth sweep solid,
+    ``<layout>_q<quality>`` of the quality sweep dashed), its saved iterations (report.json)
+    as squares; other tools' codecs (peer.json) as their own markers; the uncompressed model
+    as a star.
     """
     import matplotlib
 
@@ -298,7 +341,6 @@ def rd_plot_png(data: ReportData) -> bytes:
     fig = Figure(figsize=(7.0, 4.2), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     plain = data.variants[0]
-    inputs = max(plain.num_gaussians, 1)
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     colours = {lay: f"C{i}" for i, lay in enumerate(layouts)}
     for layout in layouts:
@@ -314,7 +356,7 @@ def rd_plot_png(data: ReportData) -> bytes:
                          key=lambda tp: tp[1].size_bytes)
             if not pts:
                 continue
-            xs = [8.0 * p.size_bytes / inputs for _, p in pts]
+            xs = [bits_per_input_gaussian(data, p.size_bytes) for _, p in pts]
             ax.plot(xs, [p.psnr for _, p in pts], marker="o", color=colours[layout],
                     linestyle="-" if kind == "bit-depth" else "--",
                     label=f"{layout}: {kind} sweep")
@@ -322,9 +364,14 @@ def rd_plot_png(data: ReportData) -> bytes:
                 ax.annotate(tag, (x, p.psnr), textcoords="offset points",
                             xytext=(4, -10), fontsize=8, color=colours[layout])
         saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
-        ax.scatter([8.0 * v.size_bytes / inputs for v in saved], [v.psnr for v in saved],
-                   marker="s", s=60, zorder=3, color=colours[layout], edgecolors="black",
-                   label=f"{layout}: saved iterations")
+        ax.scatter([bits_per_input_gaussian(data, v.size_bytes) for v in saved],
+                   [v.psnr for v in saved], marker="s", s=60, zorder=3,
+                   color=colours[layout], edgecolors="black", label=f"{layout}: saved iterations")
+    peers = [v for v in data.variants if v.codec is not None and v.psnr is not None]
+    for index, v in enumerate(peers):
+        ax.scatter([bits_per_input_gaussian(data, v.size_bytes)], [v.psnr],
+                   marker=PEER_MARKERS.get(v.codec, "P"), s=80, zorder=3,
+                   color=f"C{len(layouts) + index}", edgecolors="black", label=v.label)
     return finish_rd_plot(fig, ax, "bits per input Gaussian", None if plain.psnr is None
                           else (plain.bits_per_gaussian, plain.psnr))
 
@@ -395,11 +442,27 @@ def _view_html(data: ReportData, view: ViewImages) -> str:
         psnr = data.per_view_psnr.get(v.method, {}).get(view.gt.name)
         caption = v.label + ("" if psnr is None else f" ({psnr:.2f} dB)")
         cells.append(_figure(data_uri(path.read_bytes()), caption))
-        if v.layout is not None:
+        if v.compressed:
             heat = _png_bytes(error_heatmap(_load_rgb(path), gt))
             heatmaps.append(_figure(data_uri(heat), f"|error| {v.label}"))
     return (f'<div class="view"><h3>{html.escape(view.name)}</h3>'
             + "".join(cells + heatmaps) + "</div>")
+
+
+def _peers_note(data: ReportData) -> str:
+    """Where the SPZ / SOG points come from, or how to get them."""
+    peers = [v for v in data.variants if v.codec is not None]
+    if peers:
+        tools = sorted({str(v.settings.get("tool")) for v in peers})
+        return (f'<p class="note">{html.escape(", ".join(v.label for v in peers))}: the trained '
+                f"PLY written and read back by {html.escape(', '.join(tools))} "
+                "(<code>scripts/rd_sweep.py --peers</code>), rendered and scored like our "
+                "bitstreams. Rates count bits over the trained model's Gaussians.</p>")
+    return ('<p class="note">No SPZ / SOG points: <code>python scripts/rd_sweep.py -m '
+            f"{html.escape(str(data.model_path))} --peers</code> writes the trained PLY as SPZ "
+            "and SOG with PlayCanvas's splat-transform, reads them back and scores them on the "
+            f"test views (then rerun metrics.py and this report). It needs "
+            f"{html.escape(NODE_HINT)}.</p>")
 
 
 def _viewer_html(data: ReportData) -> list[str]:
@@ -434,10 +497,11 @@ def build_html(data: ReportData) -> str:
         "<h2>Summary</h2>", html_table(table_rows(data)),
     ]
     if any(v.quality_source != "metrics.py" for v in data.variants):
-        sections.append('<p class="note">* quality from the codec\'s report.json '
+        sections.append('<p class="note">* quality from the codec\'s report.json or peer.json '
                         "(metrics.py has not measured this variant).</p>")
     sections += ["<h2>Rate–distortion</h2>",
-                 f'<img alt="rate-distortion plot" src="{data_uri(rd_plot_png(data))}">']
+                 f'<img alt="rate-distortion plot" src="{data_uri(rd_plot_png(data))}">',
+                 _peers_note(data)]
     if data.sweep:
         sweep_rows = [list(RESULTS_HEADER)] + [
             [p.submethod, number_text(p.psnr, ".2f"), number_text(p.ssim, ".4f"),

@@ -118,6 +118,13 @@ class Scene:
         with atomic_path(self.model_path / CAMERAS_JSON) as tmp:
             tmp.write_text(json.dumps([camera_to_JSON(i, c) for i, c in enumerate(infos)]))
 
+    def load_images(self, train: bool = True, test: bool = True) -> None:
+        """Decode the ground truth of the train and/or test views now (cameras otherwise decode
+        theirs on first use), so that a run that needs them fails on a bad image at once,
+        before it writes anything."""
+        for camera in (self.train_cameras if train else []) + (self.test_cameras if test else []):
+            camera.original_image  # the property decodes the image and keeps it
+
     def getTrainCameras(self) -> list[Camera]:
         return self.train_cameras
 

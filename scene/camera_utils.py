@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scene.cameras import Camera
+from scene.cameras import Camera, DeferredImage
 from scene.dataset_readers import CameraInfo
 from utils.graphics_utils import camera_center
-from utils.image_utils import load_image
+from utils.image_utils import image_size, load_image
 
 MAX_AUTO_WIDTH = 1600  # -r -1 downscales wider images to this width
 
@@ -53,21 +53,27 @@ def load_camera(info: CameraInfo, resolution: int, white_background: bool,
                 device: torch.device | str) -> Camera:
     """Build the working-resolution ``Camera`` of ``info``: intrinsics scale with the image.
 
+    Only the image's header is read here; its pixels are decoded (composited, resized) on the
+    first use of ``original_image``, which raises then if they are unreadable.
+
     Raises:
         FileNotFoundError: the image is missing.
-        ValueError: the image is unreadable or its aspect ratio differs from the camera's.
+        ValueError: the image's header is unreadable or its aspect ratio differs from the
+            camera's.
     """
-    image = composite_rgb(load_image(info.image_path), white_background)
-    height, width = image.shape[1:]
+    width, height = image_size(info.image_path)
     if abs(width / info.width - height / info.height) > 0.01:
         raise ValueError(f"{info.image_path}: image is {width}x{height} but its camera is "
                          f"{info.width}x{info.height} (different aspect ratio)")
     size = target_size(width, height, resolution)
-    if size != (width, height):
-        image = _resize(image.contiguous(), size)
+
+    def decode() -> torch.Tensor:
+        image = composite_rgb(load_image(info.image_path), white_background)
+        return (_resize(image.contiguous(), size) if size != (width, height) else image).contiguous()
+
     sx, sy = size[0] / info.width, size[1] / info.height
     return Camera(info.uid, info.image_name, info.world_to_cam, info.fx * sx, info.fy * sy,
-                  info.cx * sx, info.cy * sy, image.contiguous().to(device))
+                  info.cx * sx, info.cy * sy, DeferredImage(*size, torch.device(device), decode))
 
 
 def camera_to_JSON(id: int, info: CameraInfo) -> dict:

@@ -1,8 +1,9 @@
 """Scene readers: COLMAP sparse models and Blender/NeRF-synthetic transforms → plain records.
 
 Readers return camera geometry and image paths only (no pixels, no device); images are decoded
-when ``scene.camera_utils.load_camera`` builds a ``Camera``. Poses are world-to-camera with
-OpenCV axes (+x right, +y down, +z forward).
+on the first use of the ``original_image`` of the ``Camera`` that
+``scene.camera_utils.load_camera`` builds. Poses are world-to-camera with OpenCV axes (+x right,
++y down, +z forward).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
 
 from scene.colmap_loader import read_colmap_model
 from utils.graphics_utils import BasicPointCloud, camera_center, fov2focal, getWorld2View, qvec2rotmat
+from utils.image_utils import image_size
 from utils.sh_utils import SH2RGB
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,7 @@ def _read_transforms(path: Path, transforms_file: str, is_test: bool, first_uid:
         if cam_to_world.shape != (4, 4):
             raise ValueError(f"{json_path}: frame {file_path} has a transform_matrix of shape "
                              f"{cam_to_world.shape}, expected (4, 4)")
-        with Image.open(image_path) as im:
-            width, height = im.size
+        width, height = image_size(image_path)
         cam_to_world[:3, 1:3] *= -1  # OpenGL (y up, z back) → OpenCV (y down, z forward)
         focal = fov2focal(fov_x, width)
         infos.append(CameraInfo(first_uid + i, Path(file_path).stem, image_path, width, height,

@@ -5,9 +5,14 @@ scale_0..2 rot_0..3``. Values are raw (pre-activation): opacity logits, log scal
 wxyz quaternions. ``f_rest`` is channel-major: field ``f_rest_{c*(K-1)+k}`` holds SH coefficient
 ``k+1`` of colour channel ``c``. Arrays cross this module as numpy float32, keyed like the
 parameters of :class:`scene.gaussian_model.GaussianModel` plus ``normals``.
+
+Tools that store opacity on 8 bits decode 0 and 1 to logits of -inf and +inf (a PlayCanvas
+compressed.ply read back by splat-transform has them); such logits are clamped to
+±``MAX_OPACITY_LOGIT`` with one warning. Every other non-finite value is refused.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -30,6 +35,13 @@ _FIXED_FIELDS: dict[str, list[str]] = {
     "rotation": ["rot_0", "rot_1", "rot_2", "rot_3"],
 }
 _REST_FIELD = re.compile(r"f_rest_(\d+)$")
+
+#: ln(2^23 - 1) in float32 (15.942385): the largest float32 logit whose float32 sigmoid,
+#: 1 - 2^-23, is below 1 and maps back to the same logit through log(p / (1 - p)); beyond it
+#: torch's float32 sigmoid reaches 1 and the logit of that is inf. Its negative is the mirror.
+MAX_OPACITY_LOGIT = float(np.float32(math.log(2**23 - 1)))
+
+logger = logging.getLogger(__name__)
 
 
 def field_names(sh_degree: int) -> dict[str, list[str]]:
@@ -66,7 +78,8 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file is truncated or not a PLY, has no ``vertex`` element, lacks a
-            field, has an f_rest count that is not 3·((d+1)²-1), or holds NaN/inf.
+            field, has an f_rest count that is not 3·((d+1)²-1), or holds NaN, or ±inf in a
+            field other than ``opacity`` (infinite opacity logits are clamped, see the module).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,10 +110,15 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     arrays = {key: np.stack([vertex[name] for name in cols], axis=1).astype(np.float32, copy=False)
               if cols else np.zeros((n, 0), np.float32)  # degree 0: no f_rest field
               for key, cols in names.items()}
+    infinite_opacities = int(np.isinf(arrays["opacity"]).sum())
+    np.clip(arrays["opacity"], -MAX_OPACITY_LOGIT, MAX_OPACITY_LOGIT, out=arrays["opacity"])
     bad = [name for key, cols in names.items() for j, name in enumerate(cols)
            if not np.isfinite(arrays[key][:, j]).all()]
     if bad:
         raise ValueError(f"{path}: non-finite values (NaN/inf) in field(s) {', '.join(bad)}")
+    if infinite_opacities:
+        logger.warning("%s: %d infinite opacity logit(s) (opacity 0 or 1) clamped to ±%.6f",
+                       path, infinite_opacities, MAX_OPACITY_LOGIT)
 
     arrays.setdefault("normals", np.zeros((n, 3), np.float32))
     arrays["f_dc"] = arrays["f_dc"].reshape(n, 1, 3)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole product on the bundled lego sample, CPU only, in about 13 minutes on 2 cores:
 # train -> compress (seed, official and compact layouts, short finetune) -> decode and render ->
-# rate-distortion sweep (bit depths; compact: --quality) -> metrics -> terminal table +
-# self-contained report.html.
+# rate-distortion sweep (bit depths; compact: --quality; plus SPZ and SOG points when Node.js is
+# there) -> metrics -> terminal table + self-contained report.html.
 #
 # Usage: scripts/demo.sh [--quiet]        (make demo)
 # Environment overrides: PYTHON, SCENE, MODEL, DEMO_RESOLUTION, DEMO_ITERATIONS, DEMO_FINETUNE,
-# DEMO_BITS, DEMO_QUALITIES, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK.
+# DEMO_BITS, DEMO_QUALITIES, DEMO_POINTS, DEMO_NBLOCK, DEMO_CODEBOOK, DEMO_PEERS (auto | 0).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,6 +22,7 @@ POINTS=${DEMO_POINTS:-3000}           # random initial points (Blender scenes ha
 NBLOCK=${DEMO_NBLOCK:-8}              # blocks per RAHT column: the paper's 57 suit 300k+ Gaussians,
 CODEBOOK=${DEMO_CODEBOOK:-128}        # and its 4096-entry codebook too; the demo scene has ~2k
 LAYOUTS="seed official compact"
+PEERS=${DEMO_PEERS:-auto}             # SPZ and SOG points (splat-transform) when Node.js is there
 
 QUIET=()
 for arg in "$@"; do
@@ -87,10 +88,15 @@ for layout in $LAYOUTS; do
     "$PYTHON" render.py -m "$MODEL" --skip_train --dec_npz --layout "$layout" "${QUIET[@]}"
 done
 
+PEER_FLAGS=()
+if [[ "$PEERS" != 0 ]] && "$PYTHON" -c "from utils.splat_transform import \
+    splat_transform_available as found; raise SystemExit(0 if found() else 1)"; then
+  PEER_FLAGS=(--peers)
+fi
 # shellcheck disable=SC2086  # BITS and QUALITIES are lists of integers
-step "rate-distortion sweep (bits: $BITS; compact qualities: $QUALITIES)" \
+step "RD sweep (bits: $BITS; compact qualities: $QUALITIES)${PEER_FLAGS:+; SPZ and SOG}" \
   "$PYTHON" scripts/rd_sweep.py -m "$MODEL" --layouts $LAYOUTS --num_bits $BITS \
-    --qualities $QUALITIES "${QUIET[@]}"
+    --qualities $QUALITIES "${PEER_FLAGS[@]}" "${QUIET[@]}"
 
 step "metrics" "$PYTHON" metrics.py -m "$MODEL" "${QUIET[@]}"
 

@@ -1,6 +1,7 @@
 """Print the summary table of a model folder and write its self-contained ``report.html``.
 
 Usage: python scripts/make_report.py -m <model> [--max_views 6] [--no_viewers] [--quiet]
+       [--threads N]
 
 With Node.js available, a 3D viewer page of the uncompressed model and of each decoded
 bitstream is written to ``<model>/viewer/`` first and linked from the report; without it, the
@@ -19,6 +20,7 @@ from reporting.html_report import collect_report, format_table, write_report  # 
 from reporting.viewer_pages import write_viewer_pages  # noqa: E402
 from utils.cli import run_main  # noqa: E402
 from utils.splat_transform import SplatTransformUnavailable  # noqa: E402
+from utils.threads import add_threads_argument, set_threads  # noqa: E402
 
 logger = logging.getLogger("make_report")
 
@@ -31,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_viewers", action="store_true",
                         help="write no 3D viewer pages (they need Node.js)")
     parser.add_argument("--quiet", action="store_true", help="print the table only")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     if args.max_views < 1:
         parser.error(f"--max_views must be >= 1, got {args.max_views}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    set_threads(args.threads)  # the viewer pages decode bitstreams with torch
     if not args.no_viewers:
         try:
             write_viewer_pages(collect_report(args.model_path, max_views=args.max_views))

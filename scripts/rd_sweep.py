@@ -1,8 +1,11 @@
-"""Rate–distortion sweep of a model's codec: bit depths for the block layouts, ``--quality`` for
-layouts with a quality knob (compact).
+"""Rate–distortion sweep of a model's codec (bit depths for the block layouts, ``--quality`` for
+layouts with a quality knob: compact), and the points of other tools' codecs (SPZ, SOG) on the
+same model.
 
     python scripts/rd_sweep.py -m <model> [--layouts seed official compact] [--num_bits 6 8 10]
-                               [--qualities 1 3 5 7 9] [--quiet]
+                               [--qualities 1 3 5 7 9] [--peers [spz sog]] [--quiet]
+
+Layouts default to every layout the model folder has a saved bitstream of.
 
 Bit-depth sweep (layouts with block quantizers): the latest
 ``<model>/compression/<layout>/iteration_<k>/`` bitstream is decoded; its frozen geometry
@@ -20,6 +23,13 @@ without finetune, into ``<model>/compression/sweep/<layout>_q<quality>/``.
 
 Each point's decoded model is rendered on the test views and measured (PSNR, SSIM of the float
 renders), its report.json written, and one row appended to ``<model>/compression/results.csv``.
+
+``--peers`` (default codecs: all of ``training.peers.PEER_CODECS``) writes the trained PLY with
+PlayCanvas's splat-transform as each codec's file into ``<model>/compression/peers/<codec>/``,
+reads it back with the same tool, renders the test views into ``<model>/test/peer_<codec>/``
+and writes ``peer.json`` (size, bits per input Gaussian, PSNR / SSIM of the PNGs, the tool's
+encode and decode seconds); the HTML report plots them beside the layouts' curves. SOG
+clusters the SH on the CPU: minutes for a large SH-degree-3 model.
 """
 from __future__ import annotations
 
@@ -27,7 +37,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from tqdm import tqdm
@@ -43,6 +53,7 @@ from gaussian_renderer import render  # noqa: E402
 from reporting.codec_results import ResultsRow, append_results, write_report  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
+from training.peers import PEER_CODECS, run_peer  # noqa: E402
 from utils.cli import run_main  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 from utils.loss_utils import ssim  # noqa: E402
@@ -50,6 +61,7 @@ from utils.output_paths import (CFG_ARGS, iteration_dir, layout_dir,  # noqa: E4
                                 point_cloud_path, quality_submethod, sweep_dir, sweep_submethod)
 from utils.render_utils import default_device  # noqa: E402
 from utils.system_utils import searchForMaxIteration  # noqa: E402
+from utils.threads import add_threads_argument, set_threads  # noqa: E402
 
 logger = logging.getLogger("rd_sweep")
 
@@ -66,6 +78,26 @@ def measure(gaussians: GaussianModel, cameras: Sequence, background: torch.Tenso
     return metrics["psnr"], sum(ssims) / len(ssims)
 
 
+def _open_model(model_path: Path, load_trained: bool = False
+                ) -> tuple[ModelParams, Scene, list, torch.Tensor]:
+    """The model's settings, scene (with the trained PLY loaded as ``scene.gaussians`` when
+    ``load_trained``), test cameras (on the default device) and background.
+
+    Raises:
+        FileNotFoundError, ValueError: no cfg_args, trained PLY or test views.
+    """
+    dataset = extract(ModelParams, read_cfg_args(model_path / CFG_ARGS))
+    dataset.model_path = str(model_path)
+    device = default_device()
+    trained = GaussianModel(dataset.sh_degree) if load_trained else None
+    scene = Scene(dataset, trained, load_iteration=-1, shuffle=False)
+    cameras = [cam.to(device) for cam in scene.getTestCameras()]
+    if not cameras:
+        raise ValueError(f"{model_path}: no test views (train with --eval)")
+    background = torch.full((3,), float(dataset.white_background), device=device)
+    return dataset, scene, cameras, background
+
+
 def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
           qualities: Sequence[int] = (), quiet: bool = False) -> list[ResultsRow]:
     """Run the sweep (module docstring) and return the rows appended to results.csv.
@@ -74,20 +106,14 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
         FileNotFoundError: the model folder, its cfg_args, or a bit-depth layout's saved
             bitstream is missing.
     """
-    dataset = extract(ModelParams, read_cfg_args(model_path / CFG_ARGS))
-    dataset.model_path = str(model_path)
-    device = default_device()
-    trained = GaussianModel(dataset.sh_degree)
-    scene = Scene(dataset, trained, load_iteration=-1, shuffle=False)
-    cameras = [cam.to(device) for cam in scene.getTestCameras()]
-    if not cameras:
-        raise ValueError(f"{model_path}: no test views (train with --eval)")
-    background = torch.full((3,), float(dataset.white_background), device=device)
+    quality_layouts = [layout for layout in layouts if LAYOUTS[layout].quality_levels]
+    _, scene, cameras, background = _open_model(model_path, load_trained=bool(quality_layouts))
+    device = background.device
     ply_size_bytes = point_cloud_path(model_path, scene.loaded_iter).stat().st_size
     points: list[tuple[str, str, int]] = []  # (layout, "bits" | "quality", value)
     sources = {}
     for layout in layouts:
-        if LAYOUTS[layout].quality_levels:
+        if layout in quality_layouts:
             points += [(layout, "quality", quality) for quality in qualities]
             continue
         k = searchForMaxIteration(layout_dir(model_path, layout))
@@ -95,8 +121,9 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
         bitstream = read_bitstream(source)
         sources[layout] = (k, source, bitstream, decode(bitstream, device))
         points += [(layout, "bits", bits) for bits in bit_depths]
-    trained.to(device)
-    train_views = [cam.to(device) for cam in scene.getTrainCameras()]
+    if quality_layouts:
+        trained = scene.gaussians.to(device)
+        train_views = [cam.to(device) for cam in scene.getTrainCameras()]
     rows: list[ResultsRow] = []
     for layout, knob, value in tqdm(points, desc="RD sweep", disable=quiet):
         if knob == "quality":
@@ -128,16 +155,36 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
     return rows
 
 
+def peers(model_path: Path, codecs: Sequence[str], quiet: bool = False) -> list[dict]:
+    """Run each of ``codecs`` on the model's trained PLY (module docstring); their peer.json.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`_open_model`; a failed conversion.
+        SplatTransformUnavailable: no Node.js.
+    """
+    dataset, scene, cameras, background = _open_model(model_path)
+    ply = point_cloud_path(model_path, scene.loaded_iter)
+    return [run_peer(model_path, codec, ply, cameras, sh_degree=dataset.sh_degree,
+                     pipe=PipelineParams(), background=background, quiet=quiet)
+            for codec in codecs]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model_path", required=True, help="model folder")
-    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=tuple(LAYOUTS))
+    parser.add_argument("--layouts", nargs="*", default=None, choices=tuple(LAYOUTS),
+                        help="layouts to sweep (default: every layout with a saved bitstream; "
+                             "none with an empty list)")
     parser.add_argument("--num_bits", nargs="+", type=int, default=[6, 8, 10],
                         help="bit depths to sweep, block layouts (default: 6 8 10)")
     parser.add_argument("--qualities", nargs="+", type=int, default=[1, 3, 5, 7, 9],
                         help="--quality levels to sweep, layouts with the knob "
                              "(default: 1 3 5 7 9)")
+    parser.add_argument("--peers", nargs="*", default=None, choices=tuple(PEER_CODECS),
+                        help="also run other tools' codecs on the trained PLY (default when "
+                             f"given alone: {' '.join(PEER_CODECS)}; needs Node.js)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     bad = [b for b in args.num_bits if not 1 <= b <= 16]
     if bad:
@@ -151,7 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_path = Path(args.model_path)
     if not model_path.is_dir():
         raise FileNotFoundError(f"{model_path}: model folder not found")
-    sweep(model_path, args.layouts, args.num_bits, args.qualities, quiet=args.quiet)
+    set_threads(args.threads)
+    layouts = args.layouts if args.layouts is not None else \
+        [name for name in LAYOUTS if layout_dir(model_path, name).is_dir()]
+    codecs = [] if args.peers is None else (args.peers or list(PEER_CODECS))
+    if not layouts and not codecs:
+        raise FileNotFoundError(f"{model_path}: no saved bitstream to sweep (run train.py "
+                                "without --skip_compress) and no --peers")
+    if layouts:
+        sweep(model_path, layouts, args.num_bits, args.qualities, quiet=args.quiet)
+    if codecs:
+        peers(model_path, codecs, quiet=args.quiet)
     return 0
 
 

@@ -37,8 +37,10 @@ class Executor:
         address: None: embedded Ray; else the cluster address for ``ray.init``.
         runtime_env: Ray's runtime environment (e.g. ``{"working_dir": "."}``), or None.
         num_cpus: CPUs of the embedded Ray (None: the machine's).
-        cpus_per_job: CPUs each step declares; also its OMP/MKL thread count.
+        cpus_per_job: CPUs each step declares.
         gpus_per_job: GPUs each step declares (None: 1 where Ray sees a GPU, else 0).
+        threads_per_job: each step's CPU threads (OMP/MKL, hence torch's through
+            ``utils.threads``); None: ``cpus_per_job``, the CPUs Ray reserved for it.
     """
 
     use_ray: bool = True
@@ -47,12 +49,20 @@ class Executor:
     num_cpus: Optional[int] = None
     cpus_per_job: int = 1
     gpus_per_job: Optional[float] = None
+    threads_per_job: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.cpus_per_job < 1 or (self.gpus_per_job is not None and self.gpus_per_job < 0):
             raise ValueError("--cpus_per_job must be at least 1 and --gpus_per_job at least 0")
+        if self.threads_per_job is not None and self.threads_per_job < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads_per_job}")
         if not self.use_ray and (self.address or self.runtime_env):
             raise ValueError("--serial runs without Ray: drop --address / --runtime_env")
+
+    @property
+    def step_threads(self) -> int:
+        """Each step's CPU threads: ``threads_per_job``, else the CPUs the step declares."""
+        return self.threads_per_job or self.cpus_per_job
 
 
 class _Progress:
@@ -120,8 +130,8 @@ def execute(plan: SweepPlan, executor: Executor, *, on_result: Callable[[JobResu
                 if job in done:
                     progress.add(done[job])
             run = _run_on_ray if executor.use_ray else _run_serially
-            ran_scenes, ran_jobs = (run(scenes, jobs, scene_results, cpus, gpus, progress)
-                                    if jobs else ({}, {}))
+            ran_scenes, ran_jobs = (run(scenes, jobs, scene_results, cpus, gpus,
+                                        executor.step_threads, progress) if jobs else ({}, {}))
         finally:
             progress.close()
     scene_results.update(ran_scenes)
@@ -135,17 +145,18 @@ StepOutcomes = tuple[dict[str, SceneResult], dict[JobStep, JobResult]]
 
 def _run_serially(scenes: list[SceneStep], jobs: list[JobStep],
                   finished_scenes: dict[str, SceneResult], cpus: int, gpus: float,
-                  progress: _Progress) -> StepOutcomes:
-    """Each scene step when its first job needs it, then the job; GPUs are not managed."""
+                  threads: int, progress: _Progress) -> StepOutcomes:
+    """Each scene step when its first job needs it, then the job, on ``threads`` threads;
+    CPUs and GPUs are not managed."""
     steps = {step.scene.name: step for step in scenes}
     ran_scenes: dict[str, SceneResult] = {}
     ran_jobs: dict[JobStep, JobResult] = {}
     for job in jobs:
         name = job.scene.name
         if name not in finished_scenes and name not in ran_scenes:
-            ran_scenes[name] = run_scene(steps[name], cpus)
+            ran_scenes[name] = run_scene(steps[name], threads)
         scene = finished_scenes[name] if name in finished_scenes else ran_scenes[name]
-        ran_jobs[job] = run_job(job, scene, cpus)
+        ran_jobs[job] = run_job(job, scene, threads)
         progress.add(ran_jobs[job])
     return ran_scenes, ran_jobs
 
@@ -186,16 +197,17 @@ def _ray_session(executor: Executor) -> Iterator[tuple[int, float]]:
 
 def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
                 finished_scenes: dict[str, SceneResult], cpus: int, gpus: float,
-                progress: _Progress) -> StepOutcomes:
-    """Submit every step as a Ray task, collect the jobs as they finish."""
+                threads: int, progress: _Progress) -> StepOutcomes:
+    """Submit every step as a Ray task declaring ``cpus`` and ``gpus``, its commands on
+    ``threads`` threads; collect the jobs as they finish."""
     import ray
     from ray.exceptions import RayError
 
     scene_task = ray.remote(run_scene).options(num_cpus=cpus, num_gpus=gpus)
     job_task = ray.remote(run_job).options(num_cpus=cpus, num_gpus=gpus)
-    scene_refs = {step.scene.name: scene_task.remote(step, cpus) for step in scenes}
+    scene_refs = {step.scene.name: scene_task.remote(step, threads) for step in scenes}
     pending = {job_task.remote(job, scene_refs[job.scene.name] if job.scene.name in scene_refs
-                               else finished_scenes[job.scene.name], cpus): job
+                               else finished_scenes[job.scene.name], threads): job
                for job in jobs}
     ran_jobs: dict[JobStep, JobResult] = {}
     try:

@@ -40,7 +40,7 @@ GIVEN_PLY_SCENE_TOKEN = "<scene>"  # replaced by the scene name in --given_ply_p
 
 # train.py flags the sweep sets itself for every step (or that make no sense for many scenes)
 _RESERVED_FLAGS = ("source_path", "model_path", "given_ply_path", "layout", "skip_compress",
-                   "hyper_config", "scene_name", "start_checkpoint", "quiet")
+                   "hyper_config", "scene_name", "start_checkpoint", "quiet", "threads")
 _CODEC_FIELDS = {f.name: f for f in dataclasses.fields(CompressionParams)}
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._+-]+")  # a grid value is also part of a folder name
 

@@ -117,7 +117,7 @@ def reusable_result(folder: Path, commands: Sequence[Command], kind: type[StepRe
 
 # ------------------------------------------------------------------------------ running
 
-def _error_line(log: Path) -> str:
+def error_line(log: Path) -> str:
     """The ``<program>: error: ...`` line of a failed command, else its last log line."""
     with log.open("rb") as handle:
         handle.seek(max(0, log.stat().st_size - 65536))
@@ -129,13 +129,14 @@ def _error_line(log: Path) -> str:
 
 
 def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
-                 cpus: int) -> Optional[str]:
+                 threads: int) -> Optional[str]:
     """Empty ``folder``, then run each command there until one fails.
 
     Each command is ``(script, *arguments)`` with a script of this project; it runs with this
-    interpreter, from the project folder, ``cpus`` threads (OMP/MKL) and its output appended to
-    ``folder/log_name``. An interrupt (Ctrl-C, a cancelled Ray task) kills the running
-    command and propagates.
+    interpreter, from the project folder, ``threads`` threads (``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS``, which the entry points' ``utils.threads`` default follows) and its
+    output appended to ``folder/log_name``. An interrupt (Ctrl-C, a cancelled Ray task) kills
+    the running command and propagates.
 
     Returns:
         None when every command succeeded, else ``"<script> exited with status <n>: <its
@@ -145,7 +146,7 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     log = folder / log_name
-    env = {**os.environ, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("w") as out:
         for script, *arguments in commands:
             out.write(f"$ {shlex.join([script, *arguments])}\n")
@@ -154,7 +155,7 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
                                     cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT).returncode
             if status != 0:
-                return f"{script} exited with status {status}: {_error_line(log)}"
+                return f"{script} exited with status {status}: {error_line(log)}"
     return None
 
 
@@ -171,10 +172,10 @@ def _scores(model_path: Path, method: str) -> dict[str, Any]:
     return scores
 
 
-def run_scene(step: SceneStep, cpus: int) -> SceneResult:
+def run_scene(step: SceneStep, threads: int) -> SceneResult:
     """Train (or check the given model file of) one scene and score the uncompressed model."""
     log = step.folder / SCENE_LOG
-    error = run_commands(step.commands, step.folder, log.name, cpus)
+    error = run_commands(step.commands, step.folder, log.name, threads)
     fields: dict[str, Any] = {}
     if error is None:
         try:
@@ -204,7 +205,7 @@ def failed_job(job: JobStep, error: str, log: str = "") -> JobResult:
                      error=error[:_MAX_ERROR_CHARS], log=log, folder=str(job.folder))
 
 
-def run_job(job: JobStep, scene: SceneResult, cpus: int) -> JobResult:
+def run_job(job: JobStep, scene: SceneResult, threads: int) -> JobResult:
     """Compress the scene's PLY with the job's setting, render from the bitstream, score it."""
     if job.error:
         return failed_job(job, job.error)
@@ -213,7 +214,7 @@ def run_job(job: JobStep, scene: SceneResult, cpus: int) -> JobResult:
     start = time.perf_counter()
     commands = job.commands(Path(scene.ply))
     log = job.folder / JOB_LOG
-    error = run_commands(commands, job.folder, log.name, cpus)
+    error = run_commands(commands, job.folder, log.name, threads)
     fields: dict[str, Any] = {}
     if error is None:
         try:

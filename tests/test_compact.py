@@ -394,3 +394,17 @@ def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
     assert report["settings"]["quality"] == 2 and report["settings"]["n_block"] is None
     stored = read_compact(model / "compression" / "compact" / "iteration_0" / COMPACT.file_name)
     assert stored.quality == 2 and stored.num_gaussians == report["num_gaussians"]
+
+
+def test_train_from_a_compact_bitstream(trained_model: Path, tmp_path: Path) -> None:
+    """``train.py --given_ply_path <bitstream.gsc>`` compresses the decoded model again."""
+    source = trained_model / "compression" / "compact" / "iteration_3" / COMPACT.file_name
+    decoded = decode(read_compact(source))
+    model = tmp_path / "again"
+    _run("train.py", "--given_ply_path", str(source), "-m", str(model), "--layout", "compact",
+         "--quality", "2", "--quiet")
+    folder = model / "compression" / "compact" / "iteration_0"
+    report = json.loads((folder / "report.json").read_text())
+    inputs = len(decoded["xyz"])
+    assert report["bits_per_input_gaussian"] == pytest.approx(8 * report["size_bytes"] / inputs)
+    assert read_compact(folder / COMPACT.file_name).num_gaussians == report["num_gaussians"]

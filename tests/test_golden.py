@@ -13,12 +13,14 @@ Each case runs the real command lines (``train.py --given_ply_path`` to compress
 the PLY its decoding exports. Both were written by the codec as it stood before the layouts
 became data (``python tests/test_golden.py`` rewrites them: only for a deliberate format
 change). The scene cases depend on float results of the CPU rasterizer, whose sums depend on
-the number of threads: they run on one thread (and pin this machine's torch 2.13.0 CPU build).
+the number of threads: every command runs with ``--threads 1`` (whatever the default thread
+count of the machine) and the scene cases pin this machine's torch 2.13.0 CPU build.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ sys.path.insert(0, str(REPO))
 import render as render_cli  # noqa: E402
 import train as train_cli  # noqa: E402
 from scene.ply import read_ply, write_ply  # noqa: E402
+from utils.cli import run_main  # noqa: E402
 
 GOLDEN = REPO / "tests" / "golden"
 SHARED_PLY = REPO.parent / "shared" / "data" / "pretrained_ply" / "small_3dgs_sh3.ply"
@@ -45,6 +48,17 @@ LAYOUT_FLAGS = {
                  "--oct_merge", "imp"],
 }
 CASES = [f"{source}_{layout}" for source in ("ply", "scene") for layout in LAYOUT_FLAGS]
+
+
+def run_one_thread(main: Callable[[Sequence[str]], object], prog: str,
+                   args: Sequence[str]) -> int:
+    """Run an entry point in this process with ``--threads 1``; the test process keeps its
+    own torch thread count."""
+    threads = torch.get_num_threads()
+    try:
+        return run_main(main, prog, [*args, "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def input_ply(case: str, folder: Path) -> Path:
@@ -72,21 +86,16 @@ def compress(case: str, folder: Path) -> Path:
         args += ["-s", str(SAMPLE_SCENE), "-r", "8", "--eval", "--sh_degree", "1",
                  "--backend", "torch", "--finetune_iterations", str(FINETUNE_STEPS),
                  "--finetune_test_iterations", str(FINETUNE_STEPS)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_cli.run_main(train_cli.main, "train.py", args) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert run_one_thread(train_cli.main, "train.py", args) == 0
     return model / "compression" / layout / f"iteration_{iteration}" / "bins.zip"
 
 
 def decoded_arrays(archive: Path, folder: Path) -> dict[str, np.ndarray]:
     """The arrays of the PLY that ``render.py --export_ply`` writes from ``archive``."""
     exported = folder / "decoded.ply"
-    assert render_cli.run_main(render_cli.main, "render.py",
-                               ["--given_ply_path", str(archive), "--export_ply",
-                                str(exported), "--quiet"]) == 0
+    assert run_one_thread(render_cli.main, "render.py",
+                          ["--given_ply_path", str(archive), "--export_ply", str(exported),
+                           "--quiet"]) == 0
     arrays = read_ply(exported)
     return {name: arrays[name] for name in PLY_FIELDS}
 

@@ -1,13 +1,18 @@
 """scene/ply.py: bit-exact round trip of a real 3DGS PLY, lower SH degrees, refusals."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from plyfile import PlyData, PlyElement
 
-from scene.ply import field_names, read_ply, write_ply
+from scene.interop import standard_ply
+from scene.ply import MAX_OPACITY_LOGIT, field_names, read_ply, write_ply
+from utils.general_utils import inverse_sigmoid
+from utils.splat_transform import convert, splat_transform_available
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +114,68 @@ def test_non_finite_values_are_refused(raw_vertex: np.ndarray, tmp_path: Path, b
     columns = {n: raw_vertex[n].copy() for n in raw_vertex.dtype.names}
     columns["scale_1"][17] = bad
     _expect_refusal(_write_fields(tmp_path / "nan.ply", columns), "scale_1")
+
+
+@pytest.mark.parametrize("bad", [{17: np.nan}, {17: np.nan, 18: np.inf}])
+def test_nan_opacity_is_refused(raw_vertex: np.ndarray, tmp_path: Path, bad: dict[int, float]):
+    columns = {n: raw_vertex[n].copy() for n in raw_vertex.dtype.names}
+    for row, value in bad.items():
+        columns["opacity"][row] = value
+    _expect_refusal(_write_fields(tmp_path / "nan_opacity.ply", columns), "opacity")
+
+
+def _ply_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "scene.ply"]
+
+
+def test_infinite_opacity_logits_are_clamped(raw_vertex: np.ndarray, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture):
+    columns = {n: raw_vertex[n].copy() for n in raw_vertex.dtype.names}
+    columns["opacity"][[3, 50, 51]] = np.inf
+    columns["opacity"][7] = -np.inf
+    path = _write_fields(tmp_path / "saturated.ply", columns)
+    with caplog.at_level(logging.WARNING, logger="scene.ply"):
+        opacity = read_ply(path)["opacity"][:, 0]
+    assert _ply_warnings(caplog) == [f"{path}: 4 infinite opacity logit(s) (opacity 0 or 1) "
+                                     f"clamped to ±{MAX_OPACITY_LOGIT:.6f}"]
+    np.testing.assert_array_equal(opacity[[3, 50, 51, 7]], [MAX_OPACITY_LOGIT] * 3 + [-MAX_OPACITY_LOGIT])
+    untouched = np.ones(len(opacity), bool)
+    untouched[[3, 7, 50, 51]] = False
+    np.testing.assert_array_equal(opacity[untouched], raw_vertex["opacity"][untouched])
+
+
+def test_clamp_value_is_the_largest_round_trip_logit():
+    """±MAX_OPACITY_LOGIT survive float32 sigmoid → logit exactly, the next float32 does not."""
+    logits = torch.tensor([MAX_OPACITY_LOGIT, -MAX_OPACITY_LOGIT])
+    opacities = torch.sigmoid(logits)
+    assert opacities[0] < 1 and opacities[1] > 0
+    assert torch.equal(inverse_sigmoid(opacities), logits)
+    beyond = torch.nextafter(logits[:1], torch.tensor([100.0]))
+    assert torch.sigmoid(beyond) == 1 or inverse_sigmoid(torch.sigmoid(beyond)) != beyond
+
+
+@pytest.mark.skipif(not splat_transform_available(),
+                    reason="splat-transform needs Node.js and npm (not found)")
+def test_playcanvas_compressed_ply_loads_through_interop(pretrained_ply: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture):
+    """compressed.ply stores opacity on 8 bits: 0.99966 and 0.00034 come back as exactly 1 and
+    0, which splat-transform writes as logits +inf and -inf in the standard PLY that
+    ``scene.interop.standard_ply`` converts it to; reading that PLY clamps them."""
+    arrays = read_ply(pretrained_ply)
+    arrays["opacity"][:300] = 8.0
+    arrays["opacity"][300:500] = -8.0
+    saturated = write_ply(tmp_path / "saturated.ply", arrays)
+    compressed = convert(saturated, tmp_path / "saturated.compressed.ply")
+    with standard_ply(compressed) as decoded:
+        raw_opacity = PlyData.read(str(decoded))["vertex"].data["opacity"]
+        with caplog.at_level(logging.WARNING, logger="scene.ply"):
+            opacity = read_ply(decoded)["opacity"][:, 0]
+    assert (np.isposinf(raw_opacity).sum(), np.isneginf(raw_opacity).sum()) == (300, 200)
+    assert _ply_warnings(caplog) == [f"{decoded}: 500 infinite opacity logit(s) (opacity 0 or 1) "
+                                     f"clamped to ±{MAX_OPACITY_LOGIT:.6f}"]
+    np.testing.assert_array_equal(opacity[np.isposinf(raw_opacity)], MAX_OPACITY_LOGIT)
+    np.testing.assert_array_equal(opacity[np.isneginf(raw_opacity)], -MAX_OPACITY_LOGIT)
+    assert np.isfinite(opacity).all()
 
 
 def test_missing_field_is_refused(raw_vertex: np.ndarray, tmp_path: Path):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +92,36 @@ def test_render_script_runs(model_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(list((model_dir / "test" / "ours_7" / "renders").iterdir())) == 8
     assert "Rendering" not in done.stderr  # --quiet silences the progress bar
+
+
+def _truncate_pixels(png: Path) -> None:
+    """Cut the PNG 16 bytes into its first IDAT chunk: the header (size) stays readable, the
+    pixels do not."""
+    data = png.read_bytes()
+    offset = 8  # signature; then chunks of length (4 bytes), type (4), data, CRC (4)
+    while data[offset + 4:offset + 8] != b"IDAT":
+        offset += 12 + struct.unpack(">I", data[offset:offset + 4])[0]
+    png.write_bytes(data[:offset + 8 + 16])
+
+
+def test_skip_train_never_reads_train_images(model_dir: Path, sample_scene: Path,
+                                             tmp_path: Path) -> None:
+    """With every train image's pixels unreadable, --skip_train renders the test views; without
+    it, render.py stops with one line naming a train image before writing any file."""
+    scene_copy = shutil.copytree(sample_scene, tmp_path / "scene")
+    for png in (scene_copy / "train").glob("*.png"):
+        _truncate_pixels(png)
+    command = [sys.executable, str(REPO / "render.py"), "-m", str(model_dir), "-s",
+               str(scene_copy), "--quiet", "--backend", "torch"]
+    done = subprocess.run(command + ["--skip_train"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(list((model_dir / "test" / "ours_7" / "gt").iterdir())) == 8
+    shutil.rmtree(model_dir / "test")
+
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"render.py: error: {scene_copy / 'train'}/")
+    assert "not a readable image" in lines[0]
+    assert not (model_dir / "train").exists() and not (model_dir / "test").exists()

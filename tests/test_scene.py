@@ -13,7 +13,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from arguments import ModelParams, read_cfg_args
-from scene import Scene
+from scene import Scene, camera_utils
 from scene.camera_utils import load_camera, target_size
 from scene.colmap_loader import read_colmap_model
 from scene.dataset_readers import readColmapSceneInfo, readNerfSyntheticInfo
@@ -311,3 +311,31 @@ def test_blender_missing_test_json(sample_scene: Path, tmp_path: Path) -> None:
     (root / "transforms_test.json").unlink()
     with pytest.raises(FileNotFoundError, match="transforms_test.json"):
         readNerfSyntheticInfo(root)
+
+
+# ----------------------------------------------------------------- deferred images
+
+
+def test_images_are_decoded_on_first_use_only(sample_scene: Path, monkeypatch) -> None:
+    """Building a Scene reads image headers only; a view's pixels are decoded once, on its
+    first use (through a moved copy too); load_images decodes the splits asked for."""
+    decoded: list[str] = []
+    real_load = camera_utils.load_image
+    monkeypatch.setattr(camera_utils, "load_image",
+                        lambda path: decoded.append(Path(path).stem) or real_load(path))
+    scene = Scene(ModelParams(source_path=str(sample_scene), eval=True, resolution=4,
+                              white_background=True, num_random_points=10), shuffle=False)
+    train, test = scene.getTrainCameras(), scene.getTestCameras()
+    assert decoded == [] and (train[0].width, train[0].height) == (50, 50)
+
+    moved = test[1].to("meta")
+    assert moved.original_image.device.type == "meta" and moved.original_image.shape == (3, 50, 50)
+    assert test[1].original_image.device.type == "cpu" and test[1].to("cpu") is test[1]
+    assert decoded == [test[1].image_name]  # decoded once, kept by the original camera
+    eager = load_camera(scene.scene_info.test_cameras[1], 4, True, "cpu")  # decoded again
+    torch.testing.assert_close(test[1].original_image, eager.original_image, rtol=0, atol=0)
+
+    scene.load_images(train=False)
+    assert sorted(decoded) == sorted([c.image_name for c in test] + [test[1].image_name])
+    scene.load_images()
+    assert len(decoded) == len(train) + len(test) + 1

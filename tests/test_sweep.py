@@ -22,17 +22,19 @@ import pytest
 
 import render as render_cli
 import sweep as sweep_cli
+from arguments import read_cfg_args
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from reporting.html_report import ply_vertex_count
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
+from sweeps.engine import Executor
 from sweeps.steps import JobResult, run_scene
 from sweeps.table import COLUMNS, PAPER_METHOD, dataset_averages
 from utils.cli import run_main
 from utils.splat_transform import splat_transform_available
-from utils.output_paths import (REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD, SWEEP_CSV,
-                                SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir, point_cloud_path,
-                                sweep_scene_dir)
+from utils.output_paths import (CFG_ARGS, REPORT_JSON, RESULTS_JSON, SWEEP_AVERAGES_MD,
+                                SWEEP_CSV, SWEEP_HTML, SWEEP_STEP_JSON, iteration_dir,
+                                point_cloud_path, sweep_scene_dir)
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MD = REPO.parent / "shared" / "docs" / "PUBLISHED.md"
@@ -201,7 +203,8 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
                                                tmp_path: Path) -> None:
     """--configs on scenes named like the paper's: per-scene values reach every layout, LPIPS
     is measured with weights, the averages sit beside the published numbers, and a scene the
-    paper lacks fails alone."""
+    paper lacks fails alone. --threads, not --cpus_per_job, is what each step's train.py runs
+    on (its cfg_args records the count)."""
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     (scenes / "lego").symlink_to(sample_scene)
@@ -211,7 +214,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
     done = subprocess.run(
         [sys.executable, str(REPO / "sweep.py"), "--scenes", str(scenes), "--configs", "c1",
          "--layouts", "seed", "official", "-o", str(out), "--serial", "--quiet",
-         "--given_ply_pattern", str(trained),
+         "--cpus_per_job", "2", "--threads", "1", "--given_ply_pattern", str(trained),
          "--lpips_weights", str(lpips_weights), *TINY],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-2000:]
@@ -228,6 +231,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
         assert (settings["layout"], settings["percent"], settings["n_block"],
                 settings["depth"], settings["imp_beta"]) == (row["layout"], 0.1, 66, 14, 0.05)
         assert row["dataset"] == "SyntheticNeRF"
+        assert read_cfg_args(out / row["folder"] / CFG_ARGS)["threads"] == 1
     assert "unknown scene 'statuette'" in rows[2]["error"]
     assert not (out / "statuette").exists()  # no step ran for it
     paper = PUBLISHED[("lego", "c1")]
@@ -249,7 +253,7 @@ def test_scene_step_takes_another_tools_format(sweep_runs: dict, sample_scene: P
     plan = build_plan(find_scenes([sample_scene]), grid_settings(["n_block=8"]), [PAPER_LAYOUT],
                       tmp_path / "out", {"eval": True, "resolution": 32, "backend": "torch"},
                       given_ply_pattern=str(tmp_path / "<scene>.spz"))
-    result = run_scene(plan.scenes[0], cpus=1)
+    result = run_scene(plan.scenes[0], threads=1)
     assert result.status == "ok", result.error
     scores = json.loads((plan.scenes[0].folder / RESULTS_JSON).read_text())["ours_given"]
     assert (result.ply, result.ply_bytes) == (str(spz), spz.stat().st_size)
@@ -359,6 +363,11 @@ def test_layouts_come_from_the_registry(sample_scene: Path, tmp_path: Path) -> N
         assert job.folder == tmp_path / "lego_sample" / job.layout / "num_bits=8"
 
 
+def test_step_threads_default_to_the_cpus_declared() -> None:
+    assert Executor(cpus_per_job=3).step_threads == 3
+    assert Executor(cpus_per_job=3, threads_per_job=1).step_threads == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--iterations", "5", "--bogus"], "unknown flag(s) --bogus"),
     (["--layout", "seed", "--eval"], "--layout is set by the sweep"),
@@ -366,6 +375,7 @@ def test_layouts_come_from_the_registry(sample_scene: Path, tmp_path: Path) -> N
     (["--eval", "--serial", "--address", "auto"], "--serial runs without Ray"),
     # more than any node offers: refused at once instead of waiting forever
     (["--eval", "--num_cpus", "2", "--cpus_per_job", "3"], "--cpus_per_job 3: no Ray node"),
+    (["--eval", "--threads", "0"], "--threads must be at least 1, got 0"),
 ])
 def test_cli_bad_input_is_one_line(argv: list[str], message: str, sample_scene: Path,
                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -130,10 +130,29 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
     return reports
 
 
+def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.device | str
+                    ) -> GaussianModel:
+    """The model in ``path``, told apart by content: one of our bitstreams (a bins folder,
+    bins.zip or compact ``bitstream.gsc``: decoded, SH degree at the stream's), a 3DGS PLY, or
+    another tool's format that :func:`scene.interop.standard_ply` converts (at most
+    ``sh_degree``).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or invalid file.
+    """
+    if detect_format(path) in BITSTREAM_KINDS:
+        return GaussianModel.from_params(decode(read_bitstream(path), device=device))
+    gaussians = GaussianModel(sh_degree)
+    with standard_ply(path) as ply:
+        gaussians.load_ply(ply)
+    return gaussians.to(device)
+
+
 def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
                      cfg: Optional[Any] = None) -> tuple[Optional[Scene], GaussianModel]:
-    """A trained model file to compress instead of training (``--given_ply_path``): a 3DGS
-    PLY, or a .spz / .sog / .splat / .ksplat / compressed.ply converted by splat-transform.
+    """A trained model file to compress instead of training (``--given_ply_path``): any file
+    :func:`load_model_file` reads (a PLY, another tool's format, or one of our bitstreams,
+    decoded).
 
     With ``dataset.source_path`` the scene is built (cameras for the importance, finetune and
     evaluation) and cfg_args / cameras.json / input.ply are written; without it there is no
@@ -143,12 +162,9 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
         ``(scene or None, gaussians)``.
 
     Raises:
-        FileNotFoundError, ValueError: a missing or invalid PLY or scene.
+        FileNotFoundError, ValueError: a missing or invalid model file or scene.
     """
-    gaussians = GaussianModel(dataset.sh_degree)
-    with standard_ply(ply_path) as ply:
-        gaussians.load_ply(ply)
-    gaussians.to(torch.device(dataset.data_device))
+    gaussians = load_model_file(ply_path, dataset.sh_degree, torch.device(dataset.data_device))
     if not dataset.source_path:
         write_cfg_args(dataset.model_path, cfg if cfg is not None else dataclasses.asdict(dataset))
         return None, gaussians
@@ -213,17 +229,14 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
     Raises:
         FileNotFoundError, ValueError: a missing input, or a corrupt PLY / bitstream.
     """
-    if given_path is not None and detect_format(given_path) not in BITSTREAM_KINDS:
-        gaussians = GaussianModel(sh_degree)
-        with standard_ply(given_path) as ply:
-            gaussians.load_ply(ply)
-        return gaussians.to(device), UNCOMPRESSED_METHOD, GIVEN_SUFFIX
     if given_path is not None:
         path = Path(given_path)
-        method, suffix = method_for_bitstream(path, model_path)
+        method, suffix = (method_for_bitstream(path, model_path)
+                          if detect_format(path) in BITSTREAM_KINDS
+                          else (UNCOMPRESSED_METHOD, GIVEN_SUFFIX))
     else:
         if not dec_npz or not model_path:
             raise ValueError("--dec_npz needs -m/--model_path")
         path, layout, k = latest_bitstream(model_path, layout, iteration)
         method, suffix = compressed_method(layout), str(k)
-    return GaussianModel.from_params(decode(read_bitstream(path), device=device)), method, suffix
+    return load_model_file(path, sh_degree, device), method, suffix

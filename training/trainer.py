@@ -124,6 +124,7 @@ def train(dataset: ModelParams, opt: OptimizationParams, pipe: PipelineParams,
     generator = seed_everything(options.seed)
     gaussians = GaussianModel(dataset.sh_degree)
     scene = Scene(dataset, gaussians, seed=options.seed)
+    scene.load_images()
     scene.write_model_files(cfg)
     device = torch.device(dataset.data_device)
     gaussians.to(device)

@@ -58,3 +58,32 @@ def qvec2rotmat(qvec: np.ndarray) -> np.ndarray:
 def camera_center(world_to_cam: np.ndarray) -> np.ndarray:
     """Camera centre [3] in world coordinates of a [4, 4] world-to-camera matrix: -Rᵀ t."""
     return -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """World-to-camera matrix (OpenCV axes) of a camera at ``eye`` looking at ``target``.
+
+    Args:
+        eye: [3] camera centre in world coordinates.
+        target: [3] point that lands on the optical axis.
+        up: [3] world direction that appears upwards in the image (-y of the camera); must
+            not be parallel to ``target - eye``.
+
+    Returns:
+        [4, 4] float64 world-to-camera matrix.
+
+    Raises:
+        ValueError: ``eye`` equals ``target``, or ``up`` is parallel to the viewing direction.
+    """
+    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    forward = target - eye
+    if not np.linalg.norm(forward) > 0:
+        raise ValueError("look_at: eye and target coincide")
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)  # +x: forward × up, so that +y (down) = forward × right
+    if not np.linalg.norm(right) > 1e-9 * np.linalg.norm(up):  # also refuses a zero up
+        raise ValueError("look_at: up is parallel to the viewing direction")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rotation = np.stack([right, down, forward])
+    return getWorld2View(rotation, -rotation @ eye)

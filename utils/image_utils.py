@@ -27,6 +27,23 @@ def psnr(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse)
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header (the pixels are not decoded).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not an image format PIL knows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image not found")
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file as float32 [C, H, W] in [0, 1] (C = 1, 2, 3 or 4 as stored).
 

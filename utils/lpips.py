@@ -16,7 +16,8 @@ Build it once where torchvision and lpips are installed::
     torch.save(sd, "lpips_vgg.pth")
 
 A full ``lpips.LPIPS(net="vgg").state_dict()`` (keys ``net.slice<j>.<i>.*``, ``lin<j>.*``,
-``scaling_layer.*``) is accepted as well.
+their aliases ``lins.<j>.*``, ``scaling_layer.*``) is accepted as well. With the same weights
+the distances equal the lpips package's (tests/test_lpips_reference.py).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ _VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, 
 _TAP_INDICES = (3, 8, 15, 22, 29)
 _TAP_CHANNELS = (64, 128, 256, 512, 512)
 _LPIPS_SLICE_KEY = re.compile(r"net\.slice\d\.(\d+)\.(weight|bias)$")
+_LPIPS_LINS_KEY = re.compile(r"lins\.(\d)\.(.+)$")  # the package's ModuleList of lin0..lin4
 
 
 def _vgg16_features() -> nn.Sequential:
@@ -103,13 +105,17 @@ class LPIPS(nn.Module):
 
 
 def _normalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map lpips-package names (``net.slice<j>.<i>.*``) to ``features.<i>.*``; drop buffers."""
+    """Map lpips-package names (``net.slice<j>.<i>.*``, ``lins.<j>.*``) to ours
+    (``features.<i>.*``, ``lin<j>.*``); drop its input-scaling buffers."""
     out = {}
     for key, value in state.items():
         if key.startswith("scaling_layer."):
             continue
-        match = _LPIPS_SLICE_KEY.match(key)
-        out[f"features.{match.group(1)}.{match.group(2)}" if match else key] = value
+        if match := _LPIPS_SLICE_KEY.match(key):
+            key = f"features.{match.group(1)}.{match.group(2)}"
+        elif match := _LPIPS_LINS_KEY.match(key):
+            key = f"lin{match.group(1)}.{match.group(2)}"
+        out[key] = value
     return out
 
 

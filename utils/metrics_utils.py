@@ -1,9 +1,10 @@
 """Evaluation of rendered test views (the logic behind ``metrics.py``).
 
 A model folder holds ``test/<method>/{renders,gt}/*.png`` (``ours_<N>`` from render.py,
-``compressed_<layout>_<k>`` from the codec). Each method gets PSNR, SSIM and, when an
-:class:`utils.lpips.LPIPS` network is given, LPIPS, per view and averaged. Compressed methods
-also report size fields from ``compression/<layout>/iteration_<k>/report.json``.
+``compressed_<layout>_<k>`` from the codec, ``peer_<codec>`` from another tool's file). Each
+method gets PSNR, SSIM and, when an :class:`utils.lpips.LPIPS` network is given, LPIPS, per
+view and averaged. Compressed methods also report size fields from
+``compression/<layout>/iteration_<k>/report.json`` (or ``compression/peers/<codec>/peer.json``).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from tqdm import tqdm
 from utils.image_utils import load_image, psnr
 from utils.loss_utils import ssim
 from utils.lpips import LPIPS
-from utils.output_paths import (PER_VIEW_JSON, REPORT_JSON, RESULTS_JSON, TEST_SPLIT,
-                                iteration_dir, parse_compressed_method)
+from utils.output_paths import (PEER_JSON, PER_VIEW_JSON, REPORT_JSON, RESULTS_JSON,
+                                TEST_SPLIT, iteration_dir, parse_compressed_method,
+                                parse_peer_method, peer_dir)
 from utils.system_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -66,17 +68,21 @@ def evaluate_method(method_dir: Path, lpips_net: LPIPS | None = None,
 
 
 def compression_report(model_dir: Path, method: str) -> dict[str, Any]:
-    """Size fields for a ``compressed_<layout>_<k>`` method.
+    """Size fields for a ``compressed_<layout>_<k>`` (report.json) or ``peer_<codec>``
+    (peer.json) method.
 
-    Returns {} for other methods, and (with a warning) when the report.json is missing.
+    Returns {} for other methods, and (with a warning) when the report file is missing.
 
     Raises:
         ValueError: the report lacks one of the size keys.
     """
-    saved = parse_compressed_method(method)
-    if saved is None:
+    saved, codec = parse_compressed_method(method), parse_peer_method(method)
+    if saved is not None:
+        path = iteration_dir(model_dir, *saved) / REPORT_JSON
+    elif codec is not None:
+        path = peer_dir(model_dir, codec) / PEER_JSON
+    else:
         return {}
-    path = iteration_dir(model_dir, *saved) / REPORT_JSON
     if not path.is_file():
         log.warning("%s: compression report for method '%s' not found; size omitted", path, method)
         return {}

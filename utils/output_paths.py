@@ -13,7 +13,9 @@
                                                                compact: bitstream.gsc)
         sweep/<layout>_<k>_b<bits>/{bins/, bins.zip, report.json}   (bit-depth sweep)
         sweep/<layout>_q<quality>/{bitstream.gsc, report.json}      (quality sweep)
+        peers/<codec>/{model.<ext>, peer.json}                 (another tool's codec: spz, sog)
       <train|test>/<method>_<suffix>/{renders,gt}/00000.png    (ours_<N>, compressed_<layout>_<k>)
+      test/peer_<codec>/{renders,gt}/00000.png                 (decoded from another tool's file)
       results.json  per_view.json  report.html                 (metrics.py, make_report.py)
       viewer/<method>.html                                     (3D viewer pages of the report)
 
@@ -45,6 +47,9 @@ ITERATION_PREFIX = "iteration_"
 
 COMPRESSION_DIR = "compression"
 SWEEP_DIR = "sweep"
+#: other tools' codecs run on the trained model (rd_sweep.py --peers, bench_peers.py)
+PEERS_DIR = "peers"
+PEER_JSON = "peer.json"
 #: the bins container's files (a folder of .npz files and the same files zipped)
 BINS_DIR = "bins"
 BINS_ZIP = "bins.zip"
@@ -58,6 +63,7 @@ TRAIN_SPLIT, TEST_SPLIT = "train", "test"
 #: render-folder methods: the trained model, a decoded bitstream, and a file given to render.py
 UNCOMPRESSED_METHOD = "ours"
 COMPRESSED_METHOD = "compressed"
+PEER_METHOD = "peer"
 GIVEN_SUFFIX = "given"
 RESULTS_JSON = "results.json"
 PER_VIEW_JSON = "per_view.json"
@@ -77,6 +83,7 @@ _ITERATION = re.compile(re.escape(ITERATION_PREFIX) + r"(?P<k>\d+)$")
 _SWEEP = re.compile(r"(?P<layout>[^_]+)_(?P<k>\d+)_b(?P<bits>\d+)$")
 _QUALITY_SWEEP = re.compile(r"(?P<layout>[^_]+)_q(?P<quality>\d+)$")
 _COMPRESSED = re.compile(re.escape(COMPRESSED_METHOD) + r"_(?P<layout>.+)_(?P<k>\d+)$")
+_PEER = re.compile(re.escape(PEER_METHOD) + r"_(?P<codec>[a-z0-9]+)$")
 
 
 def iteration_name(iteration: int) -> str:
@@ -166,6 +173,28 @@ def parse_quality_submethod(name: str) -> Optional[tuple[str, int]]:
 def submethod_layout(name: str) -> str:
     """The layout of a results.csv Submethod (its text before the first underscore)."""
     return name.split("_", 1)[0]
+
+
+def peer_dir(model_path: PathLike, codec: str) -> Path:
+    """``<model>/compression/peers/<codec>``: another tool's file of the trained model and its
+    ``peer.json``."""
+    return compression_dir(model_path) / PEERS_DIR / codec
+
+
+def saved_peer_reports(model_path: PathLike) -> list[Path]:
+    """Every ``compression/peers/<codec>/peer.json`` of a model, by codec."""
+    return sorted((compression_dir(model_path) / PEERS_DIR).glob(f"*/{PEER_JSON}"))
+
+
+def peer_method(codec: str) -> str:
+    """Render-folder name of a model decoded from another tool's file: ``peer_<codec>``."""
+    return f"{PEER_METHOD}_{codec}"
+
+
+def parse_peer_method(method: str) -> Optional[str]:
+    """The codec of a ``peer_<codec>`` render folder name, else None."""
+    match = _PEER.match(method)
+    return None if match is None else match["codec"]
 
 
 def sweep_dir(model_path: PathLike, name: str) -> Path:

@@ -64,8 +64,10 @@ def render_sets(scene: Views, render_fn: RenderFn, iteration: int | str,
     """Render the train and/or test views into ``<model>/<set>/<method>_<iteration>/``.
 
     ``iteration`` may be a label (``compressed_given``). Empty sets (no test views without
-    --eval) are skipped. Returns the folders written.
+    --eval) are skipped. Only the ground truth of the sets rendered is read, all of it before
+    the first file is written. Returns the folders written.
     """
+    scene.load_images(train=not skip_train, test=not skip_test)
     sets = {TRAIN_SPLIT: [] if skip_train else scene.getTrainCameras(),
             TEST_SPLIT: [] if skip_test else scene.getTestCameras()}
     written = []

@@ -99,6 +99,17 @@ def splat_transform_available() -> bool:
     return True
 
 
+def splat_transform_version() -> Optional[str]:
+    """The version the tool in use reports (``--version``; e.g. ``3.7.0``), None when it
+    reports none. Installs the tool like a run would.
+
+    Raises:
+        SplatTransformUnavailable, FileNotFoundError, ValueError: see
+            :func:`splat_transform_executable`.
+    """
+    return _reported_version(str(splat_transform_executable()))
+
+
 @functools.lru_cache(maxsize=8)
 def _reported_version(executable: str) -> Optional[str]:
     try:

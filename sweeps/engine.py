@@ -100,8 +100,8 @@ def execute(plan: SweepPlan, executor: Executor, *, on_result: Callable[[JobResu
         ``(scene results, job results)`` in the plan's order.
 
     Raises:
-        KeyboardInterrupt: after cancelling the running steps (their records are not written,
-            so a rerun runs them again).
+        KeyboardInterrupt: after stopping Ray and with it the running steps (their records
+            are not written, so a rerun runs them again).
         ValueError: resources no Ray node offers.
     """
     scene_results: dict[str, SceneResult] = {}
@@ -164,7 +164,16 @@ def _run_serially(scenes: list[SceneStep], jobs: list[JobStep],
 @contextlib.contextmanager
 def _ray_session(executor: Executor) -> Iterator[tuple[int, float]]:
     """Ray started (embedded) or joined (``address``) for the block; yields ``(cpus, gpus)``
-    per step, checked against the largest node so that no step waits forever."""
+    per step, checked against the largest node so that no step waits forever.
+
+    Leaving the block (an interrupt included) calls ``ray.shutdown()``, which is also what
+    stops the steps still running: an embedded Ray stops its workers, a cluster kills the
+    workers of a driver that left, and a Ray worker kills its child processes (the step's
+    command) as it exits; no ``sweep_step.json`` of an unfinished step is written. The steps
+    are deliberately not ``ray.cancel``-ed first: cancelling a task whose reply is arriving
+    (a sibling job finishing with the one just collected) aborts this process inside Ray's
+    core worker ("Check failed: ... Tried to complete task that was not pending", exit 1).
+    """
     import ray
 
     options: dict[str, Any] = {"log_to_driver": False, "runtime_env": executor.runtime_env}
@@ -210,22 +219,17 @@ def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
                                else finished_scenes[job.scene.name], threads): job
                for job in jobs}
     ran_jobs: dict[JobStep, JobResult] = {}
-    try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                ran_jobs[job] = ray.get(ready[0])
-            except RayError as exc:  # a crashed worker or step, not a failed command
-                ran_jobs[job] = failed_job(job, f"Ray: {str(exc).strip().splitlines()[-1]}",
-                                           str(job.folder / "job.log"))
-            progress.add(ran_jobs[job])
-    except KeyboardInterrupt:
-        running = [*pending, *scene_refs.values()]
-        for ref in running:
-            ray.cancel(ref)  # the task's subprocess.run kills its command
-        ray.wait(running, num_returns=len(running), timeout=10)  # before Ray stops the workers
-        raise
+    # Ctrl-C propagates from here without ray.cancel: the session's ray.shutdown() stops the
+    # steps (see _ray_session)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(ready[0])
+        try:
+            ran_jobs[job] = ray.get(ready[0])
+        except RayError as exc:  # a crashed worker or step, not a failed command
+            ran_jobs[job] = failed_job(job, f"Ray: {str(exc).strip().splitlines()[-1]}",
+                                       str(job.folder / "job.log"))
+        progress.add(ran_jobs[job])
     ran_scenes = {}
     for name, ref in scene_refs.items():
         try:

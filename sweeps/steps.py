@@ -135,7 +135,7 @@ def run_commands(commands: Sequence[Command], folder: Path, log_name: str,
     Each command is ``(script, *arguments)`` with a script of this project; it runs with this
     interpreter, from the project folder, ``threads`` threads (``OMP_NUM_THREADS`` and
     ``MKL_NUM_THREADS``, which the entry points' ``utils.threads`` default follows) and its
-    output appended to ``folder/log_name``. An interrupt (Ctrl-C, a cancelled Ray task) kills
+    output appended to ``folder/log_name``. An interrupt (Ctrl-C in a serial sweep) kills
     the running command and propagates.
 
     Returns:

@@ -15,7 +15,7 @@ SCENE=${SCENE:-data/lego_sample}
 MODEL=${MODEL:-demo_output/lego}
 RESOLUTION=${DEMO_RESOLUTION:-2}      # -r: 2 = 100 px views (the CPU rasterizer's budget)
 ITERATIONS=${DEMO_ITERATIONS:-1000}   # demo schedule (the paper's is 30000 on a GPU)
-FINETUNE=${DEMO_FINETUNE:-200}        # quantization-aware finetune steps per layout
+FINETUNE=${DEMO_FINETUNE:-500}        # quantization-aware finetune steps per layout (the compact targets' 500)
 BITS=${DEMO_BITS:-"6 8 10"}           # bit depths of the rate-distortion sweep (seed, official)
 QUALITIES=${DEMO_QUALITIES:-"1 3 5 7 9"}  # --quality levels of the compact layout's sweep
 POINTS=${DEMO_POINTS:-3000}           # random initial points (Blender scenes have none)

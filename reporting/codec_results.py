@@ -118,11 +118,17 @@ def read_report(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: the file is missing.
         ValueError: not JSON, or one of :data:`REPORT_KEYS` is missing.
     """
-    report = read_json(path)
-    missing = [key for key in REPORT_KEYS if key not in report]
+    return _read_json_with_keys(path, REPORT_KEYS)
+
+
+def _read_json_with_keys(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
+    """A JSON object file that must hold every one of ``keys`` (:func:`read_json`'s errors;
+    ValueError naming the missing keys)."""
+    content = read_json(path)
+    missing = [key for key in keys if key not in content]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
-    return report
+    return content
 
 
 def write_peer_report(folder: str | os.PathLike, report: Mapping[str, Any]) -> Path:
@@ -150,11 +156,7 @@ def read_peer_report(path: str | os.PathLike) -> dict[str, Any]:
         FileNotFoundError: the file is missing.
         ValueError: not JSON, or one of :data:`PEER_REPORT_KEYS` is missing.
     """
-    report = read_json(path)
-    missing = [key for key in PEER_REPORT_KEYS if key not in report]
-    if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
-    return report
+    return _read_json_with_keys(path, PEER_REPORT_KEYS)
 
 
 def append_results(model_path: str | os.PathLike, rows: Sequence[ResultsRow]) -> Path:

@@ -51,7 +51,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
     args.threads = set_threads(args.threads)  # cfg_args records the count that ran
-    compression = resolve_settings(extract(CompressionParams, args))
+    compression = resolve_settings(extract(CompressionParams, args),
+                                   scene=bool(args.source_path))
     vars(args).update(dataclasses.asdict(compression))  # cfg_args records what runs
     if not args.source_path and not compression.given_ply_path:
         raise ValueError("-s/--source_path is required (or --given_ply_path to compress a PLY)")

@@ -138,6 +138,10 @@ class Layout:
         quality_levels: ``--quality`` → the settings it stands for (flags given win); may hold
             ``codebook_reference``, the codebook size of a 32,768-Gaussian model (the size is
             scaled to the model). Empty: the layout has no quality knob.
+        quality_without_finetune: the default ``--quality`` when no finetune runs (no scene,
+            or ``--finetune_iterations 0``); None: ``defaults["quality"]`` either way. Coarse
+            steps rely on the finetune to win back what they lose, so without it the default
+            codes finer.
         step_weights: "level" scheme: each RAHT group's step relative to the base step.
         codebook_dtype: the stored codebook's float type ("float32" or "float16"); the
             finetune renders the codebook rounded through it.
@@ -158,6 +162,7 @@ class Layout:
     defaults: Mapping[str, Any] = field(repr=False)
     ignores: tuple[str, ...] = ()
     quality_levels: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    quality_without_finetune: int | None = None
     step_weights: Mapping[str, float] = field(default_factory=dict, repr=False)
     codebook_dtype: str = "float32"
     exact_decode: bool = False
@@ -236,7 +241,7 @@ LAYOUTS: Mapping[str, Layout] = MappingProxyType({layout.name: layout for layout
            vq=("f_rest",), trains=("f_dc", "codebook", "opacity", "scaling", "rotation"),
            files=(), container=COMPACT, quantizer_scheme="level", defaults=_COMPACT_DEFAULTS,
            ignores=("n_block", "num_bits", "quantizer"),
-           quality_levels=_COMPACT_QUALITY_LEVELS,
+           quality_levels=_COMPACT_QUALITY_LEVELS, quality_without_finetune=8,
            step_weights=MappingProxyType({"opacity": 1.0, "euler": 0.4, "f_dc": 1.0,
                                           "scaling": 0.75}),
            codebook_dtype="float16", exact_decode=True),

@@ -35,6 +35,8 @@ def _default_text(layout: Any, name: str) -> str:
     """How ``--help`` describes a layout's default for setting ``name``."""
     if name in layout.ignores:
         return "unused"
+    if name == "quality" and layout.quality_without_finetune is not None:
+        return f"{layout.defaults[name]} ({layout.quality_without_finetune} without a finetune)"
     if layout.defaults[name] is not None:
         return str(layout.defaults[name])
     return "from --quality" if layout.quality_levels and any(
@@ -96,9 +98,12 @@ class CompressionParams:
 
 
 
-def resolve_settings(cfg: CompressionParams) -> CompressionParams:
+def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> CompressionParams:
     """The settings that run (a copy): ``cfg`` with the paper configuration applied and every
     unset layout setting taken from the layout, checked. Resolving twice changes nothing.
+
+    ``scene``: a scene is there to finetune on. Without one, or with 0 finetune iterations,
+    an unset quality is the layout's ``quality_without_finetune`` where it has one.
 
     Raises:
         ValueError: an unknown layout, paper configuration or scene, or an invalid value.
@@ -112,15 +117,21 @@ def resolve_settings(cfg: CompressionParams) -> CompressionParams:
     if given_unused:
         raise ValueError(f"CompressionParams: --layout {layout.name} does not use "
                          f"{', '.join('--' + name for name in given_unused)}")
-    quality = cfg.quality if cfg.quality is not None else layout.defaults["quality"]
+    iterations = (cfg.finetune_iterations if cfg.finetune_iterations is not None
+                  else layout.defaults["finetune_iterations"])
+    quality = cfg.quality
+    if quality is None:
+        quality = layout.defaults["quality"]
+        if not (scene and iterations) and layout.quality_without_finetune is not None:
+            quality = layout.quality_without_finetune
     if layout.quality_levels and quality not in layout.quality_levels:
         low, high = QUALITY_RANGE
         raise ValueError(f"CompressionParams: quality must be an integer in [{low}, {high}], "
                          f"got {quality}")
     level = layout.quality_levels.get(quality, {})
-    resolved = dataclasses.replace(cfg, **{
+    resolved = dataclasses.replace(cfg, quality=quality, **{
         name: level.get(name, layout.defaults[name]) for name in LAYOUT_SETTINGS
-        if getattr(cfg, name) is None})
+        if getattr(cfg, name) is None and name != "quality"})
     problems = [
         (0.0 <= resolved.percent <= 1.0, f"percent must be in [0, 1], got {resolved.percent}"),
         (resolved.depth is None or 1 <= resolved.depth <= MAX_DEPTH,

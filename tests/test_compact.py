@@ -384,16 +384,22 @@ def test_train_render_metrics_and_export_with_a_scene(trained_model: Path) -> No
 
 
 def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
+    """No scene, so no finetune: the default quality is the finer quality_without_finetune."""
     ply = trained_model / "point_cloud" / "iteration_30" / "point_cloud.ply"
     model = tmp_path / "plain"
     _run("train.py", "--given_ply_path", str(ply), "-m", str(model), "--layout", "compact",
-         "--quality", "2", "--quiet")
+         "--quiet")
     report = json.loads((model / "compression" / "compact" / "iteration_0" / "report.json")
                         .read_text())
     assert report["psnr"] is None and report["finetune_seconds"] is None
-    assert report["settings"]["quality"] == 2 and report["settings"]["n_block"] is None
+    default = LAYOUTS["compact"].quality_without_finetune
+    assert report["settings"]["quality"] == default and report["settings"]["n_block"] is None
+    assert report["settings"]["base_step"] == LAYOUTS["compact"].quality_levels[default][
+        "base_step"]
     stored = read_compact(model / "compression" / "compact" / "iteration_0" / COMPACT.file_name)
-    assert stored.quality == 2 and stored.num_gaussians == report["num_gaussians"]
+    assert stored.quality == default and stored.num_gaussians == report["num_gaussians"]
+    cfg_args = (model / "cfg_args").read_text()
+    assert f"quality={default}" in cfg_args
 
 
 def test_train_from_a_compact_bitstream(trained_model: Path, tmp_path: Path) -> None:

@@ -116,6 +116,26 @@ def test_unset_flags_take_the_layout_defaults() -> None:
     assert "from --layout: seed 57, official 57" in " ".join(help_text.split())
 
 
+def test_without_a_finetune_the_compact_default_codes_finer() -> None:
+    """No scene to finetune on (or 0 finetune iterations): the default quality is the layout's
+    quality_without_finetune; a given quality wins; the bins layouts have no knob."""
+    level_8 = LAYOUTS["compact"].quality_levels[8]
+    for cfg, scene in ((CompressionParams(layout="compact"), False),
+                       (CompressionParams(layout="compact", finetune_iterations=0), True)):
+        resolved = resolve_settings(cfg, scene=scene)
+        assert resolved.quality == LAYOUTS["compact"].quality_without_finetune == 8
+        assert (resolved.percent, resolved.base_step, resolved.voxel_ratio) == (
+            level_8["percent"], level_8["base_step"], level_8["voxel_ratio"])
+        assert resolve_settings(resolved, scene=scene) == resolved
+    assert resolve_settings(CompressionParams(layout="compact", quality=3),
+                            scene=False).quality == 3
+    assert resolve_settings(CompressionParams(layout="compact", finetune_iterations=10),
+                            scene=True).quality == 5
+    assert resolve_settings(CompressionParams(layout="official"), scene=False).quality is None
+    help_text = " ".join(train_cli.build_parser().format_help().split())
+    assert "compact 5 (8 without a finetune)" in help_text
+
+
 def test_resolve_rejects_bad_settings() -> None:
     for cfg, match in ((CompressionParams(layout="zip"), "layout"),
                        (CompressionParams(percent=1.5), "percent"),

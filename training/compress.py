@@ -64,7 +64,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
     Raises:
         ValueError: invalid settings (see ``compression.pipeline.prepare`` and the finetune).
     """
-    cfg = resolve_settings(cfg)
+    cfg = resolve_settings(cfg, scene=scene is not None)
     iterations = cfg.finetune_iterations if scene is not None else 0
     tests = resolve_test_iterations(iterations, cfg.finetune_test_iterations
                                     if scene is not None else [0])

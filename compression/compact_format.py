@@ -3,11 +3,10 @@
 Byte layout (all integers little-endian; docs/COMPACT_FORMAT.md is the full specification)::
 
     magic "GSCF" | version u8 | SH degree u8 | depth D u8 | quality u8 | N u32 | K u32
-    | bbox 6 × f64 | DC C × f32
+    | codebook step exponent i8 | bbox 6 × f64 | DC C × f32
     | u32 length + geometry stream     (octree occupancy, ``octree_coding``)
     | u32 length + attribute stream    (``entropy`` segments: step exponents, AC codes per
-    |                                   (column, RAHT level), VQ indices)
-    | u32 length + codebook            (K × F float16)
+    |                                   (column, RAHT level), VQ indices, codebook codes)
     | CRC32 of every byte before it (u32)
 
 C = 10 RAHT columns (opacity, Euler roll/pitch/yaw, f_dc RGB, log-scales xyz), F = 3·((d+1)²−1)
@@ -36,7 +35,7 @@ from compression.layouts import COMPACT, LAYOUTS, Layout
 from compression.octree import MAX_DEPTH
 from compression.octree_coding import decode_octree, encode_octree
 from compression.raht import RahtPlan, build_raht
-from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE
+from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE, step_values
 from utils.system_utils import atomic_path
 
 __all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", "MAX_GAUSSIANS",
@@ -44,15 +43,15 @@ __all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", 
            "parse_compact", "read_compact", "write_compact"]
 
 COMPACT_MAGIC = b"GSCF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: hard limits of a file this reader accepts
 MAX_GAUSSIANS = 1 << 26
 MAX_CODEBOOK = 1 << 16
 MAX_FILE_BYTES = 1 << 32
-_HEADER = struct.Struct("<4sBBBBII")
+_HEADER = struct.Struct("<4sBBBBIIb")
 _LENGTH = struct.Struct("<I")
 _BBOX_BYTES = 6 * 8
-_STREAMS = ("geometry", "attribute", "codebook")
+_STREAMS = ("geometry", "attribute")
 _CRC_BYTES = 4
 
 
@@ -79,7 +78,8 @@ class CompactBitstream:
         exponents: [C, L] int64 step exponents (step = 2^(e/4)).
         codes: [N - 1, C] int64 AC codes in RAHT slot order (row s - 1: slot s).
         vq_indices: [N] int64 codebook row per Gaussian (empty when K = 0).
-        codebook: [K, F] float16.
+        codebook_codes: [K, F] int64 codebook entries on the grid (codebook = codes · step).
+        codebook_exponent: e of the codebook's grid step 2^(e/4) (0 when K = 0).
         plan: the RAHT plan of ``voxels`` (derived from the geometry, not stored).
     """
 
@@ -92,7 +92,8 @@ class CompactBitstream:
     exponents: np.ndarray
     codes: np.ndarray
     vq_indices: np.ndarray
-    codebook: np.ndarray
+    codebook_codes: np.ndarray
+    codebook_exponent: int
     plan: RahtPlan
 
     @property
@@ -113,7 +114,13 @@ class CompactBitstream:
     @property
     def codebook_size(self) -> int:
         """K."""
-        return int(self.codebook.shape[0])
+        return int(self.codebook_codes.shape[0])
+
+    @property
+    def codebook(self) -> np.ndarray:
+        """[K, F] float32 codebook: codes · 2^(e/4), the values the finetune rendered."""
+        return (self.codebook_codes.astype(np.float32)
+                * step_values(np.array([self.codebook_exponent])).numpy())
 
     def to_bytes(self) -> bytes:
         """The file's bytes (module docstring); the same content always gives the same bytes.
@@ -137,8 +144,9 @@ class CompactBitstream:
              "step exponents"),
             (self.codes.shape == (n - 1, columns)
              and int(np.abs(self.codes).max(initial=0)) <= MAX_CODE, "AC codes"),
-            (self.codebook.shape == (k, rest) and self.codebook.dtype == np.float16
-             and (k == 0) == (rest == 0) and k <= min(n, MAX_CODEBOOK), "codebook"),
+            (self.codebook_codes.shape == (k, rest) and (k == 0) == (rest == 0)
+             and k <= min(n, MAX_CODEBOOK) and abs(self.codebook_exponent) <= EXPONENT_LIMIT
+             and int(np.abs(self.codebook_codes).max(initial=0)) <= MAX_CODE, "codebook"),
             (self.vq_indices.shape == ((n,) if k else (0,))
              and bool(np.all((self.vq_indices >= 0) & (self.vq_indices < max(k, 1)))),
              "VQ indices"),
@@ -147,7 +155,7 @@ class CompactBitstream:
             if not ok:
                 raise ValueError(f"compact bitstream: inconsistent content ({what})")
         header = _HEADER.pack(COMPACT_MAGIC, FORMAT_VERSION, self.sh_degree, self.depth,
-                              self.quality, n, k)
+                              self.quality, n, k, self.codebook_exponent)
         header += self.bbox.astype("<f8").tobytes() + self.dc.astype("<f4").tobytes()
         attributes = StreamWriter()
         for column in range(columns):
@@ -159,8 +167,8 @@ class CompactBitstream:
                 attributes.write(segment)
         if k:
             attributes.write(self.vq_indices)
-        streams = (encode_octree(self.voxels, self.depth), attributes.to_bytes(),
-                   self.codebook.astype("<f2").tobytes())
+            attributes.write(self.codebook_codes.reshape(-1))
+        streams = (encode_octree(self.voxels, self.depth), attributes.to_bytes())
         body = header + b"".join(_LENGTH.pack(len(s)) + s for s in streams)
         if n > 8 * (len(body) + _CRC_BYTES):
             raise ValueError(f"compact bitstream: {n} Gaussians in {len(body)} bytes is below "
@@ -215,7 +223,7 @@ def parse_compact(data: bytes) -> CompactBitstream:
     fixed = _HEADER.size + _BBOX_BYTES
     if len(data) < fixed + len(_STREAMS) * _LENGTH.size + _CRC_BYTES:
         raise CompactFormatError(f"{len(data)} bytes, shorter than a compact bitstream's header")
-    magic, version, sh_degree, depth, quality, n, k = _HEADER.unpack_from(data)
+    magic, version, sh_degree, depth, quality, n, k, cb_exponent = _HEADER.unpack_from(data)
     if magic != COMPACT_MAGIC:
         raise CompactFormatError(f"not a compact bitstream (magic {magic!r})")
     if version != FORMAT_VERSION:
@@ -235,6 +243,8 @@ def parse_compact(data: bytes) -> CompactBitstream:
         (n <= 8 * len(data), f"{n} Gaussians in {len(data)} bytes (below one bit each)"),
         ((k == 0) == (rest == 0) and k <= min(n, MAX_CODEBOOK),
          f"codebook of {k} rows for {n} Gaussians at SH degree {sh_degree}"),
+        (abs(cb_exponent) <= EXPONENT_LIMIT and (k > 0 or cb_exponent == 0),
+         f"codebook step exponent {cb_exponent}"),
     ]
     for ok, what in problems:
         if not ok:
@@ -262,9 +272,6 @@ def parse_compact(data: bytes) -> CompactBitstream:
     if offset != len(data) - _CRC_BYTES:
         raise CompactFormatError(f"{len(data) - _CRC_BYTES - offset} unexpected bytes after the "
                                  f"streams")
-    if len(streams["codebook"]) != 2 * k * rest:
-        raise CompactFormatError(f"codebook stream of {len(streams['codebook'])} bytes, "
-                                 f"expected {k} × {rest} float16")
 
     voxels, geometry_depth = decode_octree(streams["geometry"], n)
     if geometry_depth != depth or voxels.shape[0] != n:
@@ -282,13 +289,15 @@ def parse_compact(data: bytes) -> CompactBitstream:
     if int(np.abs(codes).max(initial=0)) > MAX_CODE:
         raise CompactFormatError(f"an AC code beyond ±{MAX_CODE}")
     vq_indices = reader.read(n) if k else np.zeros(0, dtype=np.int64)
-    reader.close()
     if vq_indices.size and (vq_indices.min() < 0 or vq_indices.max() >= k):
         raise CompactFormatError(f"VQ indices outside the {k}-row codebook")
-    codebook = np.frombuffer(streams["codebook"], "<f2").astype(np.float16).reshape(k, rest)
-    if not np.all(np.isfinite(codebook)):
-        raise CompactFormatError("non-finite codebook entries")
+    codebook_codes = reader.read(k * rest).reshape(k, rest) if k \
+        else np.zeros((0, 0), dtype=np.int64)
+    reader.close()
+    if int(np.abs(codebook_codes).max(initial=0)) > MAX_CODE:
+        raise CompactFormatError(f"a codebook code beyond ±{MAX_CODE}")
     return CompactBitstream(sh_degree=sh_degree, depth=depth, quality=quality, bbox=bbox,
                             voxels=voxels, dc=dc, exponents=exponents, codes=codes,
-                            vq_indices=vq_indices, codebook=codebook, plan=plan)
+                            vq_indices=vq_indices, codebook_codes=codebook_codes,
+                            codebook_exponent=cb_exponent, plan=plan)
 

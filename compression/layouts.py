@@ -18,8 +18,8 @@ Column order (CODEC.md §4):
 * official (C = 7): opacity, Euler angles, f_dc through RAHT; the 3 log-scales
   block-quantized directly; f_rest vector-quantized.
 * compact (C = 10): opacity, Euler angles, f_dc, log-scales through RAHT with a uniform step
-  per (column, RAHT level) ("level" quantizer scheme); f_rest vector-quantized with a float16
-  codebook; one entropy-coded file (docs/COMPACT_FORMAT.md). Its settings come from
+  per (column, RAHT level) ("level" quantizer scheme); f_rest vector-quantized with a codebook
+  on a uniform grid; one entropy-coded file (docs/COMPACT_FORMAT.md). Its settings come from
   ``--quality`` (``quality_levels``); the octree depth and the codebook size are chosen from
   the model unless given.
 """
@@ -143,8 +143,10 @@ class Layout:
             steps rely on the finetune to win back what they lose, so without it the default
             codes finer.
         step_weights: "level" scheme: each RAHT group's step relative to the base step.
-        codebook_dtype: the stored codebook's float type ("float32" or "float16"); the
-            finetune renders the codebook rounded through it.
+        codebook_storage: how the VQ codebook is stored: "float32" values, or "grid": integer
+            codes on one uniform step 2^(e/4) chosen per model at prepare
+            (``step_quantization.codebook_exponent``); the finetune renders the codebook
+            rounded to that grid.
         exact_decode: a decoded model renders exactly what ``pipeline.simulate`` gives in
             evaluation mode, bit for bit (the finetune activates contiguous copies and unit
             quaternions, as the decoded model does). The bins layouts keep their historical
@@ -164,7 +166,7 @@ class Layout:
     quality_levels: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     quality_without_finetune: int | None = None
     step_weights: Mapping[str, float] = field(default_factory=dict, repr=False)
-    codebook_dtype: str = "float32"
+    codebook_storage: str = "float32"
     exact_decode: bool = False
 
     def __post_init__(self) -> None:
@@ -244,7 +246,7 @@ LAYOUTS: Mapping[str, Layout] = MappingProxyType({layout.name: layout for layout
            quality_levels=_COMPACT_QUALITY_LEVELS, quality_without_finetune=8,
            step_weights=MappingProxyType({"opacity": 1.0, "euler": 0.4, "f_dc": 1.0,
                                           "scaling": 0.75}),
-           codebook_dtype="float16", exact_decode=True),
+           codebook_storage="grid", exact_decode=True),
 )})
 
 #: ``--layout`` when not given

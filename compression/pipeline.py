@@ -43,7 +43,8 @@ from compression.octree import (codes_to_keys, decode_positions, depth_for_scale
 from compression.quantization import BlockQuantizer, storage_dtype
 from compression.raht import RahtPlan, build_raht
 from compression.settings import CompressionParams, resolve_settings
-from compression.step_quantization import LevelQuantizer, choose_exponents
+from compression.step_quantization import (MAX_CODE, LevelQuantizer, choose_exponents,
+                                           codebook_exponent, fake_quantize, step_values)
 from compression.vq import vq_kmeans
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ logger = logging.getLogger(__name__)
 QUANTIZER_SCHEMES: dict[str, type[nn.Module]] = {"block": BlockQuantizer, "level": LevelQuantizer}
 #: the writer of each ``Container.name`` (``read_bitstream`` tells containers apart by content)
 CONTAINER_WRITERS = {"bins": write_bitstream, "compact": write_compact}
-#: codebook storage types (``Layout.codebook_dtype``)
-CODEBOOK_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 #: auto codebook size (compact): ``codebook_reference`` entries for a model of this many coded
 #: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
 CODEBOOK_REFERENCE_GAUSSIANS = 32768
@@ -75,6 +74,8 @@ class CodecState(nn.Module):
         direct_quantizer: the quantizer of the C' directly quantized columns (official: the 3
             log-scales), or None.
         codebook: layouts with VQ, [K, F] trainable codebook (nn.Parameter), else None.
+        codebook_exponent: "grid" codebook storage: the exponent e of the codebook's grid step
+            2^(e/4) (fixed at prepare), else None.
         num_input: Gaussians of the model before pruning and merging (bits per input Gaussian).
         quality: the ``--quality`` level (0 for layouts without the knob).
     Buffers: ``keys`` [N] int64 ascending voxel keys, ``bbox`` [6] float64, ``means`` [N, 3]
@@ -87,7 +88,8 @@ class CodecState(nn.Module):
     def __init__(self, layout: Layout, sh_degree: int, depth: int, num_bits: Optional[int],
                  quantizer_kind: Optional[str], keys: Tensor, bbox: Tensor, plan: RahtPlan,
                  codebook: Optional[Tensor] = None, vq_indices: Optional[Tensor] = None, *,
-                 num_input: Optional[int] = None, quality: int = 0) -> None:
+                 num_input: Optional[int] = None, quality: int = 0,
+                 codebook_exponent: Optional[int] = None) -> None:
         super().__init__()
         self.layout, self.sh_degree, self.depth = layout, sh_degree, depth
         self.num_bits, self.quantizer_kind = num_bits, quantizer_kind
@@ -97,6 +99,7 @@ class CodecState(nn.Module):
         self.quantizer: Optional[nn.Module] = None
         self.direct_quantizer: Optional[BlockQuantizer] = None
         self.codebook = None if codebook is None else nn.Parameter(codebook.detach().clone())
+        self.codebook_exponent = codebook_exponent
         self.register_buffer("keys", keys)
         self.register_buffer("bbox", bbox.to(torch.float64))
         self.register_buffer("means", decode_positions(keys_to_codes(keys, depth), bbox, depth)
@@ -196,24 +199,17 @@ def quantizer_steps(state: CodecState) -> list[Tensor]:
 
 # ------------------------------------------------------------------------ the two paths
 
-class _RoundThrough(torch.autograd.Function):
-    """A tensor rounded through a narrower float type (the stored codebook), identity gradient."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, storage: torch.dtype) -> Tensor:  # type: ignore[override]
-        largest = torch.finfo(storage).max
-        return x.clamp(-largest, largest).to(storage).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        return grad, None
+def _codebook_step(state: CodecState) -> Tensor:
+    """The float32 step of a "grid" codebook, on the codebook's device."""
+    return step_values([state.codebook_exponent]).to(state.codebook.device)
 
 
 def _stored_codebook(state: CodecState) -> Tensor:
-    """The codebook as the decoder reads it (rounded through ``Layout.codebook_dtype``)."""
-    storage = CODEBOOK_DTYPES[state.layout.codebook_dtype]
-    codebook = state.codebook
-    return codebook if codebook.dtype == storage else _RoundThrough.apply(codebook, storage)
+    """The codebook as the decoder reads it (``Layout.codebook_storage``: float32 as is, or
+    rounded to its grid with a straight-through gradient)."""
+    if state.layout.codebook_storage == "grid":
+        return fake_quantize(state.codebook, _codebook_step(state).to(state.codebook.dtype))
+    return state.codebook
 
 
 def _vq_columns(state: CodecState, params: Mapping[str, Tensor]) -> Tensor:
@@ -293,20 +289,25 @@ def _encode_bins(state: CodecState, params: Mapping[str, Tensor]) -> Bitstream:
 
 
 def _encode_compact(state: CodecState, params: Mapping[str, Tensor]) -> CompactBitstream:
-    """The compact container's content: AC codes of the level quantizer, float16 codebook."""
+    """The compact container's content: AC codes of the level quantizer, codebook grid codes."""
     coeffs = _coefficients(state, params)
     if state.codebook is None:
-        vq_indices, codebook = np.zeros(0, np.int64), np.zeros((0, 0), np.float16)
+        vq_indices, codebook, exponent = np.zeros(0, np.int64), np.zeros((0, 0), np.int64), 0
     else:
         vq_indices = _numpy(state.vq_indices).astype(np.int64)
-        codebook = _numpy(_stored_codebook(state)).astype(np.float16)
+        codebook = _numpy(torch.round(state.codebook / _codebook_step(state))).astype(np.int64)
+        if codebook.size and int(np.abs(codebook).max()) > MAX_CODE:
+            raise ValueError(f"codebook grid codes exceed ±{MAX_CODE}: the codebook grew far "
+                             f"beyond its prepared range")
+        exponent = state.codebook_exponent
     return CompactBitstream(
         sh_degree=state.sh_degree, depth=state.depth, quality=state.quality,
         bbox=_numpy(state.bbox).astype(np.float64),
         voxels=_numpy(keys_to_codes(state.keys, state.depth)),
         dc=_numpy(coeffs[0]).astype(np.float32),
         exponents=_numpy(state.quantizer.exponents), codes=_numpy(state.quantizer.quantize(coeffs)),
-        vq_indices=vq_indices, codebook=codebook, plan=state.plan)
+        vq_indices=vq_indices, codebook_codes=codebook, codebook_exponent=exponent,
+        plan=state.plan)
 
 
 #: the encoder of each ``Container.name``
@@ -371,7 +372,7 @@ def _decode_compact(bitstream: CompactBitstream, device: torch.device) -> dict[s
     rows = bitstream.plan.inverse(torch.cat([dc[None], ac]))
     raw = layout.params_from_columns(layout.raht, rows, d)
     n = bitstream.num_gaussians
-    rest = (torch.from_numpy(bitstream.codebook.astype(np.float32)).to(device)[
+    rest = (torch.from_numpy(bitstream.codebook).to(device)[
         torch.from_numpy(bitstream.vq_indices).to(device)] if bitstream.codebook_size
         else torch.zeros((n, 0), device=device))
     raw.update(layout.params_from_columns(layout.vq, rest, d))
@@ -428,15 +429,15 @@ _QUANTIZER_SETUP = {
 
 def _new_state(layout: Layout, params: Mapping[str, Tensor], depth: int, keys: Tensor,
                bbox: Tensor, cfg: CompressionParams, codebook: Optional[Tensor] = None,
-               vq_indices: Optional[Tensor] = None, num_input: Optional[int] = None
-               ) -> CodecState:
+               vq_indices: Optional[Tensor] = None, num_input: Optional[int] = None,
+               codebook_exponent: Optional[int] = None) -> CodecState:
     """A state over frozen voxels ``keys`` with quantizers set up on ``params`` (block scheme:
     ``cfg.n_block``, ``num_bits``, ``quantizer`` calibrated; level scheme: steps from
     ``cfg.base_step``)."""
     plan = build_raht(keys_to_codes(keys, depth), depth).to(keys.device)
     state = CodecState(layout, sh_degree_of_params(params), depth, cfg.num_bits, cfg.quantizer,
                        keys, bbox, plan, codebook, vq_indices, num_input=num_input,
-                       quality=cfg.quality or 0)
+                       quality=cfg.quality or 0, codebook_exponent=codebook_exponent)
     _QUANTIZER_SETUP[layout.quantizer_scheme](state, params, cfg)
     return state
 
@@ -513,9 +514,12 @@ def prepare(params: Mapping[str, Tensor], cameras: Optional[Sequence], cfg: Comp
             voxel_scores = scores[keep].new_zeros(n).index_add_(0, inverse, scores[keep])
             size = cfg.codebook_size if cfg.codebook_size is not None else \
                 auto_codebook_size(layout, cfg.quality, n)
-            vq["codebook"], vq["vq_indices"] = vq_kmeans(
-                layout.columns(layout.vq, coded), voxel_scores, size, cfg.vq_steps,
-                cfg.vq_batch, generator)
+            columns = layout.columns(layout.vq, coded)
+            vq["codebook"], vq["vq_indices"] = vq_kmeans(columns, voxel_scores, size,
+                                                         cfg.vq_steps, cfg.vq_batch, generator)
+            if layout.codebook_storage == "grid":
+                vq_mse = float(((columns - vq["codebook"][vq["vq_indices"]]) ** 2).mean())
+                vq["codebook_exponent"] = codebook_exponent(vq["codebook"], vq_mse)
         state = _new_state(layout, coded, depth, unique_keys, bbox, cfg,
                            num_input=int(xyz.shape[0]), **vq)
     return state, coded

@@ -12,6 +12,10 @@ The finetune's fake quantization computes x̂ with exactly these float ops and p
 gradient straight through, so decoding the codes reproduces what the finetune rendered bit for
 bit. Steps are fixed when the codec is prepared (no ranges move during the finetune).
 
+The compact layout's VQ codebook is stored the same way, on one uniform grid whose step
+(:func:`codebook_exponent`) makes the grid's rounding add :data:`CODEBOOK_NOISE_SHARE` of the
+vector quantizer's own squared error: negligible distortion at a fraction of float16's bytes.
+
 Step choice (:func:`choose_exponents`): a base step times a weight per column (equal-slope
 weights measured on real models: Euler angles are ~2.5× and log-scales ~1.3× more sensitive
 than f_dc), the same at every level, coarsened where a (column, level) segment would otherwise
@@ -19,13 +23,16 @@ need an alphabet wider than the entropy coder's (with room for the finetune's dr
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from compression.entropy import MAX_ALPHABET, quarter_powers
 
-__all__ = ["EXPONENT_LIMIT", "MAX_CODE", "LevelQuantizer", "choose_exponents", "exponent_of",
+__all__ = ["CODEBOOK_NOISE_SHARE", "EXPONENT_LIMIT", "MAX_CODE", "LevelQuantizer",
+           "choose_exponents", "codebook_exponent", "exponent_of", "fake_quantize",
            "step_values"]
 
 #: |e| of a step 2^(e/4): steps from 2^-24 to 2^24
@@ -35,6 +42,9 @@ MAX_CODE = (1 << 24) - 1
 #: prepare keeps every segment's codes within ±this (a span of a quarter of the entropy coder's
 #: alphabet), so that a finetune that grows the coefficients still codes
 _PREPARED_CODE_LIMIT = MAX_ALPHABET // 8
+#: the codebook grid's rounding error (step² / 12 per value) is at most this share of the
+#: vector quantizer's mean squared error
+CODEBOOK_NOISE_SHARE = 0.01
 
 
 def exponent_of(step: float) -> int:
@@ -68,6 +78,16 @@ class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         return grad, None
+
+
+def fake_quantize(x: Tensor, steps: Tensor) -> Tensor:
+    """round(x / steps) · steps (the decoder's value, bit for bit) with an identity gradient."""
+    return _FakeQuantize.apply(x, steps)
+
+
+def _smallest_exponent_for(largest: Tensor) -> Tensor:
+    """Per entry, the smallest e with largest / 2^(e/4) within the prepared code limit."""
+    return torch.ceil(4 * torch.log2(largest.clamp_min(1e-300) / _PREPARED_CODE_LIMIT))
 
 
 class LevelQuantizer(nn.Module):
@@ -109,7 +129,7 @@ class LevelQuantizer(nn.Module):
             raise ValueError(f"coeffs: expected [{self.slot_steps.shape[0] + 1}, "
                              f"{self.n_columns}], got {tuple(coeffs.shape)}")
         steps = self.slot_steps.to(coeffs.dtype)
-        return torch.cat([coeffs[:1], _FakeQuantize.apply(coeffs[1:], steps)])
+        return torch.cat([coeffs[:1], fake_quantize(coeffs[1:], steps)])
 
     @torch.no_grad()
     def quantize(self, coeffs: Tensor) -> Tensor:
@@ -153,8 +173,28 @@ def choose_exponents(coeffs: Tensor, slot_levels: Tensor, n_levels: int,
     largest = coeffs.new_zeros((n_levels, columns), dtype=torch.float64).scatter_reduce_(
         0, levels, coeffs[1:].detach().abs().to(torch.float64), "amax").cpu()
     # smallest e >= base with largest / 2^(e/4) <= limit
-    needed = torch.ceil(4 * torch.log2(largest.clamp_min(1e-300) / _PREPARED_CODE_LIMIT))
+    needed = _smallest_exponent_for(largest)
     exponents = torch.maximum(base[None, :], needed.to(torch.int64)).t().contiguous()
     if exponents.numel() and int(exponents.max()) > EXPONENT_LIMIT:
         raise ValueError("RAHT coefficients too large to quantize")
     return exponents
+
+
+@torch.no_grad()
+def codebook_exponent(codebook: Tensor, vq_mse: float) -> int:
+    """The step exponent of a VQ codebook's grid: the coarsest quarter-octave step whose
+    rounding noise, step² / 12, is at most :data:`CODEBOOK_NOISE_SHARE` × ``vq_mse`` (the mean
+    squared error of the vectors against their codebook rows), made coarser where the codes
+    would exceed the prepared code limit.
+
+    Raises:
+        ValueError: a codebook that is not finite.
+    """
+    if not bool(torch.isfinite(codebook).all()):
+        raise ValueError("the VQ codebook is not finite")
+    largest = codebook.detach().abs().max().to(torch.float64).cpu() if codebook.numel() \
+        else torch.zeros((), dtype=torch.float64)
+    needed = int(_smallest_exponent_for(largest))
+    target = (math.floor(2 * math.log2(12 * CODEBOOK_NOISE_SHARE * vq_mse)) if vq_mse > 0
+              else -EXPONENT_LIMIT)
+    return min(max(target, needed, -EXPONENT_LIMIT), EXPONENT_LIMIT)

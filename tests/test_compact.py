@@ -26,6 +26,7 @@ from compression.octree import AUTO_DEPTH_RANGE, depth_for_scales
 from compression.pipeline import (AUTO_CODEBOOK_RANGE, _coefficients, auto_codebook_size,
                                   decode, prepare, save, simulate, trainable_tensors)
 from compression.settings import CompressionParams, resolve_settings
+from compression.step_quantization import CODEBOOK_NOISE_SHARE
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
 from training.compress import compress_model, load_given_model
@@ -34,7 +35,7 @@ from utils.output_paths import iteration_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PLY_NAME = "small_3dgs_sh3.ply"
-HEADER_BYTES = 4 + 4 + 8  # magic, version / SH degree / depth / quality, N, K
+HEADER_BYTES = 4 + 4 + 8 + 1  # magic, version / SH degree / depth / quality, N, K, exponent
 FUZZ_CASES = 240
 FUZZ_SECONDS_PER_CASE = 5
 FUZZ_PEAK_BYTES = 256 << 20
@@ -80,7 +81,7 @@ def compact_file(real_params: dict, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_decoded_attributes_and_codes_equal_the_trained_simulation(
         real_params: dict, tmp_path: Path) -> None:
-    """Train the codec's tensors a few Adam steps (moving the codebook off the float16 grid and
+    """Train the codec's tensors a few Adam steps (moving the codebook off its grid and
     the attributes off their prepared values), then: decoding the saved file gives exactly the
     rasterizer inputs simulate() gives in evaluation mode, and exactly its codes."""
     state, coded = prepare(real_params, None, CompressionParams(layout="compact"),
@@ -104,7 +105,9 @@ def test_decoded_attributes_and_codes_equal_the_trained_simulation(
         info = save(state, coded, tmp_path)
         stored = read_compact(info["path"])
         codes = state.quantizer.quantize(_coefficients(state, coded))
-    assert not torch.equal(state.codebook.detach().half().float(), state.codebook.detach())
+    step = 2.0 ** (stored.codebook_exponent / 4)
+    assert not torch.equal(torch.round(state.codebook.detach() / step) * step,
+                           state.codebook.detach())
     decoded = GaussianModel.from_params(decode(stored))
     for name, value in _rendered_inputs(decoded).items():
         assert value.dtype == simulated[name].dtype and torch.equal(value, simulated[name]), name
@@ -140,9 +143,11 @@ def test_same_input_and_seed_give_the_same_bytes(real_params: dict, compact_file
 def test_file_layout_and_report_figures(real_params: dict, compact_file: dict) -> None:
     data, info, state = compact_file["data"], compact_file["info"], compact_file["state"]
     assert compact_file["path"].name == COMPACT.file_name == "bitstream.gsc"
-    magic, version, sh_degree, depth, quality, n, k = struct.unpack_from("<4sBBBBII", data)
+    magic, version, sh_degree, depth, quality, n, k, exponent = struct.unpack_from(
+        "<4sBBBBIIb", data)
     assert (magic, version, sh_degree, quality) == (COMPACT_MAGIC, FORMAT_VERSION, 3, 5)
     assert (depth, n, k) == (state.depth, state.num_gaussians, state.codebook.shape[0])
+    assert exponent == state.codebook_exponent
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
     assert info["size_bytes"] == len(data)
     assert info["bits_per_input_gaussian"] == pytest.approx(8 * len(data) / 9080)
@@ -169,6 +174,24 @@ def test_depth_and_codebook_come_from_the_model_unless_given(real_params: dict,
     assert state.codebook.shape[0] == min(size, state.num_gaussians // 4)
     given, _, _, _ = _compressed(real_params, tmp_path, depth=8, codebook_size=24)
     assert given.depth == 8 and given.codebook.shape[0] == 24
+
+
+def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict) -> None:
+    """The codebook's grid step is the coarsest quarter-octave step whose rounding noise
+    (step² / 12) stays within CODEBOOK_NOISE_SHARE of the k-means error, and the file stores
+    the codebook rounded to that grid (within half a step of the trained values)."""
+    state, params = compact_file["state"], compact_file["params"]
+    layout = LAYOUTS["compact"]
+    columns = layout.columns(layout.vq, params)
+    vq_mse = float(((columns - state.codebook.detach()[state.vq_indices]) ** 2).mean())
+    step = 2.0 ** (state.codebook_exponent / 4)
+    assert step ** 2 / 12 <= CODEBOOK_NOISE_SHARE * vq_mse < (step * 2 ** 0.25) ** 2 / 12
+    stored = read_compact(compact_file["path"])
+    assert stored.codebook_exponent == state.codebook_exponent
+    error = np.abs(stored.codebook - state.codebook.detach().numpy())
+    assert error.max() <= step / 2 and stored.codebook_codes.dtype == np.int64
+    # the grid costs a fraction of float16's 16 bits per entry
+    assert len(np.unique(stored.codebook_codes)) < 2 ** 10
 
 
 def test_quality_orders_sizes_and_spans_the_rate_range(real_params: dict,

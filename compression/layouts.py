@@ -220,7 +220,7 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
         (6, 0.20, 0.2, 0.07, 128),
         (7, 0.15, 0.1, 0.05, 256),
         (8, 0.10, 0.04, 0.035, 512),
-        (9, 0.0, 0.01, 0.02, 2048),
+        (9, 0.0, 0.006, 0.006, 2048),
     )})
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,

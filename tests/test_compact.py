@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from arguments import ModelParams, PipelineParams
-from compression.compact_format import (COMPACT_MAGIC, FORMAT_VERSION, CompactFormatError,
-                                        read_compact)
+from compression.compact_format import (COMPACT_MAGIC, FORMAT_VERSION, SEGMENT_SHARE,
+                                        CompactFormatError, read_compact, segment_sizes)
+from compression.entropy import StreamWriter
 from compression.layouts import COMPACT, LAYOUTS
 from compression.octree import AUTO_DEPTH_RANGE, depth_for_scales
 from compression.pipeline import (AUTO_CODEBOOK_RANGE, _coefficients, auto_codebook_size,
@@ -192,6 +193,29 @@ def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict
     assert error.max() <= step / 2 and stored.codebook_codes.dtype == np.int64
     # the grid costs a fraction of float16's 16 bits per entry
     assert len(np.unique(stored.codebook_codes)) < 2 ** 10
+
+
+def test_ac_segments_are_runs_of_whole_levels(compact_file: dict) -> None:
+    """Each column's AC codes are cut into runs of whole RAHT levels of at least N / 4 codes."""
+    plan = compact_file["state"].plan
+    sizes = segment_sizes(plan)
+    level_ends = set(np.cumsum([level.num_pairs for level in plan.levels]).tolist())
+    assert sum(sizes) == plan.n - 1 and set(np.cumsum(sizes).tolist()) <= level_ends
+    assert all(size >= -(-plan.n // SEGMENT_SHARE) for size in sizes)
+    assert 1 < len(sizes) < len(plan.levels)
+    # joining the levels makes the file smaller than a segment per level would
+    stored = read_compact(compact_file["path"])
+    grouped = stored.codes[plan.high_slots().numpy() - 1]
+    per_level = StreamWriter()
+    for column in range(grouped.shape[1]):
+        for codes in np.split(grouped[:, column],
+                              np.cumsum([level.num_pairs for level in plan.levels])[:-1]):
+            per_level.write(codes)
+    joined = StreamWriter()
+    for column in range(grouped.shape[1]):
+        for codes in np.split(grouped[:, column], np.cumsum(sizes)[:-1]):
+            joined.write(codes)
+    assert len(joined.to_bytes()) < len(per_level.to_bytes())
 
 
 def test_quality_orders_sizes_and_spans_the_rate_range(real_params: dict,

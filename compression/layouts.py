@@ -205,7 +205,7 @@ _MESONGS_DEFAULTS = MappingProxyType({
     "imp_beta": 0.1, "finetune_iterations": 8000, "quality": None, "base_step": None,
     "voxel_ratio": None,
 })
-#: the compact layout's knob (docs/COMPACT_FORMAT.md; measured in docs/COMPACT.md): per quality
+#: the compact layout's knob (docs/COMPACT_FORMAT.md; measured in the README): per quality
 #: level the pruned fraction, the f_dc step (the others scale by ``step_weights``), the voxel
 #: edge over the median Gaussian's largest scale, and the codebook of a 32,768-Gaussian model
 _COMPACT_QUALITY_LEVELS = MappingProxyType({
@@ -214,12 +214,12 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
     for quality, percent, step, ratio, codebook in (
         (1, 0.50, 1.6, 0.4, 16),
         (2, 0.45, 1.1, 0.28, 16),
-        (3, 0.40, 0.8, 0.2, 32),
-        (4, 0.35, 0.55, 0.14, 32),
-        (5, 0.30, 0.25, 0.1, 64),
-        (6, 0.20, 0.2, 0.07, 128),
-        (7, 0.15, 0.1, 0.05, 256),
-        (8, 0.10, 0.04, 0.035, 512),
+        (3, 0.40, 0.6, 0.2, 32),
+        (4, 0.35, 0.3, 0.14, 64),
+        (5, 0.30, 0.15, 0.1, 128),
+        (6, 0.20, 0.1, 0.07, 256),
+        (7, 0.15, 0.06, 0.05, 512),
+        (8, 0.10, 0.03, 0.03, 1024),
         (9, 0.0, 0.006, 0.006, 2048),
     )})
 _COMPACT_DEFAULTS = MappingProxyType({
@@ -244,7 +244,7 @@ LAYOUTS: Mapping[str, Layout] = MappingProxyType({layout.name: layout for layout
            files=(), container=COMPACT, quantizer_scheme="level", defaults=_COMPACT_DEFAULTS,
            ignores=("n_block", "num_bits", "quantizer"),
            quality_levels=_COMPACT_QUALITY_LEVELS, quality_without_finetune=8,
-           step_weights=MappingProxyType({"opacity": 1.0, "euler": 0.4, "f_dc": 1.0,
+           step_weights=MappingProxyType({"opacity": 2.0, "euler": 0.2, "f_dc": 1.0,
                                           "scaling": 0.75}),
            codebook_storage="grid", exact_decode=True),
 )})

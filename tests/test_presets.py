@@ -93,7 +93,7 @@ MESONGS_DEFAULTS = {"percent": 0.2, "depth": 20, "n_block": 57, "num_bits": 8,
 COMPACT_DEFAULTS = {"percent": 0.3, "depth": None, "n_block": None, "num_bits": None,
                     "quantizer": None, "codebook_size": None, "vq_steps": 20,
                     "vq_batch": 32768, "oct_merge": "mean", "imp_beta": 0.1,
-                    "finetune_iterations": 500, "quality": 5, "base_step": 0.25,
+                    "finetune_iterations": 500, "quality": 5, "base_step": 0.15,
                     "voxel_ratio": 0.1}
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -204,6 +206,24 @@ def _ray_session(executor: Executor) -> Iterator[tuple[int, float]]:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[threading.Event]:
+    """For the block, SIGINT sets the yielded event instead of raising KeyboardInterrupt where
+    it lands: Ray's core worker runs Python's signal handlers from inside its own calls, and a
+    KeyboardInterrupt raised there was seen to vanish (the interrupted sweep ran on to its end).
+    The caller checks the event between short waits. Outside the main thread (which alone
+    receives signals) nothing is installed."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
                 finished_scenes: dict[str, SceneResult], cpus: int, gpus: float,
                 threads: int, progress: _Progress) -> StepOutcomes:
@@ -221,15 +241,20 @@ def _run_on_ray(scenes: list[SceneStep], jobs: list[JobStep],
     ran_jobs: dict[JobStep, JobResult] = {}
     # Ctrl-C propagates from here without ray.cancel: the session's ray.shutdown() stops the
     # steps (see _ray_session)
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(ready[0])
-        try:
-            ran_jobs[job] = ray.get(ready[0])
-        except RayError as exc:  # a crashed worker or step, not a failed command
-            ran_jobs[job] = failed_job(job, f"Ray: {str(exc).strip().splitlines()[-1]}",
-                                       str(job.folder / "job.log"))
-        progress.add(ran_jobs[job])
+    with _sigint_flag() as interrupted:
+        while pending and not interrupted.is_set():
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not ready:
+                continue
+            job = pending.pop(ready[0])
+            try:
+                ran_jobs[job] = ray.get(ready[0])
+            except RayError as exc:  # a crashed worker or step, not a failed command
+                ran_jobs[job] = failed_job(job, f"Ray: {str(exc).strip().splitlines()[-1]}",
+                                           str(job.folder / "job.log"))
+            progress.add(ran_jobs[job])
+        if interrupted.is_set():
+            raise KeyboardInterrupt
     ran_scenes = {}
     for name, ref in scene_refs.items():
         try:

@@ -25,6 +25,7 @@ import sweep as sweep_cli
 from arguments import read_cfg_args
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from reporting.html_report import ply_vertex_count
+from sweeps.engine import _sigint_flag
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED
 from sweeps.engine import Executor
@@ -92,6 +93,8 @@ def sweep_runs(sample_scene: Path, shared_data: Path, tmp_path_factory: pytest.T
         if (out / SWEEP_CSV).is_file() and any(r["status"] == "ok" for r in _rows(out)):
             break
         time.sleep(0.2)
+    # the interrupt must land while jobs still run (else the test measures nothing)
+    assert first.poll() is None, "the sweep finished before the interrupt could be sent"
     first.send_signal(signal.SIGINT)
     output, _ = first.communicate(timeout=120)
     time.sleep(2)  # Ray's shutdown reaps its workers
@@ -118,6 +121,20 @@ def test_interrupt_leaves_only_finished_results(sweep_runs: dict) -> None:
     # a finished job has its record; the interrupted ones have none (they run again)
     assert {out / r["folder"] for r in ok_rows} <= set(run["records"])
     assert len([p for p in run["records"] if p.name != "trained"]) < 6
+
+
+def test_sigint_inside_the_ray_loop_sets_a_flag() -> None:
+    """While the sweep waits on Ray, SIGINT only sets the loop's flag (Ray cannot swallow it);
+    the previous handler comes back after the block."""
+    before = signal.getsignal(signal.SIGINT)
+    with _sigint_flag() as interrupted:
+        assert not interrupted.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not interrupted.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert interrupted.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:

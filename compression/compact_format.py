@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from compression.entropy import EntropyError, StreamReader, StreamWriter
 from compression.layouts import COMPACT, LAYOUTS, Layout
 from compression.octree import MAX_DEPTH
 from compression.octree_coding import decode_octree, encode_octree
 from compression.raht import RahtPlan, build_raht
-from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE, step_values
+from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE, LevelQuantizer, step_values
 from utils.system_utils import atomic_path
 
 __all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", "MAX_GAUSSIANS",
@@ -122,8 +123,8 @@ class CompactBitstream:
     @property
     def codebook(self) -> np.ndarray:
         """[K, F] float32 codebook: codes · 2^(e/4), the values the finetune rendered."""
-        return (self.codebook_codes.astype(np.float32)
-                * step_values(np.array([self.codebook_exponent])).numpy())
+        return LevelQuantizer.dequantize(torch.from_numpy(self.codebook_codes),
+                                         step_values([self.codebook_exponent])).numpy()
 
     def to_bytes(self) -> bytes:
         """The file's bytes (module docstring); the same content always gives the same bytes.
@@ -307,7 +308,8 @@ def parse_compact(data: bytes) -> CompactBitstream:
     exponents = np.stack([reader.read(len(plan.levels)) for _ in range(columns)])
     if int(np.abs(exponents).max(initial=0)) > EXPONENT_LIMIT:
         raise CompactFormatError(f"a step exponent beyond ±{EXPONENT_LIMIT}")
-    grouped = np.stack([np.concatenate([reader.read(size) for size in segment_sizes(plan)])
+    sizes = segment_sizes(plan)
+    grouped = np.stack([np.concatenate([reader.read(size) for size in sizes])
                         for _ in range(columns)], axis=1)
     codes = np.empty((n - 1, columns), dtype=np.int64)
     codes[plan.high_slots().numpy() - 1] = grouped

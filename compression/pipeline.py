@@ -43,8 +43,8 @@ from compression.octree import (codes_to_keys, decode_positions, depth_for_scale
 from compression.quantization import BlockQuantizer, storage_dtype
 from compression.raht import RahtPlan, build_raht
 from compression.settings import CompressionParams, resolve_settings
-from compression.step_quantization import (MAX_CODE, LevelQuantizer, choose_exponents,
-                                           codebook_exponent, fake_quantize, step_values)
+from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
+                                           fake_quantize, grid_codes, step_values)
 from compression.vq import vq_kmeans
 
 logger = logging.getLogger(__name__)
@@ -295,10 +295,7 @@ def _encode_compact(state: CodecState, params: Mapping[str, Tensor]) -> CompactB
         vq_indices, codebook, exponent = np.zeros(0, np.int64), np.zeros((0, 0), np.int64), 0
     else:
         vq_indices = _numpy(state.vq_indices).astype(np.int64)
-        codebook = _numpy(torch.round(state.codebook / _codebook_step(state))).astype(np.int64)
-        if codebook.size and int(np.abs(codebook).max()) > MAX_CODE:
-            raise ValueError(f"codebook grid codes exceed ±{MAX_CODE}: the codebook grew far "
-                             f"beyond its prepared range")
+        codebook = _numpy(grid_codes(state.codebook, _codebook_step(state), "codebook entries"))
         exponent = state.codebook_exponent
     return CompactBitstream(
         sh_degree=state.sh_degree, depth=state.depth, quality=state.quality,

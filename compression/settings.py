@@ -117,11 +117,11 @@ def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> Compressi
     if given_unused:
         raise ValueError(f"CompressionParams: --layout {layout.name} does not use "
                          f"{', '.join('--' + name for name in given_unused)}")
-    iterations = (cfg.finetune_iterations if cfg.finetune_iterations is not None
-                  else layout.defaults["finetune_iterations"])
     quality = cfg.quality
     if quality is None:
         quality = layout.defaults["quality"]
+        iterations = (cfg.finetune_iterations if cfg.finetune_iterations is not None
+                      else layout.defaults["finetune_iterations"])
         if not (scene and iterations) and layout.quality_without_finetune is not None:
             quality = layout.quality_without_finetune
     if layout.quality_levels and quality not in layout.quality_levels:

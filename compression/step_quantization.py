@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from compression.entropy import MAX_ALPHABET, quarter_powers
 
 __all__ = ["CODEBOOK_NOISE_SHARE", "EXPONENT_LIMIT", "MAX_CODE", "LevelQuantizer",
-           "choose_exponents", "codebook_exponent", "exponent_of", "fake_quantize",
+           "choose_exponents", "codebook_exponent", "exponent_of", "fake_quantize", "grid_codes",
            "step_values"]
 
 #: |e| of a step 2^(e/4): steps from 2^-24 to 2^24
@@ -83,6 +83,20 @@ class _FakeQuantize(torch.autograd.Function):
 def fake_quantize(x: Tensor, steps: Tensor) -> Tensor:
     """round(x / steps) · steps (the decoder's value, bit for bit) with an identity gradient."""
     return _FakeQuantize.apply(x, steps)
+
+
+@torch.no_grad()
+def grid_codes(values: Tensor, steps: Tensor, what: str) -> Tensor:
+    """int64 codes round(values / steps), the integers :func:`fake_quantize` rounds to.
+
+    Raises:
+        ValueError: a code beyond ±MAX_CODE (a step far too fine for ``what``, named in the
+            message).
+    """
+    codes = torch.round(values / steps.to(values.dtype))
+    if codes.numel() and float(codes.abs().max()) > MAX_CODE:
+        raise ValueError(f"{what} exceed ±{MAX_CODE} codes: the step is too fine for them")
+    return codes.to(torch.int64)
 
 
 def _smallest_exponent_for(largest: Tensor) -> Tensor:
@@ -138,11 +152,7 @@ class LevelQuantizer(nn.Module):
         Raises:
             ValueError: a code beyond ±MAX_CODE (a step far too fine for its coefficients).
         """
-        codes = torch.round(coeffs[1:] / self.slot_steps.to(coeffs.dtype))
-        if codes.numel() and float(codes.abs().max()) > MAX_CODE:
-            raise ValueError(f"quantized RAHT coefficients exceed ±{MAX_CODE}: the steps are "
-                             f"too fine for these attributes")
-        return codes.to(torch.int64)
+        return grid_codes(coeffs[1:], self.slot_steps, "quantized RAHT coefficients")
 
     @staticmethod
     def dequantize(codes: Tensor, slot_steps: Tensor) -> Tensor:

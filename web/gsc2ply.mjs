@@ -77,7 +77,7 @@ function writeAtomically(path, chunks) {
 /** @param {string[]} argv */
 function main(argv) {
   if (argv.length !== 2 || argv.some((arg) => arg.startsWith('-'))) {
-    process.stderr.write(`usage: node web/gsc2ply.mjs scene.gsc scene.ply\n${PROGRAM}: error: expected an input .gsc and an output .ply\n`);
+    process.stderr.write(`${PROGRAM}: error: usage: node web/gsc2ply.mjs scene.gsc scene.ply\n`);
     return 2;
   }
   const [input, output] = argv;

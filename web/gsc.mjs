@@ -190,7 +190,7 @@ function laplaceProbabilities(mCode, lo, hi) {
   return table;
 }
 
-const LEVEL_DELTA_CDF = quantizedCdf(laplaceProbabilities(LEVEL_DELTA_M_CODE, -MAX_LEVEL, MAX_LEVEL));
+let levelDeltaModel = null; // built on first use (needs DecoderModel)
 const LEVEL_POWERS = (() => {
   const powers = new Float64Array(MAX_LEVEL + 1);
   for (let q = 1; q <= MAX_LEVEL; q++) powers[q] = quarterPower(q - 1);
@@ -199,10 +199,37 @@ const LEVEL_POWERS = (() => {
 
 // ------------------------------------------------------------------------------ range decoder
 
+const TWO24 = 16777216;
+const INV_TWO24 = 1 / TWO24;
+const INV_TWO32 = 1 / TWO32;
+const INV_TWO48 = 1 / TWO48;
+const LOOKUP_SHIFT = 12; // quantile >> 12 indexes a model's 4096-entry symbol lookup
+
 /**
- * constriction's queue RangeDecoder<u32, u64> (DefaultRangeDecoder), 24-bit models. The
- * 64-bit state is held as `range` = rh·2^32 + rl and `diff` = point − lower (mod 2^64) =
- * dh·2^32 + dl, every part an exact integer in a float64 (no BigInt on the hot path).
+ * A 24-bit model for decoding: its CDF and a lookup of the symbol at every multiple of
+ * 2^12 (the search then walks forward a few entries at most, on average).
+ */
+class DecoderModel {
+  /** @param {Uint32Array} cdf */
+  constructor(cdf) {
+    this.cdf = cdf;
+    const lookup = new Uint32Array((PRECISION_TOTAL >>> LOOKUP_SHIFT) + 1);
+    let symbol = 0;
+    for (let bucket = 0; bucket < lookup.length; bucket++) {
+      const quantile = bucket << LOOKUP_SHIFT;
+      while (symbol + 1 < cdf.length - 1 && cdf[symbol + 1] <= quantile) symbol++;
+      lookup[bucket] = symbol;
+    }
+    this.lookup = lookup;
+  }
+}
+
+/**
+ * constriction's queue RangeDecoder<u32, u64> (DefaultRangeDecoder) with 24-bit models, in
+ * float64 arithmetic that stays exact: it keeps `diff` = point − lower (mod 2^64) as
+ * dh·2^32 + dl and, instead of `range`, `scale` = range >> 24 as sh·2^24 + sl — the low bits
+ * of `range` are dropped by the next `scale` anyway, except when renormalizing, where `range`
+ * is below 2^32 and exact.
  */
 class RangeDecoder {
   /** @param {Uint32Array} words */
@@ -211,74 +238,68 @@ class RangeDecoder {
     this.pos = Math.min(2, words.length);
     this.dh = words.length > 0 ? words[0] : 0;
     this.dl = words.length > 1 ? words[1] : 0;
-    this.rh = TWO32 - 1;
-    this.rl = TWO32 - 1;
+    this.sh = 65535; // scale of range 2^64 − 1: 2^40 − 1
+    this.sl = TWO24 - 1;
+    this.untouched = true;
   }
 
   /**
    * Decode `count` symbols with one model into out[offset..], adding `base` to each.
-   * @param {Uint32Array} cdf @param {number} count @param {Int32Array} out
+   * @param {DecoderModel} model @param {number} count @param {Int32Array} out
    * @param {number} offset @param {number} base
    */
-  decodeInto(cdf, count, out, offset, base) {
+  decodeInto(model, count, out, offset, base) {
+    if (count === 0) return;
+    const { cdf, lookup } = model;
     const words = this.words;
     const nWords = words.length;
-    const n = cdf.length - 1;
-    let { rh, rl, dh, dl, pos } = this;
+    let { sh, sl, dh, dl, pos } = this;
     for (let i = 0; i < count; i++) {
-      const scale = rh * 256 + (rl >>> 24); // range >> 24, < 2^40
+      const scale = sh * TWO24 + sl;
       let q = Math.floor((dh * TWO32 + dl) / scale); // within ±1 of diff / scale
       // exact remainder diff − q·scale, computed modulo 2^48 (it is far below 2^47)
-      const s0 = scale % 1048576;
-      const s1 = (scale - s0) / 1048576;
-      let r = ((dh % 65536) * TWO32 + dl) - (q * s0 + ((q * s1) % 268435456) * 1048576);
-      r -= Math.round(r / TWO48) * TWO48;
+      const qh = q * sh;
+      let r = ((dh & 0xffff) * TWO32 + dl) - (qh - Math.floor(qh * INV_TWO24) * TWO24) * TWO24 - q * sl;
+      r -= Math.round(r * INV_TWO48) * TWO48;
       while (r < 0) { q--; r += scale; }
       while (r >= scale) { q++; r -= scale; }
       if (q >= PRECISION_TOTAL) throw new GscFormatError('invalid range-coded payload');
-      let low = 0;
-      let high = n;
-      while (high - low > 1) {
-        const mid = (low + high) >>> 1;
-        if (cdf[mid] <= q) low = mid; else high = mid;
-      }
-      const left = cdf[low];
-      const probability = cdf[low + 1] - left;
-      out[offset + i] = low + base;
-      // diff = scale·(q − left) + r, range = scale·probability, split at 2^32 exactly
-      const sh = Math.floor(scale / TWO32);
-      const sl = scale - sh * TWO32;
-      const sa = Math.floor(sl / 65536);
-      const sb = sl - sa * 65536;
+      let symbol = lookup[q >>> LOOKUP_SHIFT];
+      while (cdf[symbol + 1] <= q) symbol++;
+      const left = cdf[symbol];
+      const probability = cdf[symbol + 1] - left;
+      out[offset + i] = symbol + base;
+      // diff = scale·(q − left) + r = sh·t·2^24 + (sl·t + r)
       const t = q - left;
-      let product = sa * t;
-      let productHigh = Math.floor(product / 65536);
-      const rHigh = Math.floor(r / TWO32);
-      let lowPart = sb * t + (product - productHigh * 65536) * 65536 + (r - rHigh * TWO32);
-      let carry = Math.floor(lowPart / TWO32);
-      dl = lowPart - carry * TWO32;
-      dh = sh * t + productHigh + rHigh + carry;
-      product = sa * probability;
-      productHigh = Math.floor(product / 65536);
-      lowPart = sb * probability + (product - productHigh * 65536) * 65536;
-      carry = Math.floor(lowPart / TWO32);
-      rl = lowPart - carry * TWO32;
-      rh = sh * probability + productHigh + carry;
-      if (rh === 0) { // range < 2^32: shift one word in
-        rh = rl;
-        rl = 0;
+      const high = sh * t;
+      const highWords = Math.floor(high * (1 / 256));
+      const low = sl * t + r + (high - highWords * 256) * TWO24;
+      const carry = Math.floor(low * INV_TWO32);
+      dl = low - carry * TWO32;
+      dh = highWords + carry;
+      const range = scale * probability; // exact when below 2^32, the only case that needs it
+      if (range < TWO32) { // renormalize: range << 32, point << 32 | next word
+        const next = range * 256;
+        sh = Math.floor(next * INV_TWO24);
+        sl = next - sh * TWO24;
         dh = dl;
         dl = pos < nWords ? words[pos++] : 0;
+      } else {
+        const lowScale = sl * probability; // < 2^48
+        const lowCarry = Math.floor(lowScale * INV_TWO24);
+        const next = sh * probability + lowCarry; // range >> 24
+        sh = Math.floor(next * INV_TWO24);
+        sl = next - sh * TWO24;
       }
     }
-    Object.assign(this, { rh, rl, dh, dl, pos });
+    this.untouched = false;
+    Object.assign(this, { sh, sl, dh, dl, pos });
   }
 
   /** constriction's maybe_exhausted(): all words read and diff < 2^33 − 1 (or nothing decoded). */
   maybeExhausted() {
-    const untouched = this.rh === TWO32 - 1 && this.rl === TWO32 - 1;
     const small = this.dh === 0 || (this.dh === 1 && this.dl < TWO32 - 1);
-    return this.pos >= this.words.length && (untouched || small);
+    return this.pos >= this.words.length && (this.untouched || small);
   }
 }
 
@@ -294,17 +315,17 @@ function wordsOf(bytes, start, end) {
 
 /** One segment's model, read from the side bytes; `take` decodes its symbols in runs. */
 class Segment {
-  /** @param {RangeDecoder} decoder @param {Uint32Array | null} cdf @param {number} lo */
-  constructor(decoder, cdf, lo) {
+  /** @param {RangeDecoder} decoder @param {DecoderModel | null} model @param {number} lo */
+  constructor(decoder, model, lo) {
     this.decoder = decoder;
-    this.cdf = cdf;
+    this.model = model;
     this.lo = lo;
   }
 
   /** The next `count` symbols into out[offset..]. @param {number} count @param {Int32Array} out @param {number} offset */
   take(count, out, offset) {
-    if (this.cdf === null) out.fill(this.lo, offset, offset + count);
-    else this.decoder.decodeInto(this.cdf, count, out, offset, this.lo);
+    if (this.model === null) out.fill(this.lo, offset, offset + count);
+    else this.decoder.decodeInto(this.model, count, out, offset, this.lo);
     return out;
   }
 }
@@ -335,7 +356,9 @@ class StreamReader {
     let probabilities;
     if (tag === 1) {
       const deltas = new Int32Array(span + 1);
-      this.decoder.decodeInto(LEVEL_DELTA_CDF, span + 1, deltas, 0, -MAX_LEVEL);
+      levelDeltaModel ??= new DecoderModel(quantizedCdf(
+        laplaceProbabilities(LEVEL_DELTA_M_CODE, -MAX_LEVEL, MAX_LEVEL)));
+      this.decoder.decodeInto(levelDeltaModel, span + 1, deltas, 0, -MAX_LEVEL);
       probabilities = new Float64Array(span + 1);
       let level = 0;
       let valid = true;
@@ -355,7 +378,7 @@ class StreamReader {
       }
       probabilities = laplaceProbabilities(mCode, lo, hi);
     }
-    return new Segment(this.decoder, quantizedCdf(probabilities), lo);
+    return new Segment(this.decoder, new DecoderModel(quantizedCdf(probabilities)), lo);
   }
 
   /**
@@ -513,8 +536,9 @@ function keyOrder(x, y, z, depth) {
 /**
  * The RAHT pairs of the octree, level by level (finest first), each level's pairs in
  * ascending slot order — the order of the AC codes in the attribute stream. Round 3j + i
- * merges along bit i (z, y, x) of tree depth D − 1 − j; within each parent, the children
- * k, k^1 first, then the pairs of halves-of-quads, then the two halves.
+ * merges along bit i (z, y, x) of tree depth D − 1 − j: within each node of that depth, the
+ * children k and k + 1 (k even), then the pairs of those groups, then the two halves. A group
+ * is represented by its first slot and its weight (number of voxels).
  */
 function buildRaht(occupancy, n) {
   const left = new Int32Array(n - 1);
@@ -523,67 +547,70 @@ function buildRaht(occupancy, n) {
   const weightB = new Float32Array(n - 1);
   /** @type {number[]} pair index where each level ends */
   const levelEnds = [];
+  // this depth's pairs of each of its three rounds: left slot, right slot, weights
+  const rounds = [0, 1, 2].map(() => ({
+    left: new Int32Array(n), right: new Int32Array(n), wl: new Int32Array(n), wr: new Int32Array(n), size: 0,
+  }));
   let pairs = 0;
   let slot = new Int32Array(n);
-  let weight = new Float64Array(n);
-  for (let i = 0; i < n; i++) { slot[i] = i; weight[i] = 1; }
-  const emit = (slotLeft, slotRight, wl, wr) => {
-    const sum = wl + wr;
-    left[pairs] = slotLeft;
-    right[pairs] = slotRight;
-    weightA[pairs] = Math.fround(Math.sqrt(wl / sum));
-    weightB[pairs] = Math.fround(Math.sqrt(wr / sum));
-    pairs++;
-  };
+  let weight = new Int32Array(n).fill(1);
+  for (let i = 0; i < n; i++) slot[i] = i;
+  const groupSlot = new Int32Array(8);
+  const groupWeight = new Int32Array(8);
   for (let t = occupancy.length - 1; t >= 0; t--) {
     const bytes = occupancy[t];
     const parents = bytes.length;
-    // children → (slot, weight) of each of the 8 child positions (weight 0: absent)
-    let groups = 8;
-    let groupSlot = new Int32Array(parents * 8);
-    let groupWeight = new Float64Array(parents * 8);
+    const parentSlot = new Int32Array(parents);
+    const parentWeight = new Int32Array(parents);
+    for (const round of rounds) round.size = 0;
     let child = 0;
     for (let p = 0; p < parents; p++) {
       const byte = bytes[p];
       for (let k = 0; k < 8; k++) {
         if (byte & (1 << k)) {
-          groupSlot[p * 8 + k] = slot[child];
-          groupWeight[p * 8 + k] = weight[child];
+          groupSlot[k] = slot[child];
+          groupWeight[k] = weight[child];
           child++;
+        } else {
+          groupWeight[k] = 0;
         }
       }
-    }
-    for (let round = 0; round < 3; round++) {
-      const before = pairs;
-      const half = groups / 2;
-      const nextSlot = new Int32Array(parents * half);
-      const nextWeight = new Float64Array(parents * half);
-      for (let p = 0; p < parents; p++) {
-        for (let g = 0; g < half; g++) {
-          const a = p * groups + 2 * g;
-          const wl = groupWeight[a];
-          const wr = groupWeight[a + 1];
-          const target = p * half + g;
+      // rounds 0, 1, 2: merge groups (g, g + step) for g = 0, 2·step, … in place into g
+      for (let r = 0, step = 1; r < 3; r++, step *= 2) {
+        const round = rounds[r];
+        for (let g = 0; g < 8; g += 2 * step) {
+          const wl = groupWeight[g];
+          const wr = groupWeight[g + step];
           if (wl > 0 && wr > 0) {
-            emit(groupSlot[a], groupSlot[a + 1], wl, wr);
-            nextSlot[target] = groupSlot[a];
-            nextWeight[target] = wl + wr;
-          } else if (wl > 0) {
-            nextSlot[target] = groupSlot[a];
-            nextWeight[target] = wl;
+            const at = round.size++;
+            round.left[at] = groupSlot[g];
+            round.right[at] = groupSlot[g + step];
+            round.wl[at] = wl;
+            round.wr[at] = wr;
+            groupWeight[g] = wl + wr;
           } else if (wr > 0) {
-            nextSlot[target] = groupSlot[a + 1];
-            nextWeight[target] = wr;
+            groupSlot[g] = groupSlot[g + step];
+            groupWeight[g] = wr;
           }
         }
       }
-      if (pairs > before) levelEnds.push(pairs);
-      groups = half;
-      groupSlot = nextSlot;
-      groupWeight = nextWeight;
+      parentSlot[p] = groupSlot[0];
+      parentWeight[p] = groupWeight[0];
     }
-    slot = groupSlot;
-    weight = groupWeight;
+    for (const round of rounds) {
+      if (round.size === 0) continue;
+      for (let i = 0; i < round.size; i++, pairs++) {
+        const wl = round.wl[i];
+        const wr = round.wr[i];
+        left[pairs] = round.left[i];
+        right[pairs] = round.right[i];
+        weightA[pairs] = Math.sqrt(wl / (wl + wr));
+        weightB[pairs] = Math.sqrt(wr / (wl + wr));
+      }
+      levelEnds.push(pairs);
+    }
+    slot = parentSlot;
+    weight = parentWeight;
   }
   return { left, right, weightA, weightB, levelEnds };
 }
@@ -645,15 +672,11 @@ const INVERSE_FACTORIALS = (() => {
   for (let n = 1; n <= 18; n++) values.push(values[n - 1] / n);
   return values;
 })();
-const SIN_COEFFICIENTS = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i + 1]);
-const COS_COEFFICIENTS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i]);
-
-/** Horner evaluation c[0] + z·(c[1] + z·(…)) in float64, innermost first. */
-function horner(coefficients, z) {
-  let h = coefficients[coefficients.length - 1];
-  for (let i = coefficients.length - 2; i >= 0; i--) h = coefficients[i] + z * h;
-  return h;
-}
+// Taylor coefficients (−1)^i / (2i+1)! (sine) and (−1)^i / (2i)! (cosine), i ≥ 1
+const [S1, S2, S3, S4, S5, S6, S7, S8] = [1, 2, 3, 4, 5, 6, 7, 8]
+  .map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i + 1]);
+const [C1, C2, C3, C4, C5, C6, C7, C8, C9] = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+  .map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i]);
 
 /**
  * cos and sin of half an angle as float32, the reproducible way of §7: Cody–Waite reduction
@@ -667,8 +690,9 @@ function halfAngleCosSin(angle, out, at) {
   let r = (t - k * PIO2_HIGH) - k * PIO2_LOW;
   r = Math.min(Math.max(r, -1), 1);
   const z = r * r;
-  const s = r + r * (z * horner(SIN_COEFFICIENTS, z));
-  const c = 1 + z * horner(COS_COEFFICIENTS, z);
+  // Horner, innermost first: h = c_m, then h = z·h + c_i
+  const s = r + r * (z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * (S6 + z * (S7 + z * S8))))))));
+  const c = 1 + z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * (C6 + z * (C7 + z * (C8 + z * C9))))))));
   const quadrant = k - 4 * Math.floor(k / 4);
   if (quadrant === 0) { out[at] = c; out[at + 1] = s; }
   else if (quadrant === 1) { out[at] = -s; out[at + 1] = c; }

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
-from compression.euler import euler_to_quat, quat_to_euler
+from compression.euler import euler_to_quat, euler_to_quat_exact, quat_to_euler
 from utils.output_paths import BINS_DIR, BINS_ZIP, COMPACT_FILE
 from utils.sh_utils import sh_degree_of
 
@@ -72,6 +72,8 @@ class AttributeGroup:
         width: number of columns at SH degree d.
         to_columns: raw parameter [N, ...] → [N, width] columns.
         from_columns: ([N, width] columns, d) → raw parameter [N, ...].
+        exact_from_columns: the same, reproducible bit for bit on every machine, for the
+            layouts with ``exact_decode`` (None: ``from_columns`` already is).
     """
 
     name: str
@@ -79,13 +81,18 @@ class AttributeGroup:
     width: Callable[[int], int]
     to_columns: Callable[[Tensor], Tensor]
     from_columns: Callable[[Tensor, int], Tensor]
+    exact_from_columns: Callable[[Tensor, int], Tensor] | None = None
+
+    def inverse(self, exact: bool) -> Callable[[Tensor, int], Tensor]:
+        """``from_columns``, or its reproducible form when ``exact`` asks for it."""
+        return self.exact_from_columns if exact and self.exact_from_columns else self.from_columns
 
 
 GROUPS: Mapping[str, AttributeGroup] = MappingProxyType({group.name: group for group in (
     AttributeGroup("opacity", "opacity", lambda d: 1, lambda p: p.reshape(p.shape[0], 1),
                    lambda cols, d: cols),
     AttributeGroup("euler", "rotation", lambda d: 3, quat_to_euler,
-                   lambda cols, d: euler_to_quat(cols)),
+                   lambda cols, d: euler_to_quat(cols), lambda cols, d: euler_to_quat_exact(cols)),
     AttributeGroup("f_dc", "f_dc", lambda d: 3, lambda p: p.reshape(p.shape[0], 3),
                    lambda cols, d: cols.reshape(cols.shape[0], 1, 3)),
     AttributeGroup("f_rest", "f_rest", rest_columns, lambda p: p.reshape(p.shape[0], -1),
@@ -149,7 +156,9 @@ class Layout:
             rounded to that grid.
         exact_decode: a decoded model renders exactly what ``pipeline.simulate`` gives in
             evaluation mode, bit for bit (the finetune activates contiguous copies and unit
-            quaternions, as the decoded model does). The bins layouts keep their historical
+            quaternions, as the decoded model does), and the decoder is reproducible on every
+            machine (reproducible Euler → quaternion, inverse RAHT without fused
+            multiply-adds; docs/COMPACT_FORMAT.md §4, §7). The bins layouts keep their historical
             float path (tests/golden pins their bytes).
     """
 
@@ -194,7 +203,7 @@ class Layout:
         instead of a zero-filled full-width gradient per group.
         """
         widths = [GROUPS[name].width(sh_degree) for name in groups]
-        return {GROUPS[name].param: GROUPS[name].from_columns(cols, sh_degree)
+        return {GROUPS[name].param: GROUPS[name].inverse(self.exact_decode)(cols, sh_degree)
                 for name, cols in zip(groups, torch.split(matrix, widths, dim=1))}
 
 

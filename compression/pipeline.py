@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from compression.bitstream import Bitstream, read_bitstream, write_bitstream
-from compression.compact_format import CompactBitstream, write_compact
+from compression.compact_format import CompactBitstream, camera_up, write_compact
 from compression.importance import compute_importance, prune_mask
 from compression.layouts import CODED_PARAMS, GROUPS, LAYOUTS, Layout, sh_degree_of_params
 from compression.octree import (codes_to_keys, decode_positions, depth_for_scales, keys_to_codes,
@@ -78,6 +78,8 @@ class CodecState(nn.Module):
             2^(e/4) (fixed at prepare), else None.
         num_input: Gaussians of the model before pruning and merging (bits per input Gaussian).
         quality: the ``--quality`` level (0 for layouts without the knob).
+        up: [3] float32 unit up vector of the scene from the training cameras
+            (``compact_format.camera_up``), or None; the compact container stores it.
     Buffers: ``keys`` [N] int64 ascending voxel keys, ``bbox`` [6] float64, ``means`` [N, 3]
     voxel centres (float32), ``vq_indices`` [N] int64 (layouts with VQ).
 
@@ -100,6 +102,7 @@ class CodecState(nn.Module):
         self.direct_quantizer: Optional[BlockQuantizer] = None
         self.codebook = None if codebook is None else nn.Parameter(codebook.detach().clone())
         self.codebook_exponent = codebook_exponent
+        self.up: Optional[np.ndarray] = None
         self.register_buffer("keys", keys)
         self.register_buffer("bbox", bbox.to(torch.float64))
         self.register_buffer("means", decode_positions(keys_to_codes(keys, depth), bbox, depth)
@@ -238,7 +241,8 @@ def simulate(state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tenso
     """
     _check_params(state, params)
     layout, d = state.layout, state.sh_degree
-    rows = state.plan.inverse(state.quantizer.forward_coeffs(_coefficients(state, params)))
+    rows = state.plan.inverse(state.quantizer.forward_coeffs(_coefficients(state, params)),
+                              exact=layout.exact_decode)
     raw = layout.params_from_columns(layout.raht, rows, d)
     if layout.direct:
         direct = state.direct_quantizer(layout.columns(layout.direct, params))
@@ -304,7 +308,7 @@ def _encode_compact(state: CodecState, params: Mapping[str, Tensor]) -> CompactB
         dc=_numpy(coeffs[0]).astype(np.float32),
         exponents=_numpy(state.quantizer.exponents), codes=_numpy(state.quantizer.quantize(coeffs)),
         vq_indices=vq_indices, codebook_codes=codebook, codebook_exponent=exponent,
-        plan=state.plan)
+        plan=state.plan, up=state.up)
 
 
 #: the encoder of each ``Container.name``
@@ -366,7 +370,7 @@ def _decode_compact(bitstream: CompactBitstream, device: torch.device) -> dict[s
     slot_steps = scheme.steps_of(bitstream.exponents, bitstream.plan.slot_levels())
     ac = scheme.dequantize(torch.from_numpy(bitstream.codes).to(device), slot_steps.to(device))
     dc = torch.from_numpy(bitstream.dc).to(device)
-    rows = bitstream.plan.inverse(torch.cat([dc[None], ac]))
+    rows = bitstream.plan.inverse(torch.cat([dc[None], ac]), exact=layout.exact_decode)
     raw = layout.params_from_columns(layout.raht, rows, d)
     n = bitstream.num_gaussians
     rest = (torch.from_numpy(bitstream.codebook).to(device)[
@@ -519,6 +523,7 @@ def prepare(params: Mapping[str, Tensor], cameras: Optional[Sequence], cfg: Comp
                 vq["codebook_exponent"] = codebook_exponent(vq["codebook"], vq_mse)
         state = _new_state(layout, coded, depth, unique_keys, bbox, cfg,
                            num_input=int(xyz.shape[0]), **vq)
+        state.up = camera_up(cameras)
     return state, coded
 
 

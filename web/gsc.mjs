@@ -180,9 +180,9 @@ function laplaceProbabilities(mCode, lo, hi) {
   byMagnitude[0] = 1 - m;
   const factor = (0.5 * (1 - m * m)) / m;
   const m2 = m * m;
-  let power = 1;
+  let power = 1; // (m²)^k as a running product, as numpy's cumprod computes it
   for (let k = 1; k <= top; k++) {
-    power = k === 1 ? m2 : power * m2;
+    power *= m2;
     byMagnitude[k] = factor * power;
   }
   const table = new Float64Array(hi - lo + 1);

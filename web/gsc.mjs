@@ -419,6 +419,14 @@ const POPCOUNT = (() => {
   for (let i = 1; i < 256; i++) table[i] = (i & 1) + table[i >> 1];
   return table;
 })();
+/** SET_BITS[8·byte + j]: the j-th set bit of byte (ascending), j < POPCOUNT[byte]. */
+const SET_BITS = (() => {
+  const table = new Uint8Array(256 * 8);
+  for (let byte = 0; byte < 256; byte++) {
+    for (let k = 0, j = 0; k < 8; k++) if (byte & (1 << k)) table[8 * byte + j++] = k;
+  }
+  return table;
+})();
 
 /**
  * Octree occupancy → the leaves in ascending Morton order as voxel coordinates, plus every
@@ -476,13 +484,11 @@ function decodeOctree(data, maxPoints) {
         const px = 2 * x[i];
         const py = 2 * y[i];
         const pz = 2 * z[i];
-        for (let k = 0; k < 8; k++) {
-          if (byte & (1 << k)) {
-            cx[c] = px + ((k >> 2) & 1);
-            cy[c] = py + ((k >> 1) & 1);
-            cz[c] = pz + (k & 1);
-            c++;
-          }
+        for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
+          const k = SET_BITS[b];
+          cx[c] = px + (k >> 2);
+          cy[c] = py + ((k >> 1) & 1);
+          cz[c] = pz + (k & 1);
         }
       }
       occupancy.push(bytes);
@@ -566,6 +572,12 @@ function buildRaht(occupancy, n) {
     let child = 0;
     for (let p = 0; p < parents; p++) {
       const byte = bytes[p];
+      if (POPCOUNT[byte] === 1) { // a single child: nothing to merge
+        parentSlot[p] = slot[child];
+        parentWeight[p] = weight[child];
+        child++;
+        continue;
+      }
       for (let k = 0; k < 8; k++) {
         if (byte & (1 << k)) {
           groupSlot[k] = slot[child];
@@ -877,15 +889,16 @@ export function decodeGsc(bytes, options = {}) {
     quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
   }
   const coefficients = (degree + 1) ** 2 - 1;
-  const fRest = new Float32Array(n * restWidth);
-  if (k) {
-    for (let i = 0; i < n; i++) {
-      const row = vqIndices[i] * restWidth;
-      const target = i * restWidth;
-      for (let ch = 0; ch < 3; ch++) {
-        for (let j = 0; j < coefficients; j++) fRest[target + ch * coefficients + j] = codebook[row + 3 * j + ch];
-      }
+  // codebook rows reordered once into the PLY's channel-major order, then copied per Gaussian
+  const rows = new Float32Array(codebook.length);
+  for (let row = 0; row < codebook.length; row += restWidth) {
+    for (let ch = 0; ch < 3; ch++) {
+      for (let j = 0; j < coefficients; j++) rows[row + ch * coefficients + j] = codebook[row + 3 * j + ch];
     }
+  }
+  const fRest = new Float32Array(n * restWidth);
+  for (let i = 0; i < vqIndices.length; i++) {
+    fRest.set(rows.subarray(vqIndices[i] * restWidth, (vqIndices[i] + 1) * restWidth), i * restWidth);
   }
   progress(1);
   return { formatVersion: version, count: n, shDegree, quality, positions, quaternions, logScales,

@@ -23,10 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from compression.euler import euler_to_quat, quat_to_euler
+from compression.euler import euler_to_quat, euler_to_quat_exact, quat_to_euler
 from compression.octree import decode_positions, keys_to_codes
 from compression.raht import RahtPlan
 from utils.sh_utils import sh_degree_of
@@ -63,6 +64,8 @@ class AttributeGroup:
         width: number of columns at SH degree d.
         to_columns: raw parameter [N, ...] → [N, width] columns.
         from_columns: ([N, width] columns, d) → raw parameter [N, ...].
+        exact_from_columns: the same, reproducible bit for bit on every machine, for codecs
+            that decode exactly (None: ``from_columns`` already is).
     """
 
     name: str
@@ -70,13 +73,18 @@ class AttributeGroup:
     width: Callable[[int], int]
     to_columns: Callable[[Tensor], Tensor]
     from_columns: Callable[[Tensor, int], Tensor]
+    exact_from_columns: Optional[Callable[[Tensor, int], Tensor]] = None
+
+    def inverse(self, exact: bool) -> Callable[[Tensor, int], Tensor]:
+        """``from_columns``, or its reproducible form when ``exact`` asks for it."""
+        return self.exact_from_columns if exact and self.exact_from_columns else self.from_columns
 
 
 GROUPS: Mapping[str, AttributeGroup] = MappingProxyType({group.name: group for group in (
     AttributeGroup("opacity", "opacity", lambda d: 1, lambda p: p.reshape(p.shape[0], 1),
                    lambda cols, d: cols),
     AttributeGroup("euler", "rotation", lambda d: 3, quat_to_euler,
-                   lambda cols, d: euler_to_quat(cols)),
+                   lambda cols, d: euler_to_quat(cols), lambda cols, d: euler_to_quat_exact(cols)),
     AttributeGroup("f_dc", "f_dc", lambda d: 3, lambda p: p.reshape(p.shape[0], 3),
                    lambda cols, d: cols.reshape(cols.shape[0], 1, 3)),
     AttributeGroup("f_rest", "f_rest", rest_columns, lambda p: p.reshape(p.shape[0], -1),
@@ -155,15 +163,16 @@ class Layout:
         return torch.cat([GROUPS[name].to_columns(params[GROUPS[name].param])
                           for name in groups], dim=1)
 
-    def params_from_columns(self, groups: tuple[str, ...], matrix: Tensor,
-                            sh_degree: int) -> dict[str, Tensor]:
-        """Inverse of :meth:`columns`: [N, width] → raw parameters by name.
+    def params_from_columns(self, groups: tuple[str, ...], matrix: Tensor, sh_degree: int, *,
+                            exact: bool = False) -> dict[str, Tensor]:
+        """Inverse of :meth:`columns`: [N, width] → raw parameters by name (``exact``: each
+        group's reproducible inverse, :meth:`AttributeGroup.inverse`).
 
         One ``split`` (not one slice per group), so that the backward is one concatenation
         instead of a zero-filled full-width gradient per group.
         """
         widths = [GROUPS[name].width(sh_degree) for name in groups]
-        return {GROUPS[name].param: GROUPS[name].from_columns(cols, sh_degree)
+        return {GROUPS[name].param: GROUPS[name].inverse(exact)(cols, sh_degree)
                 for name, cols in zip(groups, torch.split(matrix, widths, dim=1))}
 
 
@@ -210,6 +219,8 @@ class CodecState(nn.Module):
             2^(e/4) (fixed at prepare), else None.
         num_input: Gaussians of the model before pruning and merging (bits per input Gaussian).
         quality: the ``--quality`` level (0 for layouts without the knob).
+        up: [3] float32 unit up vector of the scene from the training cameras
+            (``compact_format.camera_up``), or None; the compact container stores it.
     Buffers: ``keys`` [N] int64 ascending voxel keys, ``bbox`` [6] float64, ``means`` [N, 3]
     voxel centres (float32), ``vq_indices`` [N] int64 (layouts with VQ).
 
@@ -232,6 +243,7 @@ class CodecState(nn.Module):
         self.direct_quantizer: Optional[nn.Module] = None
         self.codebook = None if codebook is None else nn.Parameter(codebook.detach().clone())
         self.codebook_exponent = codebook_exponent
+        self.up: Optional[np.ndarray] = None
         self.register_buffer("keys", keys)
         self.register_buffer("bbox", bbox.to(torch.float64))
         self.register_buffer("means", decode_positions(keys_to_codes(keys, depth), bbox, depth)

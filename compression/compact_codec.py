@@ -4,7 +4,8 @@ entropy-coded file ``bitstream.gsc`` (``compact_format.py``, docs/COMPACT_FORMAT
 
 Decoding is exact: a decoded model renders bit for bit what :meth:`CompactCodec.simulate`
 gives in evaluation mode (the simulation activates contiguous copies and unit quaternions, as
-the decoded model does).
+the decoded model does), and reproducible on every machine (Euler → quaternion and the inverse
+RAHT in their reproducible forms, without fused multiply-adds; docs/COMPACT_FORMAT.md §4, §7).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from compression import pipeline
 from compression.codec import GROUPS, CodecSettings, CodecState, Layout
-from compression.compact_format import (COMPACT, CompactBitstream, is_compact_file,
+from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
                                         read_compact, write_compact)
 from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, numpy
@@ -57,7 +58,7 @@ class CompactCodec:
                 backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
         :func:`auto_codebook_size` when unset, and its grid step from the k-means error;
-        steps from ``base_step``).
+        steps from ``base_step``; the scene's up vector from the cameras).
 
         Returns:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
@@ -80,6 +81,7 @@ class CompactCodec:
                                        num_input=geometry.num_input,
                                        quality=settings.quality or 0, **vq)
             self._init_level_quantizer(state, geometry.params, settings.base_step)
+        state.up = camera_up(cameras)
         return state, geometry.params
 
     @staticmethod
@@ -106,7 +108,8 @@ class CompactCodec:
         codebook = None if state.codebook is None else fake_quantize(
             state.codebook, _codebook_step(state).to(state.codebook.dtype))
         raw = {name: value.contiguous()
-               for name, value in pipeline.reconstruct(state, params, codebook).items()}
+               for name, value in pipeline.reconstruct(state, params, codebook,
+                                                        exact=True).items()}
         raw["rotation"] = nn.functional.normalize(raw["rotation"], dim=-1)
         return pipeline.activated(raw, state.means)
 
@@ -136,7 +139,7 @@ class CompactCodec:
             exponents=numpy(state.quantizer.exponents),
             codes=numpy(state.quantizer.quantize(coeffs)),
             vq_indices=vq_indices, codebook_codes=codebook, codebook_exponent=exponent,
-            plan=state.plan)
+            plan=state.plan, up=state.up)
 
     def decode(self, bitstream: CompactBitstream, device: torch.device | str | None = None
                ) -> dict[str, Tensor]:
@@ -148,13 +151,13 @@ class CompactCodec:
         ac = LevelQuantizer.dequantize(torch.from_numpy(bitstream.codes).to(device),
                                        slot_steps.to(device))
         dc = torch.from_numpy(bitstream.dc).to(device)
-        rows = bitstream.plan.inverse(torch.cat([dc[None], ac]))
-        raw = layout.params_from_columns(layout.raht, rows, d)
+        rows = bitstream.plan.inverse(torch.cat([dc[None], ac]), exact=True)
+        raw = layout.params_from_columns(layout.raht, rows, d, exact=True)
         n = bitstream.num_gaussians
         rest = (torch.from_numpy(bitstream.codebook).to(device)[
             torch.from_numpy(bitstream.vq_indices).to(device)] if bitstream.codebook_size
             else torch.zeros((n, 0), device=device))
-        raw.update(layout.params_from_columns(layout.vq, rest, d))
+        raw.update(layout.params_from_columns(layout.vq, rest, d, exact=True))
         voxels = torch.from_numpy(bitstream.voxels).to(device)
         means = decode_positions(voxels, torch.from_numpy(bitstream.bbox), bitstream.depth)
         return {"xyz": means.to(torch.float32), **{k: v.contiguous() for k, v in raw.items()}}

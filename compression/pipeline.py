@@ -62,23 +62,26 @@ def activated(raw: Mapping[str, Tensor], means: Tensor) -> dict[str, Tensor]:
             "shs": torch.cat([raw["f_dc"], raw["f_rest"]], dim=1)}
 
 
-def reconstruct(state: CodecState, params: Mapping[str, Tensor],
-                codebook: Optional[Tensor]) -> dict[str, Tensor]:
+def reconstruct(state: CodecState, params: Mapping[str, Tensor], codebook: Optional[Tensor],
+                *, exact: bool = False) -> dict[str, Tensor]:
     """Raw parameters as the decoder would rebuild them, differentiably: the RAHT columns
     through the state's quantizer (``forward_coeffs``: training mode grows vanilla ranges),
     direct columns through the direct quantizer, VQ columns as rows of ``codebook`` (the
-    codebook as the decoder reads it; None: the layout's VQ groups have no columns)."""
+    codebook as the decoder reads it; None: the layout's VQ groups have no columns).
+    ``exact``: the inverse RAHT and the columns' inverses in their reproducible forms (the
+    decoder of an exactly decoding codec does the same)."""
     check_params(state, params)
     layout, d = state.layout, state.sh_degree
-    rows = state.plan.inverse(state.quantizer.forward_coeffs(coefficients(state, params)))
-    raw = layout.params_from_columns(layout.raht, rows, d)
+    rows = state.plan.inverse(state.quantizer.forward_coeffs(coefficients(state, params)),
+                              exact=exact)
+    raw = layout.params_from_columns(layout.raht, rows, d, exact=exact)
     if layout.direct:
         direct = state.direct_quantizer(layout.columns(layout.direct, params))
-        raw.update(layout.params_from_columns(layout.direct, direct, d))
+        raw.update(layout.params_from_columns(layout.direct, direct, d, exact=exact))
     if layout.vq:
         columns = (params["f_rest"].new_zeros((state.num_gaussians, 0)) if codebook is None
                    else codebook[state.vq_indices])
-        raw.update(layout.params_from_columns(layout.vq, columns, d))
+        raw.update(layout.params_from_columns(layout.vq, columns, d, exact=exact))
     return raw
 
 

@@ -32,14 +32,13 @@ from compression.step_quantization import CODEBOOK_NOISE_SHARE
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
 from tests._codec import decode, prepare, simulate
+from tests._compact_fuzz import FUZZ_CASES, mutations
 from training.compress import compress_model, load_given_model, resolve_compression
 from utils.eval_utils import evaluate_views
 from utils.output_paths import iteration_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PLY_NAME = "small_3dgs_sh3.ply"
-HEADER_BYTES = 4 + 4 + 8 + 1  # magic, version / SH degree / depth / quality, N, K, exponent
-FUZZ_CASES = 240
 FUZZ_SECONDS_PER_CASE = 5
 FUZZ_PEAK_BYTES = 256 << 20
 
@@ -255,28 +254,6 @@ class _Timeout(Exception):
     pass
 
 
-def _mutations(data: bytes, other: bytes, rng: np.random.Generator) -> list[tuple[str, bytes]]:
-    """Seeded random damage of a real file: truncation, bit flips, a chunk spliced in from
-    another real file, padding; each also with its CRC recomputed, so that the parser's own
-    checks (not only the CRC) meet the damage."""
-    cases = []
-    for _ in range(FUZZ_CASES // 8):
-        cut = int(rng.integers(0, len(data)))
-        flipped = bytearray(data)
-        for position in rng.integers(0, len(data), int(rng.integers(1, 9))):
-            flipped[position] ^= 1 << int(rng.integers(0, 8))
-        start, length = int(rng.integers(0, len(data))), int(rng.integers(1, 64))
-        source = int(rng.integers(0, len(other) - length))
-        spliced = data[:start] + other[source:source + length] + data[start + length:]
-        padded = data + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
-        for name, damaged in (("truncated", data[:cut]), ("flipped", bytes(flipped)),
-                              ("spliced", spliced), ("padded", padded)):
-            cases.append((name, damaged))
-            body = damaged[:-4] if len(damaged) > HEADER_BYTES + 4 else damaged
-            cases.append((f"{name}+crc", body + struct.pack("<I", zlib.crc32(body))))
-    return cases
-
-
 def test_fuzzed_files_are_refused_or_decode_to_finite_models(real_params: dict,
                                                              compact_file: dict,
                                                              tmp_path: Path) -> None:
@@ -290,8 +267,8 @@ def test_fuzzed_files_are_refused_or_decode_to_finite_models(real_params: dict,
     previous = signal.signal(signal.SIGALRM, on_alarm)
     tracemalloc.start()
     try:
-        for name, damaged in _mutations(data, other_path.read_bytes(),
-                                        np.random.default_rng(2024)):
+        for name, damaged in mutations(data, other_path.read_bytes(),
+                                       np.random.default_rng(2024)):
             path.write_bytes(damaged)
             tracemalloc.reset_peak()
             signal.alarm(FUZZ_SECONDS_PER_CASE)

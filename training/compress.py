@@ -133,7 +133,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
                            "training views")
     white = bool(scene.args.white_background) if scene is not None else False
     background = torch.full((3,), float(white), device=device)
-    lpips_net = lpips_from_environment(device) if eval_views else None
+    lpips_net = lpips_from_environment(device, quiet) if eval_views else None
     reports: list[dict[str, Any]] = []
     finetune_start, saving_seconds = time.perf_counter(), 0.0  # finetune = elapsed - saving
 

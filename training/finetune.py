@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -26,7 +25,7 @@ from gaussian_renderer import ft_render
 from training.trainer import ViewSampler, photometric_loss
 from utils.eval_utils import evaluate_views
 from utils.loss_utils import ssim
-from utils.lpips import LPIPS, load_lpips
+from utils.lpips import LPIPS, lpips_for_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +37,6 @@ FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "codebook":
 LSQ_STEP_LR = 1e-3
 #: weight of (1 - SSIM) in the finetune loss
 LAMBDA_DSSIM = 0.2
-#: environment variable naming the LPIPS weights file (same as metrics.py)
-LPIPS_ENV = "LPIPS_WEIGHTS"
 
 
 def default_test_iterations(iterations: int) -> list[int]:
@@ -104,10 +101,11 @@ class EvalResult:
     lpips: Optional[float]
 
 
-def lpips_from_environment(device: torch.device) -> Optional[LPIPS]:
-    """The LPIPS network when ``$LPIPS_WEIGHTS`` names a weights file, else None."""
-    weights = os.environ.get(LPIPS_ENV)
-    return load_lpips(weights, device) if weights else None
+def lpips_from_environment(device: torch.device, quiet: bool = False) -> Optional[LPIPS]:
+    """The LPIPS network of the codec's evaluations, as metrics.py finds it without
+    ``--lpips_weights`` (``$LPIPS_WEIGHTS``, else the standard VGG16 weights; None, said in
+    one line, when neither is there)."""
+    return lpips_for_evaluation(None, device, progress=not quiet)
 
 
 @torch.no_grad()

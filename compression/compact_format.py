@@ -1,4 +1,5 @@
-"""The compact container (``--layout compact``): one file, ``bitstream.gsc``, and its strict reader.
+"""The compact container (``--layout compact``): one file, ``bitstream.gsc``, and its strict reader
+(the format of ``compact_codec.CompactCodec``).
 
 Byte layout (all integers little-endian; docs/COMPACT_FORMAT.md is the full specification)::
 
@@ -35,16 +36,17 @@ import numpy as np
 import torch
 
 from compression.entropy import EntropyError, StreamReader, StreamWriter
-from compression.layouts import COMPACT, LAYOUTS, Layout
+from compression.codec import Container, Layout
 from compression.octree import MAX_DEPTH
 from compression.octree_coding import decode_octree, encode_octree
 from compression.raht import RahtPlan, build_raht
 from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE, LevelQuantizer, step_values
+from utils.output_paths import COMPACT_FILE
 from utils.system_utils import atomic_path
 
-__all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", "MAX_GAUSSIANS",
-           "READ_VERSIONS", "SEGMENT_SHARE", "CompactBitstream", "CompactFormatError",
-           "camera_up", "compact_layout", "is_compact_file", "parse_compact", "read_compact",
+__all__ = ["COMPACT", "COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES",
+           "MAX_GAUSSIANS", "READ_VERSIONS", "SEGMENT_SHARE", "CompactBitstream",
+           "CompactFormatError", "camera_up", "is_compact_file", "parse_compact", "read_compact",
            "segment_sizes", "write_compact"]
 
 COMPACT_MAGIC = b"GSCF"
@@ -66,6 +68,8 @@ _STREAMS = ("geometry", "attribute")
 _CRC_BYTES = 4
 #: a column's AC segments hold at least N / SEGMENT_SHARE codes each (:func:`segment_sizes`)
 SEGMENT_SHARE = 4
+#: the container: one file
+COMPACT = Container(COMPACT_FILE, None)
 
 
 class CompactFormatError(ValueError):
@@ -90,16 +94,12 @@ def camera_up(cameras: Optional[Sequence]) -> Optional[np.ndarray]:
     return (mean / norm).astype(np.float32)
 
 
-def compact_layout() -> Layout:
-    """The layout record whose container is the compact one."""
-    return next(layout for layout in LAYOUTS.values() if layout.container is COMPACT)
-
-
 @dataclass
 class CompactBitstream:
     """Everything a ``bitstream.gsc`` holds, decoded (N Gaussians, C columns, L RAHT levels).
 
     Attributes:
+        layout: the layout record (not stored: the compact codec serves one layout).
         sh_degree: d (0..3).
         depth: D, octree bits per axis.
         quality: the ``--quality`` level it was written at (0: settings given explicitly).
@@ -116,6 +116,7 @@ class CompactBitstream:
             (written as zeros; a version-2 file has none).
     """
 
+    layout: Layout
     sh_degree: int
     depth: int
     quality: int
@@ -129,16 +130,6 @@ class CompactBitstream:
     codebook_exponent: int
     plan: RahtPlan
     up: Optional[np.ndarray] = None
-
-    @property
-    def layout(self) -> str:
-        """The layout's name."""
-        return compact_layout().name
-
-    @property
-    def layout_record(self) -> Layout:
-        """The compact :class:`layouts.Layout`."""
-        return compact_layout()
 
     @property
     def num_gaussians(self) -> int:
@@ -163,7 +154,7 @@ class CompactBitstream:
             ValueError: inconsistent content (shapes, ranges), or a model the reader would
                 refuse (more Gaussians than :data:`MAX_GAUSSIANS`, below one bit each).
         """
-        layout = self.layout_record
+        layout = self.layout
         n, k = self.num_gaussians, self.codebook_size
         columns = layout.width(layout.raht, self.sh_degree)
         rest = layout.width(layout.vq, self.sh_degree)
@@ -260,8 +251,8 @@ def write_compact(bitstream: CompactBitstream, out_dir: str | os.PathLike) -> Pa
     return path
 
 
-def read_compact(path: str | os.PathLike) -> CompactBitstream:
-    """Read and fully validate a ``bitstream.gsc``.
+def read_compact(path: str | os.PathLike, layout: Layout) -> CompactBitstream:
+    """Read and fully validate a ``bitstream.gsc`` of ``layout``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -274,13 +265,13 @@ def read_compact(path: str | os.PathLike) -> CompactBitstream:
     if size > MAX_FILE_BYTES:
         raise CompactFormatError(f"{path}: {size} bytes, above the {MAX_FILE_BYTES}-byte limit")
     try:
-        return parse_compact(path.read_bytes())
+        return parse_compact(path.read_bytes(), layout)
     except (CompactFormatError, EntropyError) as exc:
         raise CompactFormatError(f"{path}: {exc}") from None
 
 
-def parse_compact(data: bytes) -> CompactBitstream:
-    """The content of a compact file's bytes.
+def parse_compact(data: bytes, layout: Layout) -> CompactBitstream:
+    """The content of a compact file's bytes (a stream of ``layout``).
 
     Raises:
         CompactFormatError, EntropyError: damaged, truncated or inconsistent data.
@@ -297,7 +288,6 @@ def parse_compact(data: bytes) -> CompactBitstream:
     (stored_crc,) = _LENGTH.unpack_from(data, len(data) - _CRC_BYTES)
     if zlib.crc32(data[:-_CRC_BYTES]) != stored_crc:
         raise CompactFormatError("CRC mismatch (the file is damaged or truncated)")
-    layout = compact_layout()
     columns = layout.width(layout.raht, min(sh_degree, 3))
     rest = layout.width(layout.vq, min(sh_degree, 3))
     problems = [
@@ -370,8 +360,8 @@ def parse_compact(data: bytes) -> CompactBitstream:
     reader.close()
     if int(np.abs(codebook_codes).max(initial=0)) > MAX_CODE:
         raise CompactFormatError(f"a codebook code beyond ±{MAX_CODE}")
-    return CompactBitstream(sh_degree=sh_degree, depth=depth, quality=quality, bbox=bbox,
-                            voxels=voxels, dc=dc, exponents=exponents, codes=codes,
+    return CompactBitstream(layout=layout, sh_degree=sh_degree, depth=depth, quality=quality,
+                            bbox=bbox, voxels=voxels, dc=dc, exponents=exponents, codes=codes,
                             vq_indices=vq_indices, codebook_codes=codebook_codes,
                             codebook_exponent=cb_exponent, plan=plan, up=up)
 

@@ -21,14 +21,16 @@ import pytest
 import torch
 
 from arguments import ModelParams
+from compression.bitstream import save
 from compression.compact_format import (CompactFormatError, camera_up, parse_compact,
                                         read_compact)
 from compression.entropy import EntropyError, Model, encode_symbols
-from compression.pipeline import decode, prepare, save
+from compression.layouts import LAYOUTS
 from compression.settings import CompressionParams
 from scene import Scene
 from scene.gaussian_model import GaussianModel
 from scene.ply import read_ply, write_ply
+from tests._codec import decode, prepare
 from tests._compact_fuzz import mutations
 from training.compress import load_given_model
 
@@ -208,12 +210,12 @@ def test_format_3_carries_the_cameras_up_and_format_2_stays_readable(
     """The bundled Blender scene is z-up: its cameras' mean up vector is stored and both
     readers return it; without cameras it is unknown (null); the same content as a format-2
     file decodes to the same model in both readers."""
-    lego = read_compact(bitstreams["lego"])
+    lego = read_compact(bitstreams["lego"], LAYOUTS["compact"])
     assert lego.up is not None and lego.up[2] > 0.9 and abs(np.linalg.norm(lego.up) - 1) < 1e-6
-    assert read_compact(bitstreams["d3_q5"]).up is None
+    assert read_compact(bitstreams["d3_q5"], LAYOUTS["compact"]).up is None
     version_2 = tmp_path / "lego_v2.gsc"
     version_2.write_bytes(_as_version_2(bitstreams["lego"].read_bytes()))
-    old = parse_compact(version_2.read_bytes())
+    old = parse_compact(version_2.read_bytes(), LAYOUTS["compact"])
     assert old.up is None
     for name, value in decode(old).items():
         assert torch.equal(value, decode(lego)[name]), name
@@ -250,7 +252,7 @@ def test_fuzzed_files_are_refused_as_in_python(bitstreams: dict[str, Path],
         path.write_bytes(damaged)
         files.append(path)
         try:
-            python.append(decode(parse_compact(damaged)))
+            python.append(decode(parse_compact(damaged, LAYOUTS["compact"])))
         except (CompactFormatError, EntropyError):
             python.append(None)
     out = tmp_path / "arrays"

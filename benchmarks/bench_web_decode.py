@@ -36,9 +36,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_encode import synthetic_params  # noqa: E402
-from compression.compact_format import read_compact  # noqa: E402
-from compression.pipeline import decode, prepare, save  # noqa: E402
-from compression.settings import CompressionParams  # noqa: E402
+from compression.bitstream import decode_file, read_bitstream, save  # noqa: E402
+from compression.settings import CompressionParams, codec_settings, resolve_settings  # noqa: E402
 
 NODE_DECODE = """
 import { readFileSync } from 'node:fs';
@@ -61,8 +60,10 @@ process.stdout.write(JSON.stringify({ times, cpu }));
 def compact_file(num_gaussians: int, quality: int, folder: Path) -> Path:
     """A compact bitstream of ``num_gaussians`` synthetic Gaussians (no cameras)."""
     params = synthetic_params(num_gaussians, 3, torch.Generator().manual_seed(0))
-    state, coded = prepare(params, None, CompressionParams(layout="compact", quality=quality),
-                           torch.Generator().manual_seed(0))
+    settings = codec_settings(resolve_settings(CompressionParams(layout="compact",
+                                                                 quality=quality)))
+    state, coded = settings.layout.codec.prepare(params, None, settings,
+                                                 torch.Generator().manual_seed(0))
     state.eval()
     return Path(save(state, coded, folder, measure_decode=False)["path"])
 
@@ -76,11 +77,11 @@ def node_decode_seconds(path: Path, repeat: int) -> dict[str, float]:
 
 
 def python_decode_seconds(path: Path, repeat: int) -> dict[str, float]:
-    """Best wall and CPU time of read_compact + decode (what render.py runs for a .gsc)."""
+    """Best wall and CPU time of reading + decoding (what render.py runs for a .gsc)."""
     wall, cpu = [], []
     for _ in range(repeat):
         start, cpu_start = time.perf_counter(), time.process_time()
-        decode(read_compact(path))
+        decode_file(path)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
     return {"wall": min(wall), "cpu": min(cpu)}
@@ -115,7 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path = args.gsc or compact_file(args.num_gaussians, args.quality, folder / "compact")
-        count = read_compact(path).num_gaussians
+        count = read_bitstream(path).num_gaussians
         decode_seconds = measure({"node": node_decode_seconds, "python": python_decode_seconds},
                                  path, args.repeat)
         gsc2ply = command_seconds(["node", "web/gsc2ply.mjs", str(path), str(folder / "js.ply")])

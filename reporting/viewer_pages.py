@@ -12,7 +12,7 @@ from pathlib import Path
 
 from compression.bitstream import read_bitstream
 from compression.pipeline import decode
-from reporting.html_report import ReportData
+from reporting.collect import ReportData
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
 from utils.output_paths import viewer_page_path

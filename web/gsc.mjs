@@ -1,0 +1,853 @@
+// Decoder of the compact bitstream `bitstream.gsc` (format versions 2 and 3), written from
+// docs/COMPACT_FORMAT.md. Plain ES module without dependencies: runs unchanged in Node.js >= 18
+// and in browsers. `decodeGsc(bytes)` returns the decoded 3DGS model as typed arrays in the
+// order and units of the Python decoder (`render.py --export_ply` writes the same values);
+// every damaged or inconsistent input is refused with one `GscFormatError` naming the problem,
+// and every count is checked against the file size before anything is allocated from it.
+
+/**
+ * @typedef {object} GscScene
+ * @property {number} formatVersion 2 or 3.
+ * @property {number} count N, the number of Gaussians.
+ * @property {number} shDegree d, 0..3.
+ * @property {number} quality the --quality level the file was written at (0: none).
+ * @property {Float32Array} positions [3N] x, y, z (voxel centres).
+ * @property {Float32Array} quaternions [4N] w, x, y, z (the PLY's rot_0..3; unit up to float32).
+ * @property {Float32Array} logScales [3N] the PLY's scale_0..2.
+ * @property {Float32Array} opacityLogits [N] the PLY's opacity.
+ * @property {Float32Array} fDc [3N] the PLY's f_dc_0..2.
+ * @property {Float32Array} fRest [N * 3 * ((d+1)^2 - 1)] the PLY's f_rest_* per Gaussian,
+ *   channel-major (f_rest_{ch*((d+1)^2-1) + j-1} is SH coefficient j of channel ch).
+ * @property {[number, number, number] | null} up the scene's up direction (format 3, from
+ *   the training cameras), or null when unknown.
+ */
+
+/**
+ * @typedef {object} DecodeOptions
+ * @property {(fraction: number) => void} [onProgress] called with 0..1 as decoding advances.
+ */
+
+/** A bitstream that is corrupt, truncated or inconsistent; the message names the problem. */
+export class GscFormatError extends Error {
+  /** @param {string} message */
+  constructor(message) {
+    super(message);
+    this.name = 'GscFormatError';
+  }
+}
+
+export const FORMAT_VERSIONS = Object.freeze([2, 3]);
+const MAGIC = [0x47, 0x53, 0x43, 0x46]; // "GSCF"
+const MAX_GAUSSIANS = 2 ** 26;
+const MAX_CODEBOOK = 2 ** 16;
+const MAX_FILE_BYTES = 2 ** 32;
+const MAX_DEPTH = 21;
+const EXPONENT_LIMIT = 96;
+const MAX_CODE = 2 ** 24 - 1;
+const COLUMNS = 10;
+const SEGMENT_SHARE = 4;
+const FIXED_HEADER = 17 + 48; // magic .. codebook exponent, bounding box
+const UP_BYTES = 12;
+const CRC_BYTES = 4;
+// entropy streams (§2)
+const MAX_ALPHABET = 2 ** 20;
+const SYMBOL_LIMIT = 2 ** 30;
+const MAX_LEVEL = 125;
+const LEVEL_DELTA_M_CODE = 49152;
+const M_SCALE = 65536;
+const PRECISION_TOTAL = 2 ** 24; // constriction's DefaultContiguousCategoricalEntropyModel
+const TWO32 = 4294967296;
+const TWO48 = 281474976710656;
+// 2^(j/4), j = 0..3, exact float64 values (§2)
+const QUARTER_POWERS = [1, 0x1306fe0a31b715 / 2 ** 52, 0x16a09e667f3bcd / 2 ** 52,
+  0x1ae89f995ad3ad / 2 ** 52];
+
+/** Exact 2^n (n integer, |n| <= 1000) by repeated doubling or halving. */
+function pow2(n) {
+  let value = 1;
+  for (let i = 0; i < n; i++) value *= 2;
+  for (let i = 0; i > n; i--) value /= 2;
+  return value;
+}
+
+/** 2^(e/4) as the exact float64 of §2 (a power of two times one of four constants). */
+function quarterPower(e) {
+  const octave = Math.floor(e / 4);
+  return QUARTER_POWERS[e - 4 * octave] * pow2(octave);
+}
+
+// ------------------------------------------------------------------------------ CRC-32
+
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/**
+ * CRC-32 (zlib / IEEE 802.3) of bytes[start, end).
+ * @param {Uint8Array} bytes @param {number} start @param {number} end
+ */
+export function crc32(bytes, start = 0, end = bytes.length) {
+  let crc = -1;
+  for (let i = start; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
+// ------------------------------------------------------------------------------ side bytes
+
+/** Sequential bounds-checked reader of side bytes (varints, little-endian integers). */
+class ByteReader {
+  /** @param {Uint8Array} bytes */
+  constructor(bytes) {
+    this.bytes = bytes;
+    this.position = 0;
+  }
+
+  /** One unsigned LEB128 varint, refused above `limit` (and when non-canonical). */
+  varint(limit) {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      if (this.position >= this.bytes.length) throw new GscFormatError('truncated side information');
+      const byte = this.bytes[this.position++];
+      if (byte & 0x7f) value += (byte & 0x7f) * scale;
+      if (value > limit) throw new GscFormatError(`side value ${value} above its limit ${limit}`);
+      if (!(byte & 0x80)) {
+        if (byte === 0 && scale > 1) throw new GscFormatError('non-canonical varint in side information');
+        return value;
+      }
+      scale *= 128;
+    }
+  }
+
+  /** One little-endian unsigned integer of `size` bytes (size <= 4). */
+  uint(size) {
+    if (this.position + size > this.bytes.length) throw new GscFormatError('truncated side information');
+    let value = 0;
+    for (let i = size - 1; i >= 0; i--) value = value * 256 + this.bytes[this.position + i];
+    this.position += size;
+    return value;
+  }
+
+  get exhausted() {
+    return this.position === this.bytes.length;
+  }
+}
+
+function unzigzag(value) {
+  return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+}
+
+// ------------------------------------------------------------------------------ models
+
+/**
+ * The integer CDF constriction's `Categorical(probabilities, perfect=False)` builds
+ * (ContiguousCategoricalEntropyModel<u32, _, 24>::from_floating_point_probabilities_fast):
+ * free = 2^24 - n; norm = left-to-right float64 sum; scale = free / norm;
+ * cdf[i] = trunc(float64(cum_i * scale)) + i with cum_i the left-to-right float64 sum of the
+ * first i probabilities; cdf[n] = 2^24. Every symbol gets a nonzero frequency.
+ * @param {Float64Array} probabilities
+ * @returns {Uint32Array}
+ */
+export function quantizedCdf(probabilities) {
+  const n = probabilities.length;
+  let norm = 0;
+  for (let i = 0; i < n; i++) norm += probabilities[i];
+  if (!(norm >= 2.2250738585072014e-308 && norm < Infinity)) {
+    throw new GscFormatError('probability table that cannot be normalized');
+  }
+  const scale = (PRECISION_TOTAL - n) / norm;
+  const cdf = new Uint32Array(n + 1);
+  let cumulative = 0;
+  for (let i = 0; i < n; i++) {
+    cdf[i] = Math.min(Math.trunc(cumulative * scale), 0xffffffff) + i;
+    cumulative += probabilities[i];
+  }
+  cdf[n] = PRECISION_TOTAL;
+  return cdf;
+}
+
+/** LAPLACE table over [lo, hi] (§2): P(0) = 1 - m, P(k) = (0.5(1 - m²)/m)·(m²)^|k|. */
+function laplaceProbabilities(mCode, lo, hi) {
+  const m = mCode / M_SCALE;
+  const top = Math.max(Math.abs(lo), Math.abs(hi));
+  const byMagnitude = new Float64Array(top + 1);
+  byMagnitude[0] = 1 - m;
+  const factor = (0.5 * (1 - m * m)) / m;
+  const m2 = m * m;
+  let power = 1;
+  for (let k = 1; k <= top; k++) {
+    power = k === 1 ? m2 : power * m2;
+    byMagnitude[k] = factor * power;
+  }
+  const table = new Float64Array(hi - lo + 1);
+  for (let s = lo; s <= hi; s++) table[s - lo] = byMagnitude[Math.abs(s)];
+  return table;
+}
+
+const LEVEL_DELTA_CDF = quantizedCdf(laplaceProbabilities(LEVEL_DELTA_M_CODE, -MAX_LEVEL, MAX_LEVEL));
+const LEVEL_POWERS = (() => {
+  const powers = new Float64Array(MAX_LEVEL + 1);
+  for (let q = 1; q <= MAX_LEVEL; q++) powers[q] = quarterPower(q - 1);
+  return powers;
+})();
+
+// ------------------------------------------------------------------------------ range decoder
+
+/**
+ * constriction's queue RangeDecoder<u32, u64> (DefaultRangeDecoder), 24-bit models. The
+ * 64-bit state is held as `range` = rh·2^32 + rl and `diff` = point − lower (mod 2^64) =
+ * dh·2^32 + dl, every part an exact integer in a float64 (no BigInt on the hot path).
+ */
+class RangeDecoder {
+  /** @param {Uint32Array} words */
+  constructor(words) {
+    this.words = words;
+    this.pos = Math.min(2, words.length);
+    this.dh = words.length > 0 ? words[0] : 0;
+    this.dl = words.length > 1 ? words[1] : 0;
+    this.rh = TWO32 - 1;
+    this.rl = TWO32 - 1;
+  }
+
+  /**
+   * Decode `count` symbols with one model into out[offset..], adding `base` to each.
+   * @param {Uint32Array} cdf @param {number} count @param {Int32Array} out
+   * @param {number} offset @param {number} base
+   */
+  decodeInto(cdf, count, out, offset, base) {
+    const words = this.words;
+    const nWords = words.length;
+    const n = cdf.length - 1;
+    let { rh, rl, dh, dl, pos } = this;
+    for (let i = 0; i < count; i++) {
+      const scale = rh * 256 + (rl >>> 24); // range >> 24, < 2^40
+      let q = Math.floor((dh * TWO32 + dl) / scale); // within ±1 of diff / scale
+      // exact remainder diff − q·scale, computed modulo 2^48 (it is far below 2^47)
+      const s0 = scale % 1048576;
+      const s1 = (scale - s0) / 1048576;
+      let r = ((dh % 65536) * TWO32 + dl) - (q * s0 + ((q * s1) % 268435456) * 1048576);
+      r -= Math.round(r / TWO48) * TWO48;
+      while (r < 0) { q--; r += scale; }
+      while (r >= scale) { q++; r -= scale; }
+      if (q >= PRECISION_TOTAL) throw new GscFormatError('invalid range-coded payload');
+      let low = 0;
+      let high = n;
+      while (high - low > 1) {
+        const mid = (low + high) >>> 1;
+        if (cdf[mid] <= q) low = mid; else high = mid;
+      }
+      const left = cdf[low];
+      const probability = cdf[low + 1] - left;
+      out[offset + i] = low + base;
+      // diff = scale·(q − left) + r, range = scale·probability, split at 2^32 exactly
+      const sh = Math.floor(scale / TWO32);
+      const sl = scale - sh * TWO32;
+      const sa = Math.floor(sl / 65536);
+      const sb = sl - sa * 65536;
+      const t = q - left;
+      let product = sa * t;
+      let productHigh = Math.floor(product / 65536);
+      const rHigh = Math.floor(r / TWO32);
+      let lowPart = sb * t + (product - productHigh * 65536) * 65536 + (r - rHigh * TWO32);
+      let carry = Math.floor(lowPart / TWO32);
+      dl = lowPart - carry * TWO32;
+      dh = sh * t + productHigh + rHigh + carry;
+      product = sa * probability;
+      productHigh = Math.floor(product / 65536);
+      lowPart = sb * probability + (product - productHigh * 65536) * 65536;
+      carry = Math.floor(lowPart / TWO32);
+      rl = lowPart - carry * TWO32;
+      rh = sh * probability + productHigh + carry;
+      if (rh === 0) { // range < 2^32: shift one word in
+        rh = rl;
+        rl = 0;
+        dh = dl;
+        dl = pos < nWords ? words[pos++] : 0;
+      }
+    }
+    Object.assign(this, { rh, rl, dh, dl, pos });
+  }
+
+  /** constriction's maybe_exhausted(): all words read and diff < 2^33 − 1 (or nothing decoded). */
+  maybeExhausted() {
+    const untouched = this.rh === TWO32 - 1 && this.rl === TWO32 - 1;
+    const small = this.dh === 0 || (this.dh === 1 && this.dl < TWO32 - 1);
+    return this.pos >= this.words.length && (untouched || small);
+  }
+}
+
+/** Little-endian u32 words of bytes[start, end) ((end − start) % 4 == 0). */
+function wordsOf(bytes, start, end) {
+  const count = (end - start) / 4;
+  const words = new Uint32Array(count);
+  for (let i = 0, j = start; i < count; i++, j += 4) {
+    words[i] = (bytes[j] | (bytes[j + 1] << 8) | (bytes[j + 2] << 16) | (bytes[j + 3] << 24)) >>> 0;
+  }
+  return words;
+}
+
+/** One segment's model, read from the side bytes; `take` decodes its symbols in runs. */
+class Segment {
+  /** @param {RangeDecoder} decoder @param {Uint32Array | null} cdf @param {number} lo */
+  constructor(decoder, cdf, lo) {
+    this.decoder = decoder;
+    this.cdf = cdf;
+    this.lo = lo;
+  }
+
+  /** The next `count` symbols into out[offset..]. @param {number} count @param {Int32Array} out @param {number} offset */
+  take(count, out, offset) {
+    if (this.cdf === null) out.fill(this.lo, offset, offset + count);
+    else this.decoder.decodeInto(this.cdf, count, out, offset, this.lo);
+    return out;
+  }
+}
+
+/** The segments of one entropy stream (§2), read in order; the caller gives each length. */
+class StreamReader {
+  /** @param {Uint8Array} data */
+  constructor(data) {
+    const header = new ByteReader(data);
+    const sideSize = header.varint(data.length);
+    const start = header.position;
+    if (start + sideSize > data.length) throw new GscFormatError('truncated side information');
+    const payload = data.length - start - sideSize;
+    if (payload % 4) throw new GscFormatError(`payload of ${payload} bytes is not whole 32-bit words`);
+    this.side = new ByteReader(data.subarray(start, start + sideSize));
+    this.decoder = new RangeDecoder(wordsOf(data, start + sideSize, data.length));
+  }
+
+  /** The model of the next (non-empty) segment. */
+  segment() {
+    const tag = this.side.uint(1);
+    if (tag > 2) throw new GscFormatError(`unknown segment model ${tag}`);
+    const lo = unzigzag(this.side.varint(2 * SYMBOL_LIMIT));
+    if (tag === 0) return new Segment(this.decoder, null, lo);
+    const span = this.side.varint(MAX_ALPHABET - 1);
+    const hi = lo + span;
+    if (span === 0 || hi > SYMBOL_LIMIT) throw new GscFormatError(`invalid symbol range [${lo}, ${hi}]`);
+    let probabilities;
+    if (tag === 1) {
+      const deltas = new Int32Array(span + 1);
+      this.decoder.decodeInto(LEVEL_DELTA_CDF, span + 1, deltas, 0, -MAX_LEVEL);
+      probabilities = new Float64Array(span + 1);
+      let level = 0;
+      let valid = true;
+      let top = 0;
+      for (let j = 0; j <= span; j++) {
+        level += deltas[j];
+        if (level < 0 || level > MAX_LEVEL) valid = false;
+        else probabilities[j] = LEVEL_POWERS[level];
+        if (level > top) top = level;
+      }
+      if (!valid || top === 0) throw new GscFormatError('invalid histogram levels');
+    } else {
+      const mCode = this.side.uint(2);
+      if (mCode < 1 || mCode >= M_SCALE) throw new GscFormatError(`invalid Laplace parameter ${mCode}`);
+      if (Math.max(Math.abs(lo), Math.abs(hi)) >= MAX_ALPHABET) {
+        throw new GscFormatError(`Laplace segment over [${lo}, ${hi}] beyond the alphabet limit`);
+      }
+      probabilities = laplaceProbabilities(mCode, lo, hi);
+    }
+    return new Segment(this.decoder, quantizedCdf(probabilities), lo);
+  }
+
+  /**
+   * The next segment of `count` symbols into out[offset..] (a new Int32Array when omitted).
+   * @param {number} count @param {Int32Array} [out] @param {number} [offset]
+   */
+  read(count, out = new Int32Array(count), offset = 0) {
+    return count === 0 ? out : this.segment().take(count, out, offset);
+  }
+
+  /** Refuse leftover side bytes or payload that definitely holds more symbols. */
+  close() {
+    if (!this.side.exhausted) throw new GscFormatError('unread side information after the last segment');
+    if (!this.decoder.maybeExhausted()) throw new GscFormatError('unread payload after the last segment');
+  }
+}
+
+// ------------------------------------------------------------------------------ geometry (§3)
+
+const POPCOUNT = (() => {
+  const table = new Uint8Array(256);
+  for (let i = 1; i < 256; i++) table[i] = (i & 1) + table[i >> 1];
+  return table;
+})();
+
+/**
+ * Octree occupancy → the leaves in ascending Morton order as voxel coordinates, plus every
+ * depth's occupancy bytes (the RAHT plan is built from them). A group (one segment) is
+ * decoded depth by depth, so memory stays bounded by N nodes per depth; the symbols and the
+ * checks are those of the Python reader, which decodes a whole group at once.
+ * @param {Uint8Array} data the geometry stream @param {number} maxPoints N from the header
+ */
+function decodeOctree(data, maxPoints) {
+  const reader = new ByteReader(data);
+  const depth = reader.uint(1);
+  if (depth < 1 || depth > MAX_DEPTH) throw new GscFormatError(`invalid octree depth ${depth}`);
+  const count = reader.varint(maxPoints);
+  if (count === 0) throw new GscFormatError('octree with no points');
+  const groups = reader.varint(depth);
+  const groupSizes = [];
+  let total = 0;
+  for (let g = 0; g < groups; g++) {
+    groupSizes.push(reader.varint(depth * count));
+    total += groupSizes[g];
+  }
+  if (total > depth * count) throw new GscFormatError('more occupancy bytes than the tree can hold');
+  const stream = new StreamReader(data.subarray(reader.position));
+  /** @type {Uint8Array[]} */
+  const occupancy = [];
+  let x = new Uint32Array(1);
+  let y = new Uint32Array(1);
+  let z = new Uint32Array(1);
+  for (const size of groupSizes) {
+    if (size === 0) continue;
+    const segment = stream.segment();
+    let used = 0;
+    while (used < size) {
+      const parents = x.length;
+      if (occupancy.length === depth || used + parents > size) {
+        throw new GscFormatError('occupancy groups do not match the tree\'s levels');
+      }
+      const symbols = segment.take(parents, new Int32Array(parents), 0);
+      const level = occupancy.length;
+      const bytes = new Uint8Array(parents);
+      let children = 0;
+      for (let i = 0; i < parents; i++) {
+        const s = symbols[i];
+        if (s < 1 || s > 255) throw new GscFormatError('occupancy byte out of range');
+        bytes[i] = s;
+        children += POPCOUNT[s];
+      }
+      if (children > count) throw new GscFormatError(`octree depth ${level}: more than ${count} nodes`);
+      const cx = new Uint32Array(children);
+      const cy = new Uint32Array(children);
+      const cz = new Uint32Array(children);
+      let c = 0;
+      for (let i = 0; i < parents; i++) {
+        const byte = bytes[i];
+        const px = 2 * x[i];
+        const py = 2 * y[i];
+        const pz = 2 * z[i];
+        for (let k = 0; k < 8; k++) {
+          if (byte & (1 << k)) {
+            cx[c] = px + ((k >> 2) & 1);
+            cy[c] = py + ((k >> 1) & 1);
+            cz[c] = pz + (k & 1);
+            c++;
+          }
+        }
+      }
+      occupancy.push(bytes);
+      x = cx;
+      y = cy;
+      z = cz;
+      used += parents;
+    }
+  }
+  stream.close();
+  if (occupancy.length !== depth || x.length !== count) {
+    throw new GscFormatError(`octree decodes to ${x.length} points at depth ${occupancy.length}, ` +
+      `expected ${count} at depth ${depth}`);
+  }
+  return { depth, x, y, z, occupancy };
+}
+
+/**
+ * Permutation of the leaves (Morton order) into ascending voxel key x·2^(2D) + y·2^D + z:
+ * a stable LSD radix sort on z, then y, then x (11-bit digits).
+ * @returns {Int32Array} order[i] = Morton index of the i-th voxel in key order
+ */
+function keyOrder(x, y, z, depth) {
+  const n = x.length;
+  let order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let scratch = new Int32Array(n);
+  const counts = new Int32Array(2048);
+  for (const coordinate of [z, y, x]) {
+    for (let shift = 0; shift < depth; shift += 11) {
+      counts.fill(0);
+      for (let i = 0; i < n; i++) counts[(coordinate[i] >>> shift) & 2047]++;
+      let sum = 0;
+      for (let d = 0; d < 2048; d++) {
+        const c = counts[d];
+        counts[d] = sum;
+        sum += c;
+      }
+      for (let i = 0; i < n; i++) {
+        const index = order[i];
+        scratch[counts[(coordinate[index] >>> shift) & 2047]++] = index;
+      }
+      [order, scratch] = [scratch, order];
+    }
+  }
+  return order;
+}
+
+// ------------------------------------------------------------------------------ RAHT (§4)
+
+/**
+ * The RAHT pairs of the octree, level by level (finest first), each level's pairs in
+ * ascending slot order — the order of the AC codes in the attribute stream. Round 3j + i
+ * merges along bit i (z, y, x) of tree depth D − 1 − j; within each parent, the children
+ * k, k^1 first, then the pairs of halves-of-quads, then the two halves.
+ */
+function buildRaht(occupancy, n) {
+  const left = new Int32Array(n - 1);
+  const right = new Int32Array(n - 1);
+  const weightA = new Float32Array(n - 1);
+  const weightB = new Float32Array(n - 1);
+  /** @type {number[]} pair index where each level ends */
+  const levelEnds = [];
+  let pairs = 0;
+  let slot = new Int32Array(n);
+  let weight = new Float64Array(n);
+  for (let i = 0; i < n; i++) { slot[i] = i; weight[i] = 1; }
+  const emit = (slotLeft, slotRight, wl, wr) => {
+    const sum = wl + wr;
+    left[pairs] = slotLeft;
+    right[pairs] = slotRight;
+    weightA[pairs] = Math.fround(Math.sqrt(wl / sum));
+    weightB[pairs] = Math.fround(Math.sqrt(wr / sum));
+    pairs++;
+  };
+  for (let t = occupancy.length - 1; t >= 0; t--) {
+    const bytes = occupancy[t];
+    const parents = bytes.length;
+    // children → (slot, weight) of each of the 8 child positions (weight 0: absent)
+    let groups = 8;
+    let groupSlot = new Int32Array(parents * 8);
+    let groupWeight = new Float64Array(parents * 8);
+    let child = 0;
+    for (let p = 0; p < parents; p++) {
+      const byte = bytes[p];
+      for (let k = 0; k < 8; k++) {
+        if (byte & (1 << k)) {
+          groupSlot[p * 8 + k] = slot[child];
+          groupWeight[p * 8 + k] = weight[child];
+          child++;
+        }
+      }
+    }
+    for (let round = 0; round < 3; round++) {
+      const before = pairs;
+      const half = groups / 2;
+      const nextSlot = new Int32Array(parents * half);
+      const nextWeight = new Float64Array(parents * half);
+      for (let p = 0; p < parents; p++) {
+        for (let g = 0; g < half; g++) {
+          const a = p * groups + 2 * g;
+          const wl = groupWeight[a];
+          const wr = groupWeight[a + 1];
+          const target = p * half + g;
+          if (wl > 0 && wr > 0) {
+            emit(groupSlot[a], groupSlot[a + 1], wl, wr);
+            nextSlot[target] = groupSlot[a];
+            nextWeight[target] = wl + wr;
+          } else if (wl > 0) {
+            nextSlot[target] = groupSlot[a];
+            nextWeight[target] = wl;
+          } else if (wr > 0) {
+            nextSlot[target] = groupSlot[a + 1];
+            nextWeight[target] = wr;
+          }
+        }
+      }
+      if (pairs > before) levelEnds.push(pairs);
+      groups = half;
+      groupSlot = nextSlot;
+      groupWeight = nextWeight;
+    }
+    slot = groupSlot;
+    weight = groupWeight;
+  }
+  return { left, right, weightA, weightB, levelEnds };
+}
+
+/** AC codes per entropy segment of a column (§5): whole levels, ≥ ⌈N/4⌉ codes each. */
+function segmentSizes(levelEnds, n) {
+  const least = Math.ceil(n / SEGMENT_SHARE);
+  const sizes = [];
+  let current = 0;
+  let start = 0;
+  for (const end of levelEnds) {
+    current += end - start;
+    start = end;
+    if (current >= least) {
+      sizes.push(current);
+      current = 0;
+    }
+  }
+  if (current) {
+    if (sizes.length) sizes[sizes.length - 1] += current;
+    else sizes.push(current);
+  }
+  return sizes;
+}
+
+/** Inverse RAHT in place (§4), coarsest level first: L = a·low − b·high, R = a·high + b·low,
+ *  every product and sum rounded to float32. */
+function inverseRaht(values, plan) {
+  const { left, right, weightA, weightB, levelEnds } = plan;
+  const fround = Math.fround;
+  for (let l = levelEnds.length - 1; l >= 0; l--) {
+    const start = l === 0 ? 0 : levelEnds[l - 1];
+    for (let k = start; k < levelEnds[l]; k++) {
+      const a = weightA[k];
+      const b = weightB[k];
+      const low = values[left[k]];
+      const high = values[right[k]];
+      values[left[k]] = fround(fround(a * low) - fround(b * high));
+      values[right[k]] = fround(fround(a * high) + fround(b * low));
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ rotation (§7)
+
+function fromHex64(hex) {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setUint32(0, parseInt(hex.slice(0, 8), 16));
+  view.setUint32(4, parseInt(hex.slice(8), 16));
+  return view.getFloat64(0);
+}
+
+const TWO_OVER_PI = fromHex64('3fe45f306dc9c883');
+const PIO2_HIGH = fromHex64('3ff921fb54400000');
+const PIO2_LOW = fromHex64('3dd0b4611a626331');
+// 1/n! in float64, n = 0..18, each the previous one divided by n
+const INVERSE_FACTORIALS = (() => {
+  const values = [1];
+  for (let n = 1; n <= 18; n++) values.push(values[n - 1] / n);
+  return values;
+})();
+const SIN_COEFFICIENTS = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i + 1]);
+const COS_COEFFICIENTS = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => (i % 2 ? -1 : 1) * INVERSE_FACTORIALS[2 * i]);
+
+/** Horner evaluation c[0] + z·(c[1] + z·(…)) in float64, innermost first. */
+function horner(coefficients, z) {
+  let h = coefficients[coefficients.length - 1];
+  for (let i = coefficients.length - 2; i >= 0; i--) h = coefficients[i] + z * h;
+  return h;
+}
+
+/**
+ * cos and sin of half an angle as float32, the reproducible way of §7: Cody–Waite reduction
+ * by π/2 in float64, Taylor polynomials, the quadrant's signs, one rounding to float32.
+ * @param {number} angle @param {Float32Array} out receives cos(angle/2), sin(angle/2)
+ * @param {number} at where in `out`
+ */
+function halfAngleCosSin(angle, out, at) {
+  const t = angle * 0.5;
+  const k = Math.floor(t * TWO_OVER_PI + 0.5);
+  let r = (t - k * PIO2_HIGH) - k * PIO2_LOW;
+  r = Math.min(Math.max(r, -1), 1);
+  const z = r * r;
+  const s = r + r * (z * horner(SIN_COEFFICIENTS, z));
+  const c = 1 + z * horner(COS_COEFFICIENTS, z);
+  const quadrant = k - 4 * Math.floor(k / 4);
+  if (quadrant === 0) { out[at] = c; out[at + 1] = s; }
+  else if (quadrant === 1) { out[at] = -s; out[at + 1] = c; }
+  else if (quadrant === 2) { out[at] = -c; out[at + 1] = -s; }
+  else { out[at] = s; out[at + 1] = -c; }
+}
+
+// ------------------------------------------------------------------------------ the file
+
+/**
+ * Decode a `bitstream.gsc` (format 2 or 3).
+ * @param {Uint8Array} bytes the whole file
+ * @param {DecodeOptions} [options]
+ * @returns {GscScene}
+ * @throws {GscFormatError} anything wrong with the bytes (the message names it)
+ */
+export function decodeGsc(bytes, options = {}) {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('decodeGsc: expected a Uint8Array');
+  const progress = options.onProgress ?? (() => {});
+  const size = bytes.length;
+  if (size > MAX_FILE_BYTES) throw new GscFormatError(`${size} bytes, above the ${MAX_FILE_BYTES}-byte limit`);
+  if (size < FIXED_HEADER + 8 + CRC_BYTES) {
+    throw new GscFormatError(`${size} bytes, shorter than a compact bitstream's header`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (MAGIC.some((byte, i) => bytes[i] !== byte)) {
+    const shown = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    throw new GscFormatError(`not a compact bitstream (magic ${shown})`);
+  }
+  const version = bytes[4];
+  if (!FORMAT_VERSIONS.includes(version)) {
+    throw new GscFormatError(`format version ${version}; this reader reads versions ${FORMAT_VERSIONS.join(' and ')}`);
+  }
+  if (crc32(bytes, 0, size - CRC_BYTES) !== view.getUint32(size - CRC_BYTES, true)) {
+    throw new GscFormatError('CRC mismatch (the file is damaged or truncated)');
+  }
+  const shDegree = bytes[5];
+  const depth = bytes[6];
+  const quality = bytes[7];
+  const n = view.getUint32(8, true);
+  const k = view.getUint32(12, true);
+  const codebookExponent = view.getInt8(16);
+  const degree = Math.min(shDegree, 3);
+  const restWidth = 3 * ((degree + 1) ** 2 - 1);
+  const problems = [
+    [shDegree <= 3, `SH degree ${shDegree} above 3`],
+    [depth >= 1 && depth <= MAX_DEPTH, `depth ${depth} outside [1, ${MAX_DEPTH}]`],
+    [quality <= 9, `quality ${quality} above 9`],
+    [n >= 2 && n <= MAX_GAUSSIANS, `${n} Gaussians outside [2, ${MAX_GAUSSIANS}]`],
+    [n <= 8 * size, `${n} Gaussians in ${size} bytes (below one bit each)`],
+    [(k === 0) === (restWidth === 0) && k <= Math.min(n, MAX_CODEBOOK),
+      `codebook of ${k} rows for ${n} Gaussians at SH degree ${shDegree}`],
+    [Math.abs(codebookExponent) <= EXPONENT_LIMIT && (k > 0 || codebookExponent === 0),
+      `codebook step exponent ${codebookExponent}`],
+  ];
+  for (const [ok, what] of problems) if (!ok) throw new GscFormatError(what);
+  let offset = 17;
+  const bbox = [];
+  for (let i = 0; i < 6; i++, offset += 8) bbox.push(view.getFloat64(offset, true));
+  const fixedEnd = offset + 4 * COLUMNS + (version >= 3 ? UP_BYTES : 0);
+  if (size < fixedEnd + 8 + CRC_BYTES) throw new GscFormatError('truncated header');
+  const dc = [];
+  for (let c = 0; c < COLUMNS; c++, offset += 4) dc.push(view.getFloat32(offset, true));
+  if (!bbox.every(Number.isFinite) || !dc.every(Number.isFinite)
+      || !(bbox[1] >= bbox[0] && bbox[3] >= bbox[2] && bbox[5] >= bbox[4])) {
+    throw new GscFormatError('bounding box or DC coefficients not finite (or min > max)');
+  }
+  let up = null;
+  if (version >= 3) {
+    const vector = [0, 1, 2].map((i) => view.getFloat32(offset + 4 * i, true));
+    offset += UP_BYTES;
+    const norm = Math.hypot(...vector);
+    if (!vector.every(Number.isFinite) || (norm !== 0 && Math.abs(norm - 1) > 1e-3)) {
+      throw new GscFormatError('up vector neither zero nor of unit length');
+    }
+    if (norm !== 0) up = /** @type {[number, number, number]} */ (vector);
+  }
+  const streams = [];
+  for (const name of ['geometry', 'attribute']) {
+    if (offset + 4 > size - CRC_BYTES) throw new GscFormatError(`truncated before the ${name} stream`);
+    const length = view.getUint32(offset, true);
+    offset += 4;
+    if (length > size - CRC_BYTES - offset) throw new GscFormatError(`${name} stream of ${length} bytes runs past the end`);
+    streams.push(bytes.subarray(offset, offset + length));
+    offset += length;
+  }
+  if (offset !== size - CRC_BYTES) {
+    throw new GscFormatError(`${size - CRC_BYTES - offset} unexpected bytes after the streams`);
+  }
+  progress(0.05);
+
+  const geometry = decodeOctree(streams[0], n);
+  if (geometry.depth !== depth || geometry.x.length !== n) {
+    throw new GscFormatError(`geometry holds ${geometry.x.length} voxels at depth ${geometry.depth}, ` +
+      `the header says ${n} at depth ${depth}`);
+  }
+  const plan = buildRaht(geometry.occupancy, n);
+  const levels = plan.levelEnds.length;
+  progress(0.2);
+
+  const reader = new StreamReader(streams[1]);
+  const steps = [];
+  for (let c = 0; c < COLUMNS; c++) {
+    const exponents = reader.read(levels);
+    for (const e of exponents) {
+      if (Math.abs(e) > EXPONENT_LIMIT) throw new GscFormatError(`a step exponent beyond ±${EXPONENT_LIMIT}`);
+    }
+    steps.push(Array.from(exponents, (e) => Math.fround(quarterPower(e))));
+  }
+  const sizes = segmentSizes(plan.levelEnds, n);
+  const codes = new Int32Array(n - 1);
+  /** @type {Float32Array[]} attribute columns in slot (Morton) order */
+  const columns = [];
+  for (let c = 0; c < COLUMNS; c++) {
+    let start = 0;
+    for (const segmentSize of sizes) {
+      reader.read(segmentSize, codes, start);
+      start += segmentSize;
+    }
+    const values = new Float32Array(n);
+    values[0] = dc[c];
+    let pair = 0;
+    for (let l = 0; l < levels; l++) {
+      const step = steps[c][l];
+      for (const end = plan.levelEnds[l]; pair < end; pair++) {
+        const code = codes[pair];
+        if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
+        values[plan.right[pair]] = Math.fround(code * step);
+      }
+    }
+    columns.push(values);
+    progress(0.2 + 0.06 * (c + 1));
+  }
+  const vqIndices = k ? reader.read(n) : new Int32Array(0);
+  for (const index of vqIndices) {
+    if (index < 0 || index >= k) throw new GscFormatError(`VQ indices outside the ${k}-row codebook`);
+  }
+  const codebookCodes = k ? reader.read(k * restWidth) : new Int32Array(0);
+  reader.close();
+  const codebookStep = Math.fround(quarterPower(codebookExponent));
+  const codebook = new Float32Array(codebookCodes.length);
+  for (let i = 0; i < codebookCodes.length; i++) {
+    const code = codebookCodes[i];
+    if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`a codebook code beyond ±${MAX_CODE}`);
+    codebook[i] = Math.fround(code * codebookStep);
+  }
+  progress(0.85);
+
+  for (const values of columns) inverseRaht(values, plan);
+  const order = keyOrder(geometry.x, geometry.y, geometry.z, depth);
+  const coordinates = [geometry.x, geometry.y, geometry.z];
+  const positions = new Float32Array(3 * n);
+  for (let axis = 0; axis < 3; axis++) {
+    const min = bbox[2 * axis];
+    const voxel = (bbox[2 * axis + 1] - min) / pow2(depth);
+    const v = coordinates[axis];
+    for (let i = 0; i < n; i++) positions[3 * i + axis] = min + (v[order[i]] + 0.5) * voxel;
+  }
+  const opacityLogits = new Float32Array(n);
+  const fDc = new Float32Array(3 * n);
+  const logScales = new Float32Array(3 * n);
+  const quaternions = new Float32Array(4 * n);
+  const half = new Float32Array(6);
+  const [opacity, roll, pitch, yaw] = columns;
+  const fround = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const s = order[i];
+    opacityLogits[i] = opacity[s];
+    for (let j = 0; j < 3; j++) {
+      fDc[3 * i + j] = columns[4 + j][s];
+      logScales[3 * i + j] = columns[7 + j][s];
+    }
+    halfAngleCosSin(roll[s], half, 0);
+    halfAngleCosSin(pitch[s], half, 2);
+    halfAngleCosSin(yaw[s], half, 4);
+    const cr = half[0]; const sr = half[1];
+    const cp = half[2]; const sp = half[3];
+    const cy = half[4]; const sy = half[5];
+    quaternions[4 * i] = fround(fround(fround(cr * cp) * cy) + fround(fround(sr * sp) * sy));
+    quaternions[4 * i + 1] = fround(fround(fround(sr * cp) * cy) - fround(fround(cr * sp) * sy));
+    quaternions[4 * i + 2] = fround(fround(fround(cr * sp) * cy) + fround(fround(sr * cp) * sy));
+    quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
+  }
+  const coefficients = (degree + 1) ** 2 - 1;
+  const fRest = new Float32Array(n * restWidth);
+  if (k) {
+    for (let i = 0; i < n; i++) {
+      const row = vqIndices[i] * restWidth;
+      const target = i * restWidth;
+      for (let ch = 0; ch < 3; ch++) {
+        for (let j = 0; j < coefficients; j++) fRest[target + ch * coefficients + j] = codebook[row + 3 * j + ch];
+      }
+    }
+  }
+  progress(1);
+  return { formatVersion: version, count: n, shDegree, quality, positions, quaternions, logScales,
+    opacityLogits, fDc, fRest, up };
+}

@@ -13,7 +13,6 @@ camera-free importance, no finetune).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import uuid
@@ -21,9 +20,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from arguments import ModelParams, OptimizationParams, PipelineParams, add_arguments, extract
-from compression.settings import CompressionParams, resolve_settings
+from compression.settings import CompressionParams
 from training import TrainOptions, configure_logging, train
-from training.compress import compress_model, load_given_model
+from training.compress import compress_model, load_given_model, resolve_compression
 from utils.cli import run_main
 from utils.threads import add_threads_argument, set_threads
 
@@ -51,10 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     configure_logging(args.quiet)
     args.threads = set_threads(args.threads)  # cfg_args records the count that ran
-    compression = resolve_settings(extract(CompressionParams, args),
-                                   scene=bool(args.source_path))
-    vars(args).update(dataclasses.asdict(compression))  # cfg_args records what runs
-    if not args.source_path and not compression.given_ply_path:
+    flags = extract(CompressionParams, args)
+    settings = resolve_compression(flags, scene=bool(args.source_path))
+    vars(args).update(settings.recorded)  # cfg_args records what runs
+    if not args.source_path and not flags.given_ply_path:
         raise ValueError("-s/--source_path is required (or --given_ply_path to compress a PLY)")
     if args.source_path and not Path(args.source_path).is_dir():
         raise FileNotFoundError(f"-s/--source_path {args.source_path}: scene folder not found")
@@ -62,8 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.model_path = str(Path("output") / uuid.uuid4().hex[:10])
     logger.info("Output folder: %s", args.model_path)
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
-    if compression.given_ply_path:
-        scene, gaussians = load_given_model(dataset, compression.given_ply_path, cfg=args)
+    if flags.given_ply_path:
+        scene, gaussians = load_given_model(dataset, flags.given_ply_path, cfg=args)
     else:
         options = TrainOptions(test_iterations=args.test_iterations,
                                save_iterations=args.save_iterations,
@@ -73,10 +72,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         scene, gaussians = train(dataset, extract(OptimizationParams, args), pipe, options,
                                  cfg=args)
         logger.info("Training complete.")
-    if compression.skip_compress:
+    if flags.skip_compress:
         logger.info("--skip_compress: no codec run.")
         return
-    compress_model(gaussians, scene, compression, pipe, args.model_path, quiet=args.quiet,
+    compress_model(gaussians, scene, settings, pipe, args.model_path, quiet=args.quiet,
                    seed=args.seed)
 
 

@@ -30,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compression.layouts import LAYOUTS  # noqa: E402
 from compression.octree import codes_to_keys, keys_to_codes, voxelize  # noqa: E402
-from compression.pipeline import prepare, simulate  # noqa: E402
 from compression.raht import build_raht  # noqa: E402
-from compression.settings import CompressionParams  # noqa: E402
+from compression.settings import CompressionParams, codec_settings, resolve_settings  # noqa: E402
 
 
 def surface_voxels(n: int, depth: int, generator: torch.Generator) -> torch.Tensor:
@@ -73,18 +72,20 @@ def bench_step(n: int, depth: int, layout: str, sh_degree: int, n_block: int, re
     voxels = surface_voxels(n, depth, generator)
     params = {name: value.to(device) for name, value in
               synthetic_params(voxels, sh_degree, generator).items()}
-    cfg = CompressionParams(layout=layout, percent=0.0, depth=depth, n_block=n_block,
-                            vq_steps=5)
-    state, params = prepare(params, None, cfg, torch.Generator(device=device).manual_seed(0))
+    settings = codec_settings(resolve_settings(CompressionParams(
+        layout=layout, percent=0.0, depth=depth, n_block=n_block, vq_steps=5)))
+    codec = settings.layout.codec
+    state, params = codec.prepare(params, None, settings,
+                                  torch.Generator(device=device).manual_seed(0))
     state.train()
     for name, value in params.items():
         value.requires_grad_(name != "xyz")
     with torch.no_grad():  # a random upstream gradient for every differentiable output
         upstream = {name: torch.randn(value.shape, generator=generator).to(device)
-                    for name, value in simulate(state, params).items() if name != "means"}
+                    for name, value in codec.simulate(state, params).items() if name != "means"}
 
     def step() -> None:
-        simulated = simulate(state, params)
+        simulated = codec.simulate(state, params)
         for value in params.values():
             value.grad = None
         torch.autograd.backward([simulated[name] for name in upstream], list(upstream.values()))

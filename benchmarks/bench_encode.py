@@ -24,10 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compression.bitstream import read_bitstream  # noqa: E402
+from compression.bitstream import decode_file, save  # noqa: E402
 from compression.layouts import LAYOUTS  # noqa: E402
-from compression.pipeline import decode, prepare, save  # noqa: E402
-from compression.settings import CompressionParams  # noqa: E402
+from compression.settings import CompressionParams, codec_settings, resolve_settings  # noqa: E402
 from scene.ply import standard_ply_size_bytes  # noqa: E402
 
 
@@ -69,19 +68,20 @@ def main() -> None:
     generator = torch.Generator(device=args.device).manual_seed(0)
     block_flags = {} if LAYOUTS[args.layout].quality_levels else {"depth": 20, "n_block": 57,
                                                                   "num_bits": 8}
-    cfg = CompressionParams(layout=args.layout, **block_flags)
+    settings = codec_settings(resolve_settings(CompressionParams(layout=args.layout,
+                                                                 **block_flags)))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     _sync(args.device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    state, coded = prepare(params, None, cfg, generator)
+    state, coded = settings.layout.codec.prepare(params, None, settings, generator)
     _sync(args.device)
     prepare_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as out:
         info = save(state, coded, out, measure_decode=False)
         encode_s, encode_cpu = time.perf_counter() - start, time.process_time() - cpu_start
         start, cpu_start = time.perf_counter(), time.process_time()
-        decoded = decode(read_bitstream(info["path"]), device=args.device)
+        decoded = decode_file(info["path"], device=args.device)
         _sync(args.device)
         decode_s, decode_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux

@@ -338,7 +338,7 @@ def build_table(work: Path, bench: BenchInput, codecs: Sequence[str],
             "coded_gaussians": report["num_gaussians"], "finetune_iterations": k,
             "finetune_seconds": report["finetune_seconds"],
             "command_seconds": run.command_seconds,
-            "file": LAYOUTS[run.layout].container.file_name}
+            "file": LAYOUTS[run.layout].codec.container.file_name}
     return rows
 
 

@@ -30,7 +30,7 @@ from gaussian_renderer import render  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
 from training import TrainOptions, configure_logging, train  # noqa: E402
-from training.compress import compress_model  # noqa: E402
+from training.compress import compress_model, resolve_compression  # noqa: E402
 from utils.eval_utils import evaluate_views  # noqa: E402
 
 SCENE = REPO.parent / "shared" / "data" / "statuette"
@@ -77,7 +77,8 @@ def main() -> None:
                                 finetune_test_iterations=[0, args.finetune_iterations],
                                 **overrides)
         start = time.perf_counter()
-        reports = compress_model(model, scene, cfg, pipe, out, quiet=args.quiet)
+        reports = compress_model(model, scene, resolve_compression(cfg, scene=True), pipe, out,
+                                 quiet=args.quiet).reports
         seconds = time.perf_counter() - start
         results[layout] = {
             "settings": overrides, "compress_and_finetune_seconds": round(seconds, 1),

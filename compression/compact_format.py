@@ -1,15 +1,17 @@
-"""The compact container (``--layout compact``): one file, ``bitstream.gsc``, and its strict reader.
+"""The compact container (``--layout compact``): one file, ``bitstream.gsc``, and its strict reader
+(the format of ``compact_codec.CompactCodec``).
 
 Byte layout (all integers little-endian; docs/COMPACT_FORMAT.md is the full specification)::
 
     magic "GSCF" | version u8 | SH degree u8 | depth D u8 | quality u8 | N u32 | K u32
-    | codebook step exponent i8 | bbox 6 × f64 | DC C × f32
+    | codebook step exponent i8 | bbox 6 × f64 | DC C × f32 | up 3 × f32 (version 3)
     | u32 length + geometry stream     (octree occupancy, ``octree_coding``)
     | u32 length + attribute stream    (``entropy`` segments: step exponents, AC codes per
     |                                   (column, run of RAHT levels), VQ indices, codebook
     |                                   codes)
     | CRC32 of every byte before it (u32)
 
+The writer writes version 3; the reader reads versions 2 and 3 (version 2 has no up vector).
 C = 10 RAHT columns (opacity, Euler roll/pitch/yaw, f_dc RGB, log-scales xyz), F = 3·((d+1)²−1)
 f_rest values per codebook row (K = 0 when d = 0). The RAHT levels, and how many AC codes each
 holds, follow from the decoded geometry, so no count beyond N and K is stored.
@@ -28,24 +30,30 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from compression.entropy import EntropyError, StreamReader, StreamWriter
-from compression.layouts import COMPACT, LAYOUTS, Layout
+from compression.codec import Container, Layout
 from compression.octree import MAX_DEPTH
 from compression.octree_coding import decode_octree, encode_octree
 from compression.raht import RahtPlan, build_raht
 from compression.step_quantization import EXPONENT_LIMIT, MAX_CODE, LevelQuantizer, step_values
+from utils.output_paths import COMPACT_FILE
 from utils.system_utils import atomic_path
 
-__all__ = ["COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES", "MAX_GAUSSIANS",
-           "SEGMENT_SHARE", "CompactBitstream", "CompactFormatError", "compact_layout",
-           "is_compact_file", "parse_compact", "read_compact", "segment_sizes", "write_compact"]
+__all__ = ["COMPACT", "COMPACT_MAGIC", "FORMAT_VERSION", "MAX_CODEBOOK", "MAX_FILE_BYTES",
+           "MAX_GAUSSIANS", "READ_VERSIONS", "SEGMENT_SHARE", "CompactBitstream",
+           "CompactFormatError", "camera_up", "is_compact_file", "parse_compact", "read_compact",
+           "segment_sizes", "write_compact"]
 
 COMPACT_MAGIC = b"GSCF"
-FORMAT_VERSION = 2
+#: the version the writer writes; 3 = 2 plus the scene's up vector
+FORMAT_VERSION = 3
+#: the versions the reader reads
+READ_VERSIONS = (2, 3)
 #: hard limits of a file this reader accepts
 MAX_GAUSSIANS = 1 << 26
 MAX_CODEBOOK = 1 << 16
@@ -53,19 +61,37 @@ MAX_FILE_BYTES = 1 << 32
 _HEADER = struct.Struct("<4sBBBBIIb")
 _LENGTH = struct.Struct("<I")
 _BBOX_BYTES = 6 * 8
+_UP_BYTES = 3 * 4
+#: how far from unit length a stored up vector may be (it is a float32 unit vector)
+_UP_NORM_TOLERANCE = 1e-3
 _STREAMS = ("geometry", "attribute")
 _CRC_BYTES = 4
 #: a column's AC segments hold at least N / SEGMENT_SHARE codes each (:func:`segment_sizes`)
 SEGMENT_SHARE = 4
+#: the container: one file
+COMPACT = Container(COMPACT_FILE, None)
 
 
 class CompactFormatError(ValueError):
     """A compact bitstream that is corrupt, truncated or inconsistent; the message names it."""
 
 
-def compact_layout() -> Layout:
-    """The layout record whose container is the compact one."""
-    return next(layout for layout in LAYOUTS.values() if layout.container is COMPACT)
+def camera_up(cameras: Optional[Sequence]) -> Optional[np.ndarray]:
+    """The scene's up direction from its cameras: the mean of their up vectors (−y of the
+    OpenCV camera axes, in world coordinates, from each ``world_to_cam``), normalized, float32;
+    None without cameras or when their up vectors cancel out. A viewer shows the scene upright
+    with it (docs/COMPACT_FORMAT.md §1)."""
+    if not cameras:
+        return None
+    rows = np.stack([np.asarray(camera.world_to_cam.detach().cpu().numpy()
+                                if isinstance(camera.world_to_cam, torch.Tensor)
+                                else camera.world_to_cam, dtype=np.float64)[1, :3]
+                     for camera in cameras])
+    mean = -rows.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    return (mean / norm).astype(np.float32)
 
 
 @dataclass
@@ -73,6 +99,7 @@ class CompactBitstream:
     """Everything a ``bitstream.gsc`` holds, decoded (N Gaussians, C columns, L RAHT levels).
 
     Attributes:
+        layout: the layout record (not stored: the compact codec serves one layout).
         sh_degree: d (0..3).
         depth: D, octree bits per axis.
         quality: the ``--quality`` level it was written at (0: settings given explicitly).
@@ -85,8 +112,11 @@ class CompactBitstream:
         codebook_codes: [K, F] int64 codebook entries on the grid (codebook = codes · step).
         codebook_exponent: e of the codebook's grid step 2^(e/4) (0 when K = 0).
         plan: the RAHT plan of ``voxels`` (derived from the geometry, not stored).
+        up: [3] float32 unit up vector of the scene (:func:`camera_up`), or None: unknown
+            (written as zeros; a version-2 file has none).
     """
 
+    layout: Layout
     sh_degree: int
     depth: int
     quality: int
@@ -99,16 +129,7 @@ class CompactBitstream:
     codebook_codes: np.ndarray
     codebook_exponent: int
     plan: RahtPlan
-
-    @property
-    def layout(self) -> str:
-        """The layout's name."""
-        return compact_layout().name
-
-    @property
-    def layout_record(self) -> Layout:
-        """The compact :class:`layouts.Layout`."""
-        return compact_layout()
+    up: Optional[np.ndarray] = None
 
     @property
     def num_gaussians(self) -> int:
@@ -133,7 +154,7 @@ class CompactBitstream:
             ValueError: inconsistent content (shapes, ranges), or a model the reader would
                 refuse (more Gaussians than :data:`MAX_GAUSSIANS`, below one bit each).
         """
-        layout = self.layout_record
+        layout = self.layout
         n, k = self.num_gaussians, self.codebook_size
         columns = layout.width(layout.raht, self.sh_degree)
         rest = layout.width(layout.vq, self.sh_degree)
@@ -154,6 +175,7 @@ class CompactBitstream:
             (self.vq_indices.shape == ((n,) if k else (0,))
              and bool(np.all((self.vq_indices >= 0) & (self.vq_indices < max(k, 1)))),
              "VQ indices"),
+            (self.up is None or (np.shape(self.up) == (3,) and _valid_up(self.up)), "up vector"),
         ]
         for ok, what in checks:
             if not ok:
@@ -161,6 +183,7 @@ class CompactBitstream:
         header = _HEADER.pack(COMPACT_MAGIC, FORMAT_VERSION, self.sh_degree, self.depth,
                               self.quality, n, k, self.codebook_exponent)
         header += self.bbox.astype("<f8").tobytes() + self.dc.astype("<f4").tobytes()
+        header += (np.zeros(3) if self.up is None else np.asarray(self.up)).astype("<f4").tobytes()
         attributes = StreamWriter()
         for column in range(columns):
             attributes.write(self.exponents[column])
@@ -178,6 +201,13 @@ class CompactBitstream:
             raise ValueError(f"compact bitstream: {n} Gaussians in {len(body)} bytes is below "
                              f"one bit per Gaussian, which readers refuse")
         return body + _LENGTH.pack(zlib.crc32(body))
+
+
+def _valid_up(up: np.ndarray) -> bool:
+    """Finite and of unit length (as float32 stores it), or all zero."""
+    up = np.asarray(up, dtype=np.float32).astype(np.float64)
+    norm = float(np.linalg.norm(up))
+    return bool(np.all(np.isfinite(up))) and (norm == 0 or abs(norm - 1) <= _UP_NORM_TOLERANCE)
 
 
 def segment_sizes(plan: RahtPlan) -> list[int]:
@@ -221,8 +251,8 @@ def write_compact(bitstream: CompactBitstream, out_dir: str | os.PathLike) -> Pa
     return path
 
 
-def read_compact(path: str | os.PathLike) -> CompactBitstream:
-    """Read and fully validate a ``bitstream.gsc``.
+def read_compact(path: str | os.PathLike, layout: Layout) -> CompactBitstream:
+    """Read and fully validate a ``bitstream.gsc`` of ``layout``.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -235,13 +265,13 @@ def read_compact(path: str | os.PathLike) -> CompactBitstream:
     if size > MAX_FILE_BYTES:
         raise CompactFormatError(f"{path}: {size} bytes, above the {MAX_FILE_BYTES}-byte limit")
     try:
-        return parse_compact(path.read_bytes())
+        return parse_compact(path.read_bytes(), layout)
     except (CompactFormatError, EntropyError) as exc:
         raise CompactFormatError(f"{path}: {exc}") from None
 
 
-def parse_compact(data: bytes) -> CompactBitstream:
-    """The content of a compact file's bytes.
+def parse_compact(data: bytes, layout: Layout) -> CompactBitstream:
+    """The content of a compact file's bytes (a stream of ``layout``).
 
     Raises:
         CompactFormatError, EntropyError: damaged, truncated or inconsistent data.
@@ -252,13 +282,12 @@ def parse_compact(data: bytes) -> CompactBitstream:
     magic, version, sh_degree, depth, quality, n, k, cb_exponent = _HEADER.unpack_from(data)
     if magic != COMPACT_MAGIC:
         raise CompactFormatError(f"not a compact bitstream (magic {magic!r})")
-    if version != FORMAT_VERSION:
-        raise CompactFormatError(f"format version {version}; this reader reads version "
-                                 f"{FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        raise CompactFormatError(f"format version {version}; this reader reads versions "
+                                 f"{' and '.join(map(str, READ_VERSIONS))}")
     (stored_crc,) = _LENGTH.unpack_from(data, len(data) - _CRC_BYTES)
     if zlib.crc32(data[:-_CRC_BYTES]) != stored_crc:
         raise CompactFormatError("CRC mismatch (the file is damaged or truncated)")
-    layout = compact_layout()
     columns = layout.width(layout.raht, min(sh_degree, 3))
     rest = layout.width(layout.vq, min(sh_degree, 3))
     problems = [
@@ -278,13 +307,21 @@ def parse_compact(data: bytes) -> CompactBitstream:
     offset = _HEADER.size
     bbox = np.frombuffer(data, "<f8", 6, offset).astype(np.float64)
     offset += _BBOX_BYTES
-    if len(data) < offset + 4 * columns:
+    up_bytes = _UP_BYTES if version >= 3 else 0
+    if len(data) < offset + 4 * columns + up_bytes + len(_STREAMS) * _LENGTH.size + _CRC_BYTES:
         raise CompactFormatError("truncated header")
     dc = np.frombuffer(data, "<f4", columns, offset).astype(np.float32)
     offset += 4 * columns
     if not (np.all(np.isfinite(bbox)) and np.all(bbox[1::2] >= bbox[0::2])
             and np.all(np.isfinite(dc))):
         raise CompactFormatError("bounding box or DC coefficients not finite (or min > max)")
+    up = None
+    if up_bytes:
+        up = np.frombuffer(data, "<f4", 3, offset).astype(np.float32)
+        offset += up_bytes
+        if not _valid_up(up):
+            raise CompactFormatError("up vector neither zero nor of unit length")
+        up = up if up.any() else None
     streams = {}
     for name in _STREAMS:
         if offset + _LENGTH.size > len(data) - _CRC_BYTES:
@@ -323,8 +360,8 @@ def parse_compact(data: bytes) -> CompactBitstream:
     reader.close()
     if int(np.abs(codebook_codes).max(initial=0)) > MAX_CODE:
         raise CompactFormatError(f"a codebook code beyond ±{MAX_CODE}")
-    return CompactBitstream(sh_degree=sh_degree, depth=depth, quality=quality, bbox=bbox,
-                            voxels=voxels, dc=dc, exponents=exponents, codes=codes,
+    return CompactBitstream(layout=layout, sh_degree=sh_degree, depth=depth, quality=quality,
+                            bbox=bbox, voxels=voxels, dc=dc, exponents=exponents, codes=codes,
                             vq_indices=vq_indices, codebook_codes=codebook_codes,
-                            codebook_exponent=cb_exponent, plan=plan)
+                            codebook_exponent=cb_exponent, plan=plan, up=up)
 

@@ -11,7 +11,29 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["quat_to_euler", "euler_to_quat", "euler_to_rotation"]
+__all__ = ["quat_to_euler", "euler_to_quat", "euler_to_quat_exact", "euler_to_rotation",
+           "half_angle_cos_sin"]
+
+# Reproducible half-angle cos/sin (docs/COMPACT_FORMAT.md §7): Cody–Waite reduction by π/2
+# (π/2 split into a 33-bit head, so k·head is exact for |k| < 2^20, and a tail), then Taylor
+# polynomials on |r| ≤ π/4; plain float64 multiplies and adds in a fixed order, so every IEEE
+# machine and language (numpy, torch CPU/GPU, JavaScript) computes the same bits.
+_TWO_OVER_PI = float.fromhex("0x1.45f306dc9c883p-1")
+_PIO2_HIGH = float.fromhex("0x1.921fb544p+0")
+_PIO2_LOW = float.fromhex("0x1.0b4611a626331p-34")
+
+
+def _inverse_factorials(count: int) -> list[float]:
+    """1/n! for n = 0..count-1 in float64, each the previous one divided by n."""
+    values = [1.0]
+    for n in range(1, count):
+        values.append(values[-1] / n)
+    return values
+
+
+_INVERSE_FACTORIALS = _inverse_factorials(19)
+_SIN_COEFFICIENTS = [(-1.0) ** i * _INVERSE_FACTORIALS[2 * i + 1] for i in range(1, 9)]
+_COS_COEFFICIENTS = [(-1.0) ** i * _INVERSE_FACTORIALS[2 * i] for i in range(1, 10)]
 
 
 def _check_last_dim(name: str, tensor: Tensor, size: int) -> None:
@@ -68,6 +90,55 @@ def euler_to_quat(euler: Tensor) -> Tensor:
     x = sr * cp * cy - cr * sp * sy
     y = cr * sp * cy + sr * cp * sy
     z = cr * cp * sy - sr * sp * cy
+    return torch.stack([w, x, y, z], dim=-1)
+
+
+def _horner(coefficients: list[float], z: Tensor) -> Tensor:
+    """c[0] + z·(c[1] + z·(…)), innermost first (one multiply and one add per step)."""
+    h = torch.full_like(z, coefficients[-1])
+    for coefficient in reversed(coefficients[:-1]):
+        h = z * h + coefficient
+    return h
+
+
+def half_angle_cos_sin(angles: Tensor) -> tuple[Tensor, Tensor]:
+    """cos(a/2) and sin(a/2) in the angles' dtype, the same bits on every machine
+    (docs/COMPACT_FORMAT.md §7): computed in float64 as stated there, rounded once (float32
+    angles: the compact decoder's case). Differentiable (the reduction's integer part has
+    zero gradient)."""
+    t = angles.to(torch.float64) * 0.5
+    k = torch.floor(t * _TWO_OVER_PI + 0.5)
+    r = ((t - k * _PIO2_HIGH) - k * _PIO2_LOW).clamp(-1.0, 1.0)
+    z = r * r
+    s = r + r * (z * _horner(_SIN_COEFFICIENTS, z))
+    c = z * _horner(_COS_COEFFICIENTS, z) + 1.0
+    quadrant = k - 4.0 * torch.floor(k / 4.0)
+    cos = torch.where(quadrant == 0, c, torch.where(quadrant == 1, -s,
+                                                    torch.where(quadrant == 2, -c, s)))
+    sin = torch.where(quadrant == 0, s, torch.where(quadrant == 1, c,
+                                                    torch.where(quadrant == 2, -s, -c)))
+    return cos.to(angles.dtype), sin.to(angles.dtype)
+
+
+def euler_to_quat_exact(euler: Tensor) -> Tensor:
+    """:func:`euler_to_quat` of float32 angles, reproducible bit for bit on every machine (the
+    compact layout's decoder, docs/COMPACT_FORMAT.md §7): :func:`half_angle_cos_sin`, then
+    float32 products and sums in the order written (no fused multiply-add).
+
+    Args:
+        euler: [..., 3] roll, pitch, yaw in radians (float32 for the compact decoder).
+
+    Returns:
+        [..., 4] wxyz quaternions in the same dtype (unit up to its rounding).
+    """
+    _check_last_dim("euler", euler, 3)
+    cos, sin = half_angle_cos_sin(euler)
+    cr, cp, cy = cos.unbind(-1)
+    sr, sp, sy = sin.unbind(-1)
+    w = (cr * cp) * cy + (sr * sp) * sy
+    x = (sr * cp) * cy - (cr * sp) * sy
+    y = (cr * sp) * cy + (sr * cp) * sy
+    z = (cr * cp) * sy - (sr * sp) * cy
     return torch.stack([w, x, y, z], dim=-1)
 
 

@@ -133,35 +133,44 @@ class RahtPlan:
         self._check("attrs", attrs)
         return _RahtForward.apply(attrs, self)
 
-    def inverse(self, coeffs: Tensor) -> Tensor:
+    def inverse(self, coeffs: Tensor, exact: bool = False) -> Tensor:
         """RAHT inverse (the transpose of ``forward``).
 
         Args:
             coeffs: [N, C] coefficients in Morton-slot order.
+            exact: rotate with plain products and sums in a fixed order (the same bits on
+                every machine, docs/COMPACT_FORMAT.md §4) instead of fused multiply-adds.
 
         Returns:
             [N, C] attributes in input order.
         """
         self._check("coeffs", coeffs)
-        return _RahtInverse.apply(coeffs, self)
+        return _RahtInverse.apply(coeffs, self, exact)
 
     __call__ = forward
 
 
-def _rotate_levels(x: Tensor, levels: list[RahtLevel], transpose: bool) -> None:
+def _rotate_levels(x: Tensor, levels: list[RahtLevel], transpose: bool,
+                   exact: bool = False) -> None:
     """Apply the per-level 2×2 rotations to x [N, C] (slot order) in place.
 
     Analysis (finest level first): (L, R) -> (a·L + b·R, a·R - b·L). Transposed (coarsest level
     first): (L, H) -> (a·L - b·H, a·H + b·L). One gather and one scatter of 2P rows per level.
+    ``exact``: each product rounded, then the sum or difference (no fused multiply-add, which
+    ``addcmul_`` uses on some CPUs), so every machine computes the same bits.
     """
     sign = -1.0 if transpose else 1.0
     for level in (reversed(levels) if transpose else levels):
         p = level.num_pairs
         pair = x.index_select(0, level.slots)
         left, right = pair[:p], pair[p:]
-        out = torch.empty_like(pair)
-        torch.mul(left, level.a, out=out[:p]).addcmul_(right, level.b, value=sign)
-        torch.mul(right, level.a, out=out[p:]).addcmul_(left, level.b, value=-sign)
+        if exact:
+            out = torch.cat([left * level.a + sign * (right * level.b),
+                             right * level.a - sign * (left * level.b)])
+        else:
+            out = torch.empty_like(pair)
+            torch.mul(left, level.a, out=out[:p]).addcmul_(right, level.b, value=sign)
+            torch.mul(right, level.a, out=out[p:]).addcmul_(left, level.b, value=-sign)
         x.index_copy_(0, level.slots, out)
 
 
@@ -181,16 +190,16 @@ class _RahtForward(torch.autograd.Function):
 
 class _RahtInverse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, coeffs: Tensor, plan: RahtPlan) -> Tensor:  # type: ignore[override]
+    def forward(ctx, coeffs: Tensor, plan: RahtPlan, exact: bool = False) -> Tensor:  # type: ignore[override]
         _, inverse_order, levels = plan._tensors(coeffs.device, coeffs.dtype)
         x = coeffs.clone()
-        _rotate_levels(x, levels, transpose=True)
+        _rotate_levels(x, levels, transpose=True, exact=exact)
         ctx.plan = plan
         return x.index_select(0, inverse_order)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        return _RahtForward.apply(grad.contiguous(), ctx.plan), None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        return _RahtForward.apply(grad.contiguous(), ctx.plan), None, None
 
 
 def build_raht(voxels: np.ndarray | Tensor, depth: int) -> RahtPlan:

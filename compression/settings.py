@@ -7,8 +7,10 @@ given". :func:`resolve_settings` applies the paper configuration (``--hyper_conf
 ``presets.py``), then fills every unset flag from the layout's quality level (``--quality``,
 layouts that have the knob) and from the layout record's ``defaults``, and checks the result.
 A setting the layout chooses from the model (compact: ``depth``, ``codebook_size``) stays None;
-one it does not use (``Layout.ignores``) must not be given. The resolved settings are what
-runs and what report.json (and cfg_args) record.
+one its codec does not use (``Codec.unused_settings``) must not be given. The resolved flags
+are what report.json (and cfg_args) record; :func:`codec_settings` narrows them to the frozen
+``codec.CodecSettings`` the codec takes. The code that starts a compression resolves once
+(``training.compress.resolve_compression``); nothing in ``compression/`` resolves.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from arguments import flag
+from compression.codec import CodecSettings
 from compression.layouts import DEFAULT_LAYOUT, LAYOUTS
 from compression.octree import MAX_DEPTH, MERGE_MODES
 from compression.presets import CONFIGS, preset_settings
@@ -33,7 +36,7 @@ QUALITY_RANGE = (1, 9)
 
 def _default_text(layout: Any, name: str) -> str:
     """How ``--help`` describes a layout's default for setting ``name``."""
-    if name in layout.ignores:
+    if name in layout.codec.unused_settings:
         return "unused"
     if name == "quality" and layout.quality_without_finetune is not None:
         return f"{layout.defaults[name]} ({layout.quality_without_finetune} without a finetune)"
@@ -96,8 +99,6 @@ class CompressionParams:
     skip_compress: bool = flag(False, "train only")
 
 
-
-
 def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> CompressionParams:
     """The settings that run (a copy): ``cfg`` with the paper configuration applied and every
     unset layout setting taken from the layout, checked. Resolving twice changes nothing.
@@ -113,7 +114,8 @@ def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> Compressi
     if layout is None:
         raise ValueError(f"CompressionParams: layout must be one of {tuple(LAYOUTS)}, "
                          f"got {cfg.layout!r}")
-    given_unused = [name for name in layout.ignores if getattr(cfg, name) is not None]
+    given_unused = [name for name in layout.codec.unused_settings
+                    if getattr(cfg, name) is not None]
     if given_unused:
         raise ValueError(f"CompressionParams: --layout {layout.name} does not use "
                          f"{', '.join('--' + name for name in given_unused)}")
@@ -149,3 +151,21 @@ def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> Compressi
         if not ok:
             raise ValueError(f"CompressionParams: {what}")
     return resolved
+
+
+def codec_settings(resolved: CompressionParams) -> CodecSettings:
+    """The frozen settings the codec takes, from flags :func:`resolve_settings` resolved
+    (the layout as its record; the finetune, file and paper-configuration flags left out).
+
+    Raises:
+        ValueError: ``resolved`` has a layout-dependent setting unset that the layout uses.
+    """
+    layout = LAYOUTS[resolved.layout]
+    chosen = ("depth", "codebook_size", *layout.codec.unused_settings)
+    unset = [name for name in LAYOUT_SETTINGS if getattr(resolved, name) is None
+             and name not in chosen]
+    if unset:
+        raise ValueError(f"codec_settings: {', '.join(unset)} unset (resolve_settings first)")
+    return CodecSettings(layout=layout, **{
+        field.name: getattr(resolved, field.name) for field in dataclasses.fields(CodecSettings)
+        if field.name != "layout"})

@@ -1,7 +1,8 @@
 """Differentiable Gaussian rasterization: one entry point, interchangeable backends.
 
-``rasterize`` takes plain tensors and returns a :class:`RenderResult`; ``render`` and
-``ft_render`` are the 3DGS-compatible wrappers (camera + model in, the familiar dict out).
+``rasterize`` takes plain tensors and returns a :class:`RenderResult`; ``render`` (camera +
+model in) and ``ft_render`` (camera + a codec's simulated attributes in) are the
+3DGS-compatible wrappers returning the familiar dict.
 Backends (RENDERING.md): ``torch`` (ours, any device), ``gsplat`` (CUDA), ``inria`` (optional).
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import functools
 import importlib
 import importlib.util
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -289,27 +290,28 @@ def render(
 
 def ft_render(
     viewpoint_camera: Any,
-    pc: Any,
+    simulated: Mapping[str, torch.Tensor],
     pipe: Any,
     bg_color: torch.Tensor,
     scaling_modifier: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Render the codec-simulated model (finetuning), as the decoder would reconstruct it.
 
-    Duck-typed, so that the renderer does not import the codec: ``pc.simulated_attributes()``
-    (``GaussianModel``'s adapter over ``compression.pipeline.simulate``) returns a dict with
-    ``means`` [N, 3], ``quats`` [N, 4], ``scales`` [N, 3] (activated), ``opacities`` [N]
-    (activated) and ``shs`` [N, K, 3]. Same dict as ``render``.
+    ``simulated`` is what a codec's ``simulate(state, params)`` returns (RAHT → quantize →
+    dequantize → inverse RAHT, differentiably): ``means`` [N, 3], ``quats`` [N, 4], ``scales``
+    [N, 3] (activated), ``opacities`` [N] (activated) and ``shs`` [N, K, 3] (the SH degree is
+    K's, the finetune's maximum). Plain tensors in, so the renderer imports no codec. Same dict
+    as ``render``.
     """
-    sim = pc.simulated_attributes()
+    shs = simulated["shs"]
     return _render_gaussians(
         viewpoint_camera,
-        sim["means"],
-        sim["quats"],
-        sim["scales"] * scaling_modifier,
-        sim["opacities"],
-        sim["shs"],
-        pc.active_sh_degree,
+        simulated["means"],
+        simulated["quats"],
+        simulated["scales"] * scaling_modifier,
+        simulated["opacities"],
+        shs,
+        sh_degree_of(shs.shape[1]),
         pipe,
         bg_color,
     )

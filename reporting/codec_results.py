@@ -62,7 +62,7 @@ def write_report(out_dir: str | os.PathLike, *, layout: str, iteration: int,
     Args:
         out_dir: the iteration (or sweep) folder.
         layout, iteration: which save this is.
-        save_info: what ``compression.pipeline.save`` returned.
+        save_info: what ``compression.bitstream.save`` returned.
         psnr, ssim, lpips: float-render metrics on the evaluation views (None when unavailable).
         ply_size_bytes: size of the uncompressed standard PLY of the pre-compression model.
         settings: the resolved CompressionParams (or a dict of settings).

@@ -212,7 +212,7 @@ def _size_fields(report: dict[str, Any]) -> dict[str, Any]:
 def _bitstream_beside(report_path: Path, report: dict[str, Any]) -> Optional[Path]:
     """The bitstream file saved beside ``report.json``; None for a layout this version lacks."""
     layout = LAYOUTS.get(report["layout"])
-    return None if layout is None else report_path.parent / layout.container.file_name
+    return None if layout is None else report_path.parent / layout.codec.container.file_name
 
 
 def _views(model: Path, methods: list[str], max_views: int) -> list[ViewImages]:

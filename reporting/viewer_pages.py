@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compression.bitstream import read_bitstream
-from compression.pipeline import decode
+from compression.bitstream import decode_file
 from reporting.collect import ReportData
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
@@ -38,7 +37,7 @@ def write_viewer_pages(data: ReportData) -> dict[str, Path]:
             if variant.layout is None:
                 convert(variant.source, page)
             else:
-                decoded = decode(read_bitstream(variant.source))
+                decoded = decode_file(variant.source)
                 export_model(GaussianModel.from_params(decoded), page)
         pages[variant.method] = page
     return pages

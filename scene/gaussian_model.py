@@ -13,10 +13,8 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from compression import pipeline
-from compression.bitstream import read_bitstream
-from compression.layouts import sh_degree_of_params
-from compression.pipeline import CodecState
+from compression.bitstream import read_bitstream, save
+from compression.codec import CodecSettings, CodecState, sh_degree_of_params
 from scene.ply import read_ply, write_ply
 from utils.general_utils import build_scaling_rotation, inverse_sigmoid
 from utils.graphics_utils import BasicPointCloud
@@ -67,8 +65,6 @@ class GaussianModel:
         self.spatial_lr_scale = 0.0
         self.params = nn.ParameterDict({
             name: nn.Parameter(torch.empty(0, *self.row_shape(name))) for name in PARAM_NAMES})
-        #: the codec state attached by :meth:`prepare_codec` (the seed's model held its qas)
-        self.codec: CodecState | None = None
 
     # ------------------------------------------------------------------ shapes and device
 
@@ -254,66 +250,59 @@ class GaussianModel:
         self.spatial_lr_scale = float(state["spatial_lr_scale"])
 
     # ------------------------------------------------------------------ codec adapters
-    # Thin adapters over the codec core (compression.pipeline works on plain parameter dicts
-    # and never reads a GaussianModel): they keep the seed's names (init_qas, qas, save_npz,
-    # load_npz) and let ft_render ask the model for its codec-simulated attributes.
+    # The seed's names (prepare_codec, init_qas, save_npz, load_npz) as thin adapters over the
+    # codec objects of compression/, for code that holds a model. The model keeps no codec
+    # state: the CodecState goes in and out explicitly. The finetune does not use them (it
+    # holds the codec, its state and the parameters itself).
 
     @classmethod
     def from_params(cls, params: Mapping[str, torch.Tensor]) -> "GaussianModel":
-        """A model holding raw parameters (e.g. :func:`compression.pipeline.decode`'s), its SH
-        degree read from f_rest and active."""
+        """A model holding raw parameters (e.g. a codec's ``decode``), its SH degree read from
+        f_rest and active."""
         model = cls(sh_degree_of_params(params))
         model.set_params(params)
         model.active_sh_degree = model.max_sh_degree
         return model
 
-    def prepare_codec(self, cameras: Any, cfg: Any, generator: torch.Generator | None = None,
-                      *, backend: str = "auto") -> CodecState:
-        """Run the codec's stages 1-6 on this model (:func:`compression.pipeline.prepare`).
+    def prepare_codec(self, cameras: Any, settings: CodecSettings,
+                      generator: torch.Generator | None = None, *, backend: str = "auto"
+                      ) -> CodecState:
+        """Run the codec's stages 1-6 on this model (``settings.layout.codec.prepare``).
 
         The model takes the prepared parameters (pruned, merged per voxel, in voxel-key order,
-        ``xyz`` the frozen voxel centres), its SH degree goes to the maximum and it holds the
-        returned state as ``codec``.
+        ``xyz`` the frozen voxel centres) and its SH degree goes to the maximum; returns the
+        codec state (the other adapters take it).
         """
-        state, params = pipeline.prepare(self.params, cameras, cfg, generator, backend=backend)
+        state, params = settings.layout.codec.prepare(self.params, cameras, settings, generator,
+                                                      backend=backend)
         self.set_params({**params, "xyz": nn.Parameter(params["xyz"], requires_grad=False)})
         self.active_sh_degree = self.max_sh_degree
-        self.codec = state
         return state
 
-    @property
-    def qas(self) -> Any:
-        """The block quantizers of the attached codec (``len(qas)`` = C·B, ``qas[c*B + j]``).
+    def init_qas(self, state: CodecState, n_block: int) -> Any:
+        """(Re)build the block quantizers of ``state`` with ``n_block`` blocks per column,
+        ranges calibrated once from this model's coefficients; returns them (the seed's
+        ``qas``: ``len(qas)`` = C·B, ``qas[c*B + j]``).
 
         Raises:
-            ValueError: no codec attached (run :meth:`prepare_codec` first).
+            ValueError: the state's codec has no block quantizers (compact: fixed steps).
         """
-        return self._require_codec().quantizer
+        codec = state.layout.codec
+        if not hasattr(codec, "init_qas"):
+            raise ValueError(f"layout {state.layout.name} has no block quantizers (its steps "
+                             f"come from --quality / --base_step)")
+        return codec.init_qas(state, self.params, n_block)
 
-    def init_qas(self, n_block: int) -> Any:
-        """(Re)build the codec's block quantizers with ``n_block`` blocks per column, ranges
-        calibrated once from the current coefficients; returns them (see :attr:`qas`)."""
-        return pipeline.init_qas(self._require_codec(), self.params, n_block)
-
-    def simulated_attributes(self) -> dict[str, torch.Tensor]:
-        """What the decoder would reconstruct from this model, differentiably
-        (:func:`compression.pipeline.simulate`; ``gaussian_renderer.ft_render`` draws it)."""
-        return pipeline.simulate(self._require_codec(), self.params)
-
-    def save_npz(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Encode with the attached codec into ``path`` (bins layouts: ``<path>/bins/`` and
-        ``<path>/bins.zip``; compact: ``<path>/bitstream.gsc``).
-
-        Returns:
-            The save info (``path``, ``size_bytes``, ``num_gaussians``, ``bits_per_gaussian``,
-            ``encode_seconds``, ``decode_seconds``).
-        """
-        return pipeline.save(self._require_codec(), self.params, path)
+    def save_npz(self, state: CodecState, path: str | os.PathLike) -> dict[str, Any]:
+        """Encode this model with ``state`` into ``path`` (bins layouts: ``<path>/bins/`` and
+        ``<path>/bins.zip``; compact: ``<path>/bitstream.gsc``); the save info of
+        :func:`compression.bitstream.save`."""
+        return save(state, self.params, path)
 
     def load_npz(self, path: str | os.PathLike) -> None:
         """Replace this model's parameters by the decoded content of a bins folder, bins.zip or
-        compact bitstream.gsc (Gaussians in ascending voxel-key order, SH degree at its maximum,
-        no codec attached).
+        compact bitstream.gsc (Gaussians in ascending voxel-key order, SH degree at its
+        maximum).
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
@@ -324,12 +313,5 @@ class GaussianModel:
         if bitstream.sh_degree != self.max_sh_degree:
             raise ValueError(f"{path}: bitstream has SH degree {bitstream.sh_degree}, the model "
                              f"{self.max_sh_degree}")
-        self.set_params(pipeline.decode(bitstream, device=self.device))
+        self.set_params(bitstream.layout.codec.decode(bitstream, device=self.device))
         self.active_sh_degree = self.max_sh_degree
-        self.codec = None
-
-    def _require_codec(self) -> CodecState:
-        if self.codec is None:
-            raise ValueError("no codec attached to this GaussianModel (run prepare_codec "
-                             "first)")
-        return self.codec

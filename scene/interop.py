@@ -9,16 +9,39 @@ from a temporary standard PLY).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from scene.formats import TOOL_EXTENSIONS, detect_format, export_format
+from scene.ply import logger as ply_logger
 from utils.splat_transform import convert
 
 if TYPE_CHECKING:
     from scene.gaussian_model import GaussianModel
+
+
+class _UserFileNames(logging.Filter):
+    """Rewrites a message about the converted PLY (``<converted>: ...``) to name the user's
+    file instead, as :func:`standard_ply` does for its errors."""
+
+    def __init__(self, converted: Path, path: Path) -> None:
+        super().__init__()
+        self.converted, self.path = converted, path
+
+    def rename(self, message: str) -> str:
+        """``message`` naming the user's file when it begins with the converted PLY."""
+        prefix = f"{self.converted}: "
+        if not message.startswith(prefix):
+            return message
+        return (f"{self.path} (as the PLY splat-transform converts it to): "
+                f"{message.removeprefix(prefix)}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.rename(record.getMessage()), None
+        return True
 
 
 @contextlib.contextmanager
@@ -27,7 +50,8 @@ def standard_ply(path: str | os.PathLike) -> Iterator[Path]:
 
     A graphdeco PLY is yielded as it is; another tool's format (told apart by content, see
     :mod:`scene.formats`) is converted by splat-transform into a temporary folder that is
-    removed on exit. A ValueError raised while the converted PLY is read names ``path``.
+    removed on exit. A ValueError raised, or a warning of :mod:`scene.ply` logged, while the
+    converted PLY is read names ``path``, not the temporary file.
 
     Raises:
         FileNotFoundError: ``path`` is missing; also :class:`SplatTransformUnavailable` (no
@@ -48,12 +72,14 @@ def standard_ply(path: str | os.PathLike) -> Iterator[Path]:
         named = Path(tmp) / f"input{TOOL_EXTENSIONS[kind]}"
         named.symlink_to(path.resolve())
         converted = convert(named, Path(tmp) / "model.ply", subject=path)
+        names = _UserFileNames(converted, path)
+        ply_logger.addFilter(names)
         try:
             yield converted
-        except ValueError as exc:  # name the user's file, not the temporary PLY
-            message = str(exc).removeprefix(f"{converted}: ")
-            raise ValueError(f"{path} (as the PLY splat-transform converts it to): "
-                             f"{message}") from None
+        except ValueError as exc:
+            raise ValueError(names.rename(str(exc))) from None
+        finally:
+            ply_logger.removeFilter(names)
 
 
 def export_model(gaussians: "GaussianModel", path: str | os.PathLike) -> Path:

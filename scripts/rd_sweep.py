@@ -45,10 +45,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arguments import ModelParams, PipelineParams, extract, read_cfg_args  # noqa: E402
-from compression.bitstream import read_bitstream  # noqa: E402
+from compression.bitstream import decode_file, read_bitstream, save  # noqa: E402
 from compression.layouts import LAYOUTS  # noqa: E402
-from compression.pipeline import decode, prepare, save, state_from_bitstream  # noqa: E402
-from compression.settings import QUALITY_RANGE, CompressionParams, resolve_settings  # noqa: E402
+from compression.settings import (QUALITY_RANGE, CompressionParams, codec_settings,  # noqa: E402
+                                  resolve_settings)
 from gaussian_renderer import render  # noqa: E402
 from reporting.codec_results import ResultsRow, append_results, write_report  # noqa: E402
 from scene import Scene  # noqa: E402
@@ -117,9 +117,9 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
             points += [(layout, "quality", quality) for quality in qualities]
             continue
         k = searchForMaxIteration(layout_dir(model_path, layout))
-        source = iteration_dir(model_path, layout, k) / LAYOUTS[layout].container.file_name
+        source = iteration_dir(model_path, layout, k) / LAYOUTS[layout].codec.container.file_name
         bitstream = read_bitstream(source)
-        sources[layout] = (k, source, bitstream, decode(bitstream, device))
+        sources[layout] = (k, source, bitstream, bitstream.layout.codec.decode(bitstream, device))
         points += [(layout, "bits", bits) for bits in bit_depths]
     if quality_layouts:
         trained = scene.gaussians.to(device)
@@ -129,20 +129,21 @@ def sweep(model_path: Path, layouts: Sequence[str], bit_depths: Sequence[int],
         if knob == "quality":
             name, k = quality_submethod(layout, value), scene.loaded_iter
             settings = resolve_settings(CompressionParams(layout=layout, quality=value))
-            state, params = prepare({key: p.detach() for key, p in trained.params.items()},
-                                    train_views, settings)
+            state, params = LAYOUTS[layout].codec.prepare(
+                {key: p.detach() for key, p in trained.params.items()}, train_views,
+                codec_settings(settings))
             report_settings = {"source": str(point_cloud_path(model_path, k)
                                              .relative_to(model_path)), **vars(settings)}
         else:
             k, source, bitstream, params = sources[layout]
             name = sweep_submethod(layout, k, value)
-            state = state_from_bitstream(bitstream, params, value)
+            state = bitstream.layout.codec.state_from_bitstream(bitstream, params, value)
             report_settings = {"source": str(source.relative_to(model_path)), "num_bits": value,
                                "n_block": bitstream.n_block, "depth": bitstream.depth,
                                "quantizer": bitstream.quantizer}
         out_dir = sweep_dir(model_path, name)
         info = save(state.eval(), params, out_dir)
-        decoded = GaussianModel.from_params(decode(read_bitstream(info["path"]), device))
+        decoded = GaussianModel.from_params(decode_file(info["path"], device))
         psnr_db, ssim_val = measure(decoded, cameras, background)
         write_report(out_dir, layout=layout, iteration=k, save_info=info, psnr=psnr_db,
                      ssim=ssim_val, lpips=None, ply_size_bytes=ply_size_bytes,

@@ -41,7 +41,8 @@ class SweepOptions:
         extra_flags: parsed train.py flags (name → value) for every step; must hold ``eval``.
         given_ply_pattern: compress ``<scene>``-patterned model files instead of training (a
             PLY or any format ``train.py --given_ply_path`` reads).
-        lpips_weights: LPIPS weights for metrics.py (None: no LPIPS).
+        lpips_weights: LPIPS weights for metrics.py (None: its default, torchvision's VGG16
+            from torch's cache).
         executor: Ray (embedded or a cluster) or serial, and the resources of each step.
     """
 

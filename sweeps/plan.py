@@ -289,7 +289,8 @@ def build_plan(scenes: Sequence[SceneSpec], settings: Sequence[Setting], layouts
             ``eval`` is required (scores come from the test views).
         given_ply_pattern: compress ``pattern`` (``<scene>`` replaced by the scene name) instead
             of training; relative paths are taken from the current folder.
-        lpips_weights: LPIPS weights for metrics.py (None: PSNR and SSIM only).
+        lpips_weights: LPIPS weights for metrics.py (None: its default, torchvision's VGG16
+            from torch's cache).
 
     Raises:
         ValueError: no scene, setting or layout; an unknown layout; a flag the sweep sets

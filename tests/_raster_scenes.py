@@ -45,16 +45,11 @@ def random_scene(n: int, seed: int, sh_degree: int | None = 3, dtype=torch.float
 
 
 class FakeModel:
-    """Duck-typed GaussianModel: activated attributes as properties (and optional simulated ones)."""
+    """Duck-typed GaussianModel: activated attributes as properties."""
 
-    def __init__(self, scene: dict[str, torch.Tensor], simulated=None) -> None:
+    def __init__(self, scene: dict[str, torch.Tensor]) -> None:
         self.params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
         self.active_sh_degree = 3
-        self.simulated = simulated
-
-    def simulated_attributes(self) -> dict[str, torch.Tensor]:
-        """What ``ft_render`` draws (the codec adapter of GaussianModel)."""
-        return self.simulated
 
     get_xyz = property(lambda self: self.params["means"])
     get_rotation = property(lambda self: self.params["quats"])

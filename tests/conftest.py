@@ -1,8 +1,10 @@
 """Session fixtures shared by the whole suite: where the data lives, skips when it is absent."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -20,6 +22,24 @@ def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is only beside CI and developer checkouts)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_weight_downloads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$TORCH_HOME`` (inherited by the scripts tests run) is a folder where torch.hub cannot
+    make its cache (``hub/checkpoints`` is a file), so that no test reads the user's cached
+    VGG16 or downloads it for LPIPS: evaluations skip LPIPS unless a test supplies weights
+    (tests/test_lpips_reference.py writes its own cache)."""
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub").mkdir()
+    (home / "hub" / "checkpoints").write_text("not a folder: no downloads in tests\n")
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""bins folder / bins.zip: round trip, determinism, layout sizes, and refusal of corrupt input."""
+"""bins folder / bins.zip (read and written through the one dispatch of compression.bitstream):
+round trip, determinism, layout sizes, and refusal of corrupt input."""
 from __future__ import annotations
 
 import io
@@ -11,7 +12,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from compression.bitstream import Bitstream, BitstreamError, read_bitstream, write_bitstream
+from compression.bins_format import BinsBitstream, BitstreamError
+from compression.bitstream import read_bitstream, write_bitstream
+from compression.layouts import LAYOUTS
 from compression.quantization import storage_dtype as code_dtype
 from utils.output_paths import BINS_DIR, BINS_ZIP
 
@@ -19,7 +22,7 @@ N, B, DEPTH, SH_DEGREE = 64, 5, 8, 3
 C = 7  # the official layout's RAHT columns (the corruption tests use that layout)
 
 
-def _bitstream(layout: str, num_bits: int = 8, seed: int = 0) -> Bitstream:
+def _bitstream(layout: str, num_bits: int = 8, seed: int = 0) -> BinsBitstream:
     """A consistent bitstream of N random Gaussians (C from the layout)."""
     rng = np.random.default_rng(seed)
     c = 55 if layout == "seed" else 7
@@ -34,16 +37,17 @@ def _bitstream(layout: str, num_bits: int = 8, seed: int = 0) -> Bitstream:
                     "direct_zero_point": rng.integers(0, max_code + 1, (3, B)).astype(np.float64),
                     "vq_indices": rng.integers(0, k, N).astype(np.int32),
                     "codebook": rng.normal(size=(k, 45)).astype(np.float32)}
-    return Bitstream(layout=layout, sh_degree=SH_DEGREE, num_bits=num_bits, quantizer="vanilla",
-                     depth=DEPTH, keys=keys, bbox=np.array([-1.0, 2.0, 0.0, 1.5, -3.0, 0.25]),
-                     dc=rng.normal(size=c).astype(np.float32),
-                     codes=rng.integers(0, max_code + 1, (c, N - 1)).astype(dtype),
-                     scale=rng.random((c, B)),
-                     zero_point=rng.integers(0, max_code + 1, (c, B)).astype(np.float64),
-                     **official)
+    return BinsBitstream(layout=LAYOUTS[layout], sh_degree=SH_DEGREE, num_bits=num_bits,
+                         quantizer="vanilla", depth=DEPTH, keys=keys,
+                         bbox=np.array([-1.0, 2.0, 0.0, 1.5, -3.0, 0.25]),
+                         dc=rng.normal(size=c).astype(np.float32),
+                         codes=rng.integers(0, max_code + 1, (c, N - 1)).astype(dtype),
+                         scale=rng.random((c, B)),
+                         zero_point=rng.integers(0, max_code + 1, (c, B)).astype(np.float64),
+                         **official)
 
 
-def _assert_same(a: Bitstream, b: Bitstream) -> None:
+def _assert_same(a: BinsBitstream, b: BinsBitstream) -> None:
     for field in a.__dataclass_fields__:
         x, y = getattr(a, field), getattr(b, field)
         if isinstance(x, np.ndarray):
@@ -124,13 +128,13 @@ def test_write_refuses_inconsistent_content_and_writes_nothing(tmp_path: Path) -
         "unsorted keys": dict(keys=good.keys[::-1].copy()),
         "wrong C": dict(dc=good.dc[:-1], codes=good.codes[:-1], scale=good.scale[:-1],
                         zero_point=good.zero_point[:-1]),
-        "official without VQ": dict(layout="official"),
+        "official without VQ": dict(layout=LAYOUTS["official"]),
     }
     for name, changes in bad_cases.items():
         fields = {f: getattr(good, f) for f in good.__dataclass_fields__}
         fields.update(changes)
         with pytest.raises(ValueError):
-            write_bitstream(Bitstream(**fields), tmp_path / name)
+            write_bitstream(BinsBitstream(**fields), tmp_path / name)
         assert not (tmp_path / name).exists() or not any((tmp_path / name).iterdir()), name
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compression.bitstream import read_bitstream
-from compression.pipeline import decode
+from compression.bitstream import decode_file
 from scene.gaussian_model import GaussianModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,8 +98,7 @@ def test_render_dec_npz_metrics_and_export(model_dir: Path) -> None:
          "--export_ply", str(exported))
     loaded = GaussianModel(1)
     loaded.load_ply(exported)
-    expected = decode(read_bitstream(model_dir / "compression" / "official" / "iteration_5"
-                                     / "bins.zip"))
+    expected = decode_file(model_dir / "compression" / "official" / "iteration_5" / "bins.zip")
     for name, value in expected.items():
         assert torch.equal(loaded.params[name], value), name
 

@@ -19,25 +19,26 @@ import pytest
 import torch
 
 from arguments import ModelParams, PipelineParams
-from compression.compact_format import (COMPACT_MAGIC, FORMAT_VERSION, SEGMENT_SHARE,
+from compression.bitstream import save
+from compression.compact_codec import AUTO_CODEBOOK_RANGE, auto_codebook_size
+from compression.compact_format import (COMPACT, COMPACT_MAGIC, FORMAT_VERSION, SEGMENT_SHARE,
                                         CompactFormatError, read_compact, segment_sizes)
 from compression.entropy import StreamWriter
-from compression.layouts import COMPACT, LAYOUTS
+from compression.layouts import LAYOUTS
 from compression.octree import AUTO_DEPTH_RANGE, depth_for_scales
-from compression.pipeline import (AUTO_CODEBOOK_RANGE, _coefficients, auto_codebook_size,
-                                  decode, prepare, save, simulate, trainable_tensors)
+from compression.pipeline import coefficients, trainable
 from compression.settings import CompressionParams, resolve_settings
 from compression.step_quantization import CODEBOOK_NOISE_SHARE
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
-from training.compress import compress_model, load_given_model
+from tests._codec import decode, prepare, simulate
+from tests._compact_fuzz import FUZZ_CASES, mutations
+from training.compress import compress_model, load_given_model, resolve_compression
 from utils.eval_utils import evaluate_views
 from utils.output_paths import iteration_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PLY_NAME = "small_3dgs_sh3.ply"
-HEADER_BYTES = 4 + 4 + 8 + 1  # magic, version / SH degree / depth / quality, N, K, exponent
-FUZZ_CASES = 240
 FUZZ_SECONDS_PER_CASE = 5
 FUZZ_PEAK_BYTES = 256 << 20
 
@@ -87,9 +88,9 @@ def test_decoded_attributes_and_codes_equal_the_trained_simulation(
     rasterizer inputs simulate() gives in evaluation mode, and exactly its codes."""
     state, coded = prepare(real_params, None, CompressionParams(layout="compact"),
                            torch.Generator().manual_seed(0))
-    for tensor in trainable_tensors(state, coded).values():
+    for tensor in trainable(state, coded)[0].values():
         tensor.requires_grad_(True)
-    optimizer = torch.optim.Adam(list(trainable_tensors(state, coded).values()), lr=1e-2)
+    optimizer = torch.optim.Adam(list(trainable(state, coded)[0].values()), lr=1e-2)
     target = {k: v.detach() for k, v in simulate(state, coded).items()}
     generator = torch.Generator().manual_seed(1)
     for _ in range(3):
@@ -104,8 +105,8 @@ def test_decoded_attributes_and_codes_equal_the_trained_simulation(
     with torch.no_grad():
         simulated = simulate(state, coded)
         info = save(state, coded, tmp_path)
-        stored = read_compact(info["path"])
-        codes = state.quantizer.quantize(_coefficients(state, coded))
+        stored = read_compact(info["path"], LAYOUTS["compact"])
+        codes = state.quantizer.quantize(coefficients(state, coded))
     step = 2.0 ** (stored.codebook_exponent / 4)
     assert not torch.equal(torch.round(state.codebook.detach() / step) * step,
                            state.codebook.detach())
@@ -122,7 +123,7 @@ def test_lower_sh_degrees_round_trip(real_params: dict, degree: int, tmp_path: P
     """SH degree 0 has no f_rest (no codebook, K = 0), degree 1 a 9-column codebook."""
     params = {**real_params, "f_rest": real_params["f_rest"][:, :(degree + 1) ** 2 - 1]}
     state, coded, path, info = _compressed(params, tmp_path)
-    stored = read_compact(path)
+    stored = read_compact(path, LAYOUTS["compact"])
     assert stored.sh_degree == degree and stored.codebook.shape[1] == 3 * ((degree + 1) ** 2 - 1)
     auto = min(auto_codebook_size(LAYOUTS["compact"], 5, state.num_gaussians),
                state.num_gaussians // 4)
@@ -140,7 +141,8 @@ def test_same_input_and_seed_give_the_same_bytes(real_params: dict, compact_file
     _, _, path, _ = _compressed(real_params, tmp_path)
     assert path.read_bytes() == compact_file["data"]
     # and reading a file and writing its content back gives the file again
-    assert read_compact(compact_file["path"]).to_bytes() == compact_file["data"]
+    stored = read_compact(compact_file["path"], LAYOUTS["compact"])
+    assert stored.to_bytes() == compact_file["data"]
 
 
 def test_file_layout_and_report_figures(real_params: dict, compact_file: dict) -> None:
@@ -189,7 +191,7 @@ def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict
     vq_mse = float(((columns - state.codebook.detach()[state.vq_indices]) ** 2).mean())
     step = 2.0 ** (state.codebook_exponent / 4)
     assert step ** 2 / 12 <= CODEBOOK_NOISE_SHARE * vq_mse < (step * 2 ** 0.25) ** 2 / 12
-    stored = read_compact(compact_file["path"])
+    stored = read_compact(compact_file["path"], LAYOUTS["compact"])
     assert stored.codebook_exponent == state.codebook_exponent
     error = np.abs(stored.codebook - state.codebook.detach().numpy())
     assert error.max() <= step / 2 and stored.codebook_codes.dtype == np.int64
@@ -206,7 +208,7 @@ def test_ac_segments_are_runs_of_whole_levels(compact_file: dict) -> None:
     assert all(size >= -(-plan.n // SEGMENT_SHARE) for size in sizes)
     assert 1 < len(sizes) < len(plan.levels)
     # joining the levels makes the file smaller than a segment per level would
-    stored = read_compact(compact_file["path"])
+    stored = read_compact(compact_file["path"], LAYOUTS["compact"])
     grouped = stored.codes[plan.high_slots().numpy() - 1]
     per_level = StreamWriter()
     for column in range(grouped.shape[1]):
@@ -252,28 +254,6 @@ class _Timeout(Exception):
     pass
 
 
-def _mutations(data: bytes, other: bytes, rng: np.random.Generator) -> list[tuple[str, bytes]]:
-    """Seeded random damage of a real file: truncation, bit flips, a chunk spliced in from
-    another real file, padding; each also with its CRC recomputed, so that the parser's own
-    checks (not only the CRC) meet the damage."""
-    cases = []
-    for _ in range(FUZZ_CASES // 8):
-        cut = int(rng.integers(0, len(data)))
-        flipped = bytearray(data)
-        for position in rng.integers(0, len(data), int(rng.integers(1, 9))):
-            flipped[position] ^= 1 << int(rng.integers(0, 8))
-        start, length = int(rng.integers(0, len(data))), int(rng.integers(1, 64))
-        source = int(rng.integers(0, len(other) - length))
-        spliced = data[:start] + other[source:source + length] + data[start + length:]
-        padded = data + rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
-        for name, damaged in (("truncated", data[:cut]), ("flipped", bytes(flipped)),
-                              ("spliced", spliced), ("padded", padded)):
-            cases.append((name, damaged))
-            body = damaged[:-4] if len(damaged) > HEADER_BYTES + 4 else damaged
-            cases.append((f"{name}+crc", body + struct.pack("<I", zlib.crc32(body))))
-    return cases
-
-
 def test_fuzzed_files_are_refused_or_decode_to_finite_models(real_params: dict,
                                                              compact_file: dict,
                                                              tmp_path: Path) -> None:
@@ -287,13 +267,13 @@ def test_fuzzed_files_are_refused_or_decode_to_finite_models(real_params: dict,
     previous = signal.signal(signal.SIGALRM, on_alarm)
     tracemalloc.start()
     try:
-        for name, damaged in _mutations(data, other_path.read_bytes(),
-                                        np.random.default_rng(2024)):
+        for name, damaged in mutations(data, other_path.read_bytes(),
+                                       np.random.default_rng(2024)):
             path.write_bytes(damaged)
             tracemalloc.reset_peak()
             signal.alarm(FUZZ_SECONDS_PER_CASE)
             try:
-                params = decode(read_compact(path))
+                params = decode(read_compact(path, LAYOUTS["compact"]))
                 outcomes["decoded"] += 1
                 assert all(bool(torch.isfinite(v).all()) for v in params.values()), name
             except CompactFormatError as exc:
@@ -358,18 +338,19 @@ def finetuned(shared_data: Path, sample_scene: Path,
     torch.set_num_threads(1)
     try:
         scene, gaussians = load_given_model(dataset, ply)
-        reports = compress_model(gaussians, scene, cfg, pipe, dataset.model_path, quiet=True)
+        run = compress_model(gaussians, scene, resolve_compression(cfg, scene=True), pipe,
+                             dataset.model_path, quiet=True)
         background = torch.ones(3)
         saved = iteration_dir(dataset.model_path, "compact", 4) / COMPACT.file_name
-        decoded = GaussianModel.from_params(decode(read_compact(saved)))
+        decoded = GaussianModel.from_params(decode(read_compact(saved, LAYOUTS["compact"])))
         psnr = evaluate_views(lambda cam: render(cam, decoded, pipe, background)["render"],
                               scene.getTestCameras())["psnr"]
-        gaussians.codec.eval()
+        run.state.eval()
         with torch.no_grad():
-            simulated = gaussians.simulated_attributes()
+            simulated = run.codec.simulate(run.state, run.params)
     finally:
         torch.set_num_threads(threads)
-    return {"report": reports[-1], "decoded": decoded, "simulated": simulated, "psnr": psnr}
+    return {"report": run.reports[-1], "decoded": decoded, "simulated": simulated, "psnr": psnr}
 
 
 def test_finetuned_model_decodes_to_what_was_evaluated(finetuned: dict) -> None:
@@ -428,7 +409,8 @@ def test_train_render_metrics_and_export_with_a_scene(trained_model: Path) -> No
          str(exported), "--quiet")
     loaded = GaussianModel(1)
     loaded.load_ply(exported)
-    for name, value in decode(read_compact(saved / COMPACT.file_name)).items():
+    for name, value in decode(read_compact(saved / COMPACT.file_name,
+                                           LAYOUTS["compact"])).items():
         assert torch.equal(loaded.params[name], value), name
 
 
@@ -445,7 +427,8 @@ def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
     assert report["settings"]["quality"] == default and report["settings"]["n_block"] is None
     assert report["settings"]["base_step"] == LAYOUTS["compact"].quality_levels[default][
         "base_step"]
-    stored = read_compact(model / "compression" / "compact" / "iteration_0" / COMPACT.file_name)
+    stored = read_compact(model / "compression" / "compact" / "iteration_0" / COMPACT.file_name,
+                          LAYOUTS["compact"])
     assert stored.quality == default and stored.num_gaussians == report["num_gaussians"]
     cfg_args = (model / "cfg_args").read_text()
     assert f"quality={default}" in cfg_args
@@ -454,7 +437,7 @@ def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
 def test_train_from_a_compact_bitstream(trained_model: Path, tmp_path: Path) -> None:
     """``train.py --given_ply_path <bitstream.gsc>`` compresses the decoded model again."""
     source = trained_model / "compression" / "compact" / "iteration_3" / COMPACT.file_name
-    decoded = decode(read_compact(source))
+    decoded = decode(read_compact(source, LAYOUTS["compact"]))
     model = tmp_path / "again"
     _run("train.py", "--given_ply_path", str(source), "-m", str(model), "--layout", "compact",
          "--quality", "2", "--quiet")
@@ -462,4 +445,5 @@ def test_train_from_a_compact_bitstream(trained_model: Path, tmp_path: Path) -> 
     report = json.loads((folder / "report.json").read_text())
     inputs = len(decoded["xyz"])
     assert report["bits_per_input_gaussian"] == pytest.approx(8 * report["size_bytes"] / inputs)
-    assert read_compact(folder / COMPACT.file_name).num_gaussians == report["num_gaussians"]
+    stored = read_compact(folder / COMPACT.file_name, LAYOUTS["compact"])
+    assert stored.num_gaussians == report["num_gaussians"]

@@ -11,17 +11,18 @@ import pytest
 import torch
 
 from arguments import ModelParams, OptimizationParams, PipelineParams
-from compression import pipeline
+from compression.bitstream import save
 from compression.layouts import LAYOUTS
 from compression.settings import CompressionParams
 from gaussian_renderer import ft_render, render
 from scene import Scene
 from scene.gaussian_model import GaussianModel
 from scene.strategy import create_optimizer
-from training.compress import compress_model
+from tests._codec import settings_of
+from training.compress import compress_model, resolve_compression
 from training.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
                                default_test_iterations, evaluate_codec, finetune,
-                               resolve_test_iterations)
+                               leaf_parameters, resolve_test_iterations)
 from training.trainer import photometric_loss
 
 PIPE = PipelineParams(backend="torch")
@@ -58,6 +59,16 @@ def _cfg(**kwargs) -> CompressionParams:
     return CompressionParams(**{"n_block": 16, "codebook_size": 64, "vq_steps": 10, **kwargs})
 
 
+def _prepared(sample: dict, cameras=None, **flags) -> tuple:
+    """``(codec, state, params)`` of the warmed-up model as ``compress_model`` hands them to
+    the finetune."""
+    settings = settings_of(_cfg(**flags))
+    codec = settings.layout.codec
+    state, params = codec.prepare(_model(sample).params, cameras, settings,
+                                  torch.Generator().manual_seed(0))
+    return codec, state, leaf_parameters(params)
+
+
 def test_test_iteration_schedule() -> None:
     assert default_test_iterations(2500) == [0, 1000, 2000, 2500]
     assert default_test_iterations(2000) == [0, 1000, 2000]
@@ -73,90 +84,90 @@ def test_qas_are_the_seed_quantizers(shared_data: Path) -> None:
     """SH degree 3, seed layout, 57 blocks: 55 × 57 = 3,135 quantizers (``qas[c*57 + j]``)."""
     model = GaussianModel(3)
     model.load_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
-    with pytest.raises(ValueError, match="prepare"):
-        model.init_qas(57)
-    model.prepare_codec(None, CompressionParams(), torch.Generator().manual_seed(0))
-    assert len(model.qas) == 3135
-    assert model.qas[3 * 57 + 5].column == 3 and model.qas[3 * 57 + 5].block == 5
-    quantizer = model.init_qas(20)
-    assert len(model.qas) == 55 * 20 and quantizer is model.qas
+    state = model.prepare_codec(None, settings_of(CompressionParams()),
+                                torch.Generator().manual_seed(0))
+    qas = state.quantizer
+    assert len(qas) == 3135
+    assert qas[3 * 57 + 5].column == 3 and qas[3 * 57 + 5].block == 5
+    quantizer = model.init_qas(state, 20)
+    assert len(quantizer) == 55 * 20 and quantizer is state.quantizer
     assert bool(quantizer.initialized) and bool((quantizer.max_val >= quantizer.min_val).all())
     assert float((quantizer.max_val - quantizer.min_val).max()) > 0
 
 
-def test_prepare_codec_adapter(sample: dict) -> None:
-    """GaussianModel.prepare_codec holds the core's state and parameters; the adapters
-    (simulated_attributes, save_npz) are the core's functions on them."""
+def test_prepare_codec_adapter(sample: dict, tmp_path: Path) -> None:
+    """GaussianModel.prepare_codec takes the codec's prepared parameters and hands the state
+    out (the model keeps none); save_npz is the codec's save of the model's parameters."""
     model = _model(sample)
     params = {k: v.detach().clone() for k, v in model.params.items()}
-    state = model.prepare_codec(None, _cfg(), torch.Generator().manual_seed(0))
-    expected_state, expected = pipeline.prepare(params, None, _cfg(),
-                                                torch.Generator().manual_seed(0))
-    assert model.codec is state and model.active_sh_degree == model.max_sh_degree
+    settings = settings_of(_cfg())
+    state = model.prepare_codec(None, settings, torch.Generator().manual_seed(0))
+    expected_state, expected = settings.layout.codec.prepare(params, None, settings,
+                                                             torch.Generator().manual_seed(0))
+    assert model.active_sh_degree == model.max_sh_degree and not hasattr(model, "codec")
     assert all(torch.equal(model.params[k], expected[k]) for k in expected)
     assert not model.params["xyz"].requires_grad
     assert all(model.params[k].requires_grad for k in ("f_dc", "f_rest", "opacity", "scaling",
                                                        "rotation"))
     state.eval()
     expected_state.eval()
-    with torch.no_grad():
-        attrs = model.simulated_attributes()
-        reference = pipeline.simulate(expected_state, expected)
-    assert all(torch.equal(attrs[k], reference[k]) for k in reference)
+    adapter = model.save_npz(state, tmp_path / "adapter")
+    core = save(expected_state, expected, tmp_path / "core")
+    assert Path(adapter["path"]).read_bytes() == Path(core["path"]).read_bytes()
+    compact = _model(sample)
+    compact_state = compact.prepare_codec(None, settings_of(CompressionParams(layout="compact")))
+    with pytest.raises(ValueError, match="no block quantizers"):
+        compact.init_qas(compact_state, 8)
 
 
 def test_optimizer_trains_what_the_layout_trains(sample: dict) -> None:
-    seed_model, official_model = _model(sample), _model(sample)
-    seed_model.prepare_codec(None, _cfg(), torch.Generator().manual_seed(0))
-    groups = {g["name"]: g for g in create_finetune_optimizer(seed_model, 2.0).param_groups}
+    codec, state, params = _prepared(sample)
+    groups = {g["name"]: g
+              for g in create_finetune_optimizer(codec, state, params, 2.0).param_groups}
     assert list(groups) == list(LAYOUTS["seed"].trains)
     assert {k: g["lr"] for k, g in groups.items()} == {k: 2 * FINETUNE_LRS[k] for k in groups}
     assert all(g["eps"] == 1e-15 for g in groups.values())
-    assert not seed_model.params["xyz"].requires_grad
+    assert not params["xyz"].requires_grad
 
-    official_model.prepare_codec(None, _cfg(layout="official", quantizer="lsq"),
-                                 torch.Generator().manual_seed(0))
-    optimizer = create_finetune_optimizer(official_model)
+    codec, state, params = _prepared(sample, layout="official", quantizer="lsq")
+    optimizer = create_finetune_optimizer(codec, state, params)
     groups = {g["name"]: g for g in optimizer.param_groups}
-    codec = official_model.codec
     assert list(groups) == [*LAYOUTS["official"].trains, "lsq_steps"]
-    assert groups["codebook"]["params"][0] is codec.codebook
+    assert groups["codebook"]["params"][0] is state.codebook
     assert groups["codebook"]["lr"] == FINETUNE_LRS["f_rest"] and "f_rest" not in groups
-    assert not official_model.params["f_rest"].requires_grad
+    assert not params["f_rest"].requires_grad
     assert groups["lsq_steps"]["lr"] == LSQ_STEP_LR
     assert {id(p) for p in groups["lsq_steps"]["params"]} == {
-        id(codec.quantizer.step), id(codec.direct_quantizer.step)}
+        id(state.quantizer.step), id(state.direct_quantizer.step)}
     with pytest.raises(ValueError, match="lr_scale"):
-        create_finetune_optimizer(official_model, 0.0)
+        create_finetune_optimizer(codec, state, params, 0.0)
 
 
 def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     """After a finetune save, load_npz decodes the evaluation-mode simulation, and renders
     of the decoded model equal ft_render; evaluation never moves the ranges."""
-    model = _model(sample)
     scene = sample["scene"]
-    model.prepare_codec(scene.getTrainCameras(), _cfg(), torch.Generator().manual_seed(0))
+    codec, state, params = _prepared(sample, scene.getTrainCameras())
     background = torch.zeros(3)
     saved: dict[int, dict] = {}
 
     def on_test(step: int) -> float:
-        codec = model.codec
-        before = {k: v.clone() for k, v in codec.quantizer.state_dict().items()}
-        result = evaluate_codec(model, scene.getTestCameras(), PIPE, background)
-        after = codec.quantizer.state_dict()
+        before = {k: v.clone() for k, v in state.quantizer.state_dict().items()}
+        result = evaluate_codec(codec, state, params, scene.getTestCameras(), PIPE, background)
+        after = state.quantizer.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
-        saved[step] = model.save_npz(tmp_path / f"iteration_{step}")
+        saved[step] = save(state, params, tmp_path / f"iteration_{step}")
         return result.psnr
 
-    finetune(model, scene.getTrainCameras(), PIPE, background, iterations=6,
+    finetune(codec, state, params, scene.getTrainCameras(), PIPE, background, iterations=6,
              test_iterations=[6], on_test=on_test, generator=torch.Generator().manual_seed(0),
              quiet=True)
     assert list(saved) == [6]
-    model.codec.eval()
+    state.eval()
     decoded = GaussianModel(1)
     decoded.load_npz(tmp_path / "iteration_6" / "bins.zip")
     with torch.no_grad():
-        simulated = model.simulated_attributes()
+        simulated = codec.simulate(state, params)
         decoded_attrs = {"means": decoded.get_xyz, "quats": decoded.get_rotation,
                          "scales": decoded.get_scaling, "opacities": decoded.get_opacity[:, 0],
                          "shs": decoded.get_features}
@@ -164,7 +175,7 @@ def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
             torch.testing.assert_close(value, simulated[name], rtol=0, atol=1e-5, msg=name)
         for camera in scene.getTestCameras()[:3]:
             shipped = render(camera, decoded, PIPE, background)["render"]
-            trained = ft_render(camera, model, PIPE, background)["render"]
+            trained = ft_render(camera, simulated, PIPE, background)["render"]
             assert float((shipped - trained).abs().mean()) <= 1e-5
     # the folder holds the same bitstream as the archive
     from_folder = GaussianModel(1)
@@ -179,8 +190,8 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
     cfg = _cfg(finetune_iterations=20, finetune_test_iterations=[0, 5, 20])
     runs = []
     for name in ("a", "b"):
-        runs.append(compress_model(_model(sample), scene, cfg, PIPE, tmp_path / name,
-                                   quiet=True, seed=3))
+        runs.append(compress_model(_model(sample), scene, resolve_compression(cfg, scene=True),
+                                   PIPE, tmp_path / name, quiet=True, seed=3).reports)
     for k in (0, 5, 20):
         archives = [(tmp_path / name / "compression" / "seed" / f"iteration_{k}" / "bins.zip")
                     .read_bytes() for name in ("a", "b")]
@@ -199,26 +210,24 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
 
 
 def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: Path) -> None:
-    model = _model(sample)
     scene = sample["scene"]
-    model.prepare_codec(scene.getTrainCameras(), _cfg(layout="official", quantizer="lsq"),
-                        torch.Generator().manual_seed(0))
-    codec = model.codec
-    steps = [codec.quantizer.step.detach().clone(), codec.direct_quantizer.step.detach().clone()]
-    codebook = codec.codebook.detach().clone()
-    f_rest = model.params["f_rest"].detach().clone()
-    finetune(model, scene.getTrainCameras(), PIPE, torch.zeros(3), iterations=4,
+    codec, state, params = _prepared(sample, scene.getTrainCameras(), layout="official",
+                                     quantizer="lsq")
+    steps = [state.quantizer.step.detach().clone(), state.direct_quantizer.step.detach().clone()]
+    codebook = state.codebook.detach().clone()
+    f_rest = params["f_rest"].detach().clone()
+    finetune(codec, state, params, scene.getTrainCameras(), PIPE, torch.zeros(3), iterations=4,
              test_iterations=[], on_test=lambda step: None, quiet=True)
-    assert not torch.equal(codec.quantizer.step, steps[0])
-    assert not torch.equal(codec.direct_quantizer.step, steps[1])
-    assert not torch.equal(codec.codebook, codebook)
-    assert torch.equal(model.params["f_rest"], f_rest)  # unused in the official layout
-    info = model.save_npz(tmp_path)
+    assert not torch.equal(state.quantizer.step, steps[0])
+    assert not torch.equal(state.direct_quantizer.step, steps[1])
+    assert not torch.equal(state.codebook, codebook)
+    assert torch.equal(params["f_rest"], f_rest)  # unused in the official layout
+    info = save(state, params, tmp_path)
     decoded = GaussianModel(1)
     decoded.load_npz(info["path"])
-    codec.eval()
+    state.eval()
     with torch.no_grad():
-        torch.testing.assert_close(decoded.get_features, model.simulated_attributes()["shs"],
+        torch.testing.assert_close(decoded.get_features, codec.simulate(state, params)["shs"],
                                    rtol=0, atol=1e-5)
 
 
@@ -236,14 +245,16 @@ def test_no_test_views_evaluates_on_training_views(sample: dict, tmp_path: Path)
         def getTestCameras(self):
             return []
 
-    reports = compress_model(_model(sample), TrainOnly(), _cfg(finetune_iterations=0),
-                             PIPE, tmp_path, quiet=True)
+    reports = compress_model(_model(sample), TrainOnly(),
+                             resolve_compression(_cfg(finetune_iterations=0), scene=True),
+                             PIPE, tmp_path, quiet=True).reports
     assert [r["eval_split"] for r in reports] == ["train"] and reports[0]["psnr"] > 10
 
 
 def test_without_scene_one_save_and_no_metrics(sample: dict, tmp_path: Path) -> None:
-    reports = compress_model(_model(sample), None, _cfg(finetune_iterations=100), PIPE,
-                             tmp_path, quiet=True)
+    reports = compress_model(_model(sample), None,
+                             resolve_compression(_cfg(finetune_iterations=100), scene=False),
+                             PIPE, tmp_path, quiet=True).reports
     assert len(reports) == 1 and reports[0]["iteration"] == 0
     assert reports[0]["psnr"] is None and reports[0]["eval_split"] is None
     assert reports[0]["finetune_seconds"] is None

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from compression.layouts import BINS, CODED_PARAMS, LAYOUTS, Layout
+from compression.bins_codec import BINS_CODEC
+from compression.bins_format import BINS
+from compression.codec import CODED_PARAMS, Layout
+from compression.compact_codec import COMPACT_CODEC
+from compression.layouts import CODECS, LAYOUTS
 from scene.gaussian_model import GaussianModel
 from utils.general_utils import build_rotation
 
@@ -29,7 +33,7 @@ def real_params(shared_data: Path) -> dict[str, torch.Tensor]:
     return {k: v.detach()[:500].double() for k, v in model.params.items()}
 
 
-def test_column_counts_files_and_container() -> None:
+def test_column_counts_files_and_codec() -> None:
     seed, official = LAYOUTS["seed"], LAYOUTS["official"]
     assert seed.width(seed.raht, 3) == 55 and seed.width(seed.raht, 1) == 19
     assert not seed.direct and not seed.vq
@@ -37,7 +41,9 @@ def test_column_counts_files_and_container() -> None:
             official.width(official.vq, 3)) == (7, 3, 45)
     assert seed.files == ("oct.npz", "orgb.npz", "t.npz")
     assert official.files == seed.files + ("ct.npz", "ntk.npz", "um.npz")
-    assert seed.container is official.container is BINS and BINS.file_name == "bins.zip"
+    assert seed.codec is official.codec is BINS_CODEC and LAYOUTS["compact"].codec is COMPACT_CODEC
+    assert CODECS == (BINS_CODEC, COMPACT_CODEC)
+    assert BINS_CODEC.container is BINS and BINS.file_name == "bins.zip"
     assert "codebook" in official.trains and "f_rest" not in official.trains
     assert "f_rest" in seed.trains and "codebook" not in seed.trains
 
@@ -69,12 +75,10 @@ def test_a_layout_must_code_every_parameter_once() -> None:
     seed = LAYOUTS["seed"]
     with pytest.raises(ValueError, match="must code each"):
         Layout(name="partial", raht=("opacity", "euler"), direct=(), vq=(), trains=(),
-               files=seed.files, container=BINS, quantizer_scheme="block",
-               defaults=seed.defaults)
+               files=seed.files, codec=seed.codec, defaults=seed.defaults)
     with pytest.raises(ValueError, match="must code each"):
         Layout(name="twice", raht=seed.raht, direct=("scaling",), vq=(), trains=(),
-               files=seed.files, container=BINS, quantizer_scheme="block",
-               defaults=seed.defaults)
+               files=seed.files, codec=seed.codec, defaults=seed.defaults)
 
 
 def _sources() -> list[Path]:

@@ -1,8 +1,9 @@
 """utils/lpips.py held to the `lpips` package (v0.1, VGG) on real image pairs.
 
 Both networks get the same seeded random VGG16 convolutions and the linear heads the lpips
-package ships (weights/v0.1/vgg.pth); nothing is downloaded. lpips and torchvision are test-only
-dependencies (requirements-test.txt).
+package ships (weights/v0.1/vgg.pth); nothing is downloaded: the standard (torch.hub) path reads
+a cache file the test writes, and its offline path fetches from a local URL that does not
+exist. lpips and torchvision are test-only dependencies (requirements-test.txt).
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from scipy import ndimage
 
 from scene.camera_utils import composite_rgb
 from utils.image_utils import load_image
-from utils.lpips import LPIPS, load_lpips
+import utils.lpips as lpips_module
+from utils.lpips import (LINEAR_HEADS, LPIPS, LpipsUnavailable, cached_vgg16_path, load_lpips,
+                         lpips_for_evaluation, standard_lpips)
 
 pytestmark = pytest.mark.filterwarnings(  # lpips calls torchvision.models.vgg16(pretrained=...)
     "ignore:.*deprecated since 0.13:UserWarning")
@@ -163,3 +166,55 @@ def test_the_seeded_backbone_matters(ours, sample_pairs, expected) -> None:
     other.load_state_dict({**ours.state_dict(), **_seeded_vgg(1)})
     with torch.no_grad():
         assert (other(*sample_pairs) - expected).abs().max() > 1e-3
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, torch_home: Path) -> Path:
+    """torch.hub caching under ``torch_home`` and VGG16 fetched from a local file URL that
+    does not exist (same file name as the real one): a download fails without any network.
+    Returns the cache file's path."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("LPIPS_WEIGHTS", raising=False)
+    monkeypatch.setattr(lpips_module, "VGG16_URL",
+                        (torch_home / "offline" / Path(lpips_module.VGG16_URL).name).as_uri())
+    return torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth"
+
+
+def test_shipped_heads_are_the_packages(reference) -> None:
+    """utils/weights holds the package's v0.1 VGG heads (1,472 values), with their notice."""
+    heads = torch.load(LINEAR_HEADS, weights_only=True)
+    package = {k: v for k, v in reference.state_dict().items() if k.startswith("lin")
+               and not k.startswith("lins.")}
+    assert sorted(heads) == sorted(package) and sum(v.numel() for v in heads.values()) == 1472
+    assert all(torch.equal(heads[k], package[k]) for k in heads)
+    notice = (LINEAR_HEADS.parent / "LICENSE.lpips").read_text()
+    assert "Richard Zhang" in notice and "Redistributions in binary form" in notice
+
+
+def test_standard_weights_from_torch_cache(reference, sample_pairs, expected, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a weights file, torchvision's VGG16 state dict (all its keys, the classifier
+    too) is read from torch.hub's cache and joined with the shipped heads: the package's
+    distances."""
+    cache = _offline(monkeypatch, tmp_path)
+    assert cached_vgg16_path() == cache
+    cache.parent.mkdir(parents=True)
+    classifier = {f"classifier.{i}.{kind}": torch.zeros(3) for i in (0, 3, 6)
+                  for kind in ("weight", "bias")}
+    torch.save({**_seeded_vgg(0), **classifier}, cache)
+    net = lpips_for_evaluation(None, "cpu")
+    with torch.no_grad():
+        got = net(*sample_pairs)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-6), (got, expected)
+
+
+def test_offline_without_cache_skips_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    cache = _offline(monkeypatch, tmp_path)
+    with pytest.raises(LpipsUnavailable, match=f"not in {cache} and could not be fetched"):
+        standard_lpips(progress=False)
+    caplog.clear()
+    assert lpips_for_evaluation(None, "cpu", progress=False) is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("LPIPS skipped: ") and "\n" not in lines[0]
+    assert "reporting PSNR and SSIM only" in lines[0] and str(cache) in lines[0]
+    assert not any(cache.parent.iterdir())  # no partial download left behind

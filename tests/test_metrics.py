@@ -17,7 +17,8 @@ import metrics
 from utils.cli import EXIT_BAD_INPUT, run_main
 from utils.image_utils import load_image, psnr, save_png
 from utils.loss_utils import l1_loss, ssim
-from utils.lpips import load_lpips
+import utils.lpips as lpips_module
+from utils.lpips import LINEAR_HEADS, load_lpips
 from utils.metrics_utils import compression_report, evaluate_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,13 +184,43 @@ def test_metrics_cli_end_to_end(fake_model: Path, lpips_weights: Path):
             assert results[method][metric] == pytest.approx(np.mean(list(values.values())))
 
 
+def _torch_cache(monkeypatch, torch_home: Path) -> Path:
+    """torch.hub caching under ``torch_home``; VGG16 fetched from a local URL that does not
+    exist (offline without network). Returns the cache file's path."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("LPIPS_WEIGHTS", raising=False)
+    monkeypatch.setattr(lpips_module, "VGG16_URL",
+                        (torch_home / "offline" / "vgg16-397923af.pth").as_uri())
+    return torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth"
+
+
+def test_metrics_lpips_from_torch_cache(fake_model: Path, lpips_weights: Path, monkeypatch,
+                                        tmp_path: Path):
+    """Without --lpips_weights, metrics.py takes torchvision's VGG16 from torch's cache (here
+    the fixture's convolutions under torchvision's names) with the shipped linear heads."""
+    cache = _torch_cache(monkeypatch, tmp_path)
+    cache.parent.mkdir(parents=True)
+    features = {k: v for k, v in torch.load(lpips_weights, weights_only=True).items()
+                if k.startswith("features.")}
+    torch.save(features, cache)
+    torch.save({**features, **torch.load(LINEAR_HEADS, weights_only=True)}, tmp_path / "same.pth")
+    assert metrics.main(["-m", str(fake_model), "--quiet"]) == 0
+    per_view = json.loads((fake_model / "per_view.json").read_text())
+    net = load_lpips(tmp_path / "same.pth")
+    views = fake_model / "test" / "ours_30000"
+    with torch.no_grad():
+        expected = net(load_image(views / "renders" / "00000.png")[:3],
+                       load_image(views / "gt" / "00000.png")[:3]).item()
+    assert per_view["ours_30000"]["LPIPS"]["00000.png"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_metrics_without_lpips_and_errors(fake_model: Path, monkeypatch, caplog, capsys,
                                           tmp_path: Path):
-    monkeypatch.delenv("LPIPS_WEIGHTS", raising=False)
+    cache = _torch_cache(monkeypatch, tmp_path / "torch_home")  # offline, nothing cached
     caplog.set_level(logging.INFO)
     assert metrics.main(["-m", str(fake_model), "--quiet"]) == 0
-    lines = [r.getMessage() for r in caplog.records]
-    assert sum("LPIPS unavailable" in line for line in lines) == 1
+    lines = [r.getMessage() for r in caplog.records if "LPIPS" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("LPIPS skipped: ") and str(cache) in lines[0]
     results = json.loads((fake_model / "results.json").read_text())
     assert all("LPIPS" not in row and {"SSIM", "PSNR"} <= set(row) for row in results.values())
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from compression.pipeline import prepare, save
-from compression.settings import CompressionParams, resolve_settings
+from compression.bitstream import save
+from compression.settings import CompressionParams, codec_settings, resolve_settings
 from reporting.codec_results import ResultsRow, append_results, read_results_csv, write_report
 from scene.gaussian_model import GaussianModel
 from training.compress import latest_bitstream, method_for_bitstream
@@ -46,7 +46,9 @@ def test_reports_and_bitstreams_are_found_by_their_names(shared_data: Path,
     model.load_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
     params = {k: v.detach()[:600] for k, v in model.params.items()}
     cfg = resolve_settings(CompressionParams(depth=12, n_block=4))
-    state, coded = prepare(params, None, cfg, torch.Generator().manual_seed(0))
+    settings = codec_settings(cfg)
+    state, coded = settings.layout.codec.prepare(params, None, settings,
+                                                 torch.Generator().manual_seed(0))
     saved = {}
     for k in (0, 20, 3):
         out = paths.iteration_dir(tmp_path, cfg.layout, k)

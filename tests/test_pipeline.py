@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from compression.bitstream import BitstreamError, read_bitstream
+from compression.bins_format import BitstreamError
+from compression.bitstream import read_bitstream, save
+from compression.codec import CodecState
 from compression.importance import compute_importance, prune_mask
 from compression.octree import codes_to_keys, decode_positions, keys_to_codes, voxelize
-from compression.pipeline import CodecState, decode, encode, prepare, save, simulate
 from compression.quantization import split_length
 from compression.settings import CompressionParams, resolve_settings
 from scene.cameras import Camera
 from scene.gaussian_model import GaussianModel
 from scene.ply import standard_ply_size_bytes
+from tests._codec import decode, encode, prepare, simulate
 
 PLY_NAME = "small_3dgs_sh3.ply"
 SEED_COLUMNS = 55

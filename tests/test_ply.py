@@ -10,6 +10,7 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from scene.interop import standard_ply
+from training.compress import load_model_file
 from scene.ply import MAX_OPACITY_LOGIT, field_names, read_ply, write_ply
 from utils.general_utils import inverse_sigmoid
 from utils.splat_transform import convert, splat_transform_available
@@ -160,7 +161,9 @@ def test_playcanvas_compressed_ply_loads_through_interop(pretrained_ply: Path, t
                                                          caplog: pytest.LogCaptureFixture):
     """compressed.ply stores opacity on 8 bits: 0.99966 and 0.00034 come back as exactly 1 and
     0, which splat-transform writes as logits +inf and -inf in the standard PLY that
-    ``scene.interop.standard_ply`` converts it to; reading that PLY clamps them."""
+    ``scene.interop.standard_ply`` converts it to; reading that PLY clamps them, and the
+    warning names the user's file, not the temporary PLY (as ``render.py --given_ply_path``
+    reads it, through ``load_model_file``)."""
     arrays = read_ply(pretrained_ply)
     arrays["opacity"][:300] = 8.0
     arrays["opacity"][300:500] = -8.0
@@ -171,8 +174,20 @@ def test_playcanvas_compressed_ply_loads_through_interop(pretrained_ply: Path, t
         with caplog.at_level(logging.WARNING, logger="scene.ply"):
             opacity = read_ply(decoded)["opacity"][:, 0]
     assert (np.isposinf(raw_opacity).sum(), np.isneginf(raw_opacity).sum()) == (300, 200)
-    assert _ply_warnings(caplog) == [f"{decoded}: 500 infinite opacity logit(s) (opacity 0 or 1) "
-                                     f"clamped to ±{MAX_OPACITY_LOGIT:.6f}"]
+    expected = (f"{compressed} (as the PLY splat-transform converts it to): 500 infinite "
+                f"opacity logit(s) (opacity 0 or 1) clamped to ±{MAX_OPACITY_LOGIT:.6f}")
+    assert _ply_warnings(caplog) == [expected]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scene.ply"):
+        model = load_model_file(compressed, 3, "cpu")
+    assert _ply_warnings(caplog) == [expected] and model.num_gaussians == len(opacity)
+    with caplog.at_level(logging.WARNING, logger="scene.ply"):  # outside the block: as it is
+        read_ply(saturated)
+        caplog.clear()
+        arrays["opacity"][:2] = np.inf
+        read_ply(write_ply(tmp_path / "infinite.ply", arrays))
+    assert _ply_warnings(caplog) == [f"{tmp_path / 'infinite.ply'}: 2 infinite opacity logit(s) "
+                                     f"(opacity 0 or 1) clamped to ±{MAX_OPACITY_LOGIT:.6f}"]
     np.testing.assert_array_equal(opacity[np.isposinf(raw_opacity)], MAX_OPACITY_LOGIT)
     np.testing.assert_array_equal(opacity[np.isneginf(raw_opacity)], -MAX_OPACITY_LOGIT)
     assert np.isfinite(opacity).all()

@@ -365,10 +365,10 @@ def test_ft_render_renders_the_codec_simulation():
     scene = random_scene(120, seed=8)
     shifted = {"means": scene["means"] + 0.05, "quats": scene["quats"], "scales": scene["scales"] * 1.1,
                "opacities": scene["opacities"] * 0.9, "shs": scene["colors"].round(decimals=1)}
-    model = FakeModel(scene, simulated=shifted)
+    model = FakeModel(scene)
     width, height = 32, 24
     cam, pipe = camera(width, height, torch.eye(4), intrinsics(width, height)), SimpleNamespace(backend="torch")
-    out = ft_render(cam, model, pipe, torch.zeros(3))
+    out = ft_render(cam, shifted, pipe, torch.zeros(3))
     expected = rasterize(shifted["means"], shifted["quats"], shifted["scales"], shifted["opacities"], shifted["shs"],
                          torch.eye(4), intrinsics(width, height), width, height, sh_degree=3, backend="torch")
     torch.testing.assert_close(out["render"], expected.image)

@@ -371,7 +371,7 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     compressed with the seed layout (no finetune) into compression/seed/iteration_0, with the
     report.json the codec runner writes (no metrics: no cameras)."""
     from arguments import ModelParams
-    from compression.settings import CompressionParams, resolve_settings
+    from compression.settings import CompressionParams, codec_settings, resolve_settings
     from reporting.codec_results import write_report as write_codec_report
     from scene import Scene
     from scene.gaussian_model import GaussianModel
@@ -390,9 +390,9 @@ def codec_model(tmp_path_factory: pytest.TempPathFactory, sample_scene: Path) ->
     settings = resolve_settings(CompressionParams(layout="seed", percent=0.1, n_block=8,
                                                   depth=12))
     ply_size_bytes = (model / "point_cloud" / "iteration_1" / "point_cloud.ply").stat().st_size
-    gaussians.prepare_codec(None, settings).eval()
+    state = gaussians.prepare_codec(None, codec_settings(settings)).eval()
     out = iteration_dir(model, "seed", 0)
-    write_codec_report(out, layout="seed", iteration=0, save_info=gaussians.save_npz(out),
+    write_codec_report(out, layout="seed", iteration=0, save_info=gaussians.save_npz(state, out),
                        psnr=None, ssim=None, lpips=None, ply_size_bytes=ply_size_bytes,
                        settings=settings)
     return model

@@ -155,7 +155,7 @@ def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:
         report = json.loads((saved / REPORT_JSON).read_text())
         metrics = json.loads((folder / RESULTS_JSON).read_text())[
             f"compressed_{PAPER_LAYOUT}_5"]
-        bitstream = saved / LAYOUTS[PAPER_LAYOUT].container.file_name
+        bitstream = saved / LAYOUTS[PAPER_LAYOUT].codec.container.file_name
         ply = point_cloud_path(sweep_scene_dir(out, row["scene"]), 60)
         assert report["settings"]["n_block"] == int(row["setting"].split("=")[1])
         assert report["settings"]["layout"] == PAPER_LAYOUT

@@ -1,7 +1,10 @@
 """What ``train.py`` and ``render.py`` run around the codec: compress a model, find a bitstream.
 
-``compress_model``: prepare (stages 1-6) → evaluate and save at finetune iteration 0 →
-finetune with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
+``resolve_compression``: the flags resolved once per compression into a frozen
+:class:`CompressionSettings` (train.py records it in cfg_args and hands it to
+``compress_model``). ``compress_model``: the layout's codec prepares (stages 1-6) → evaluate
+and save at finetune iteration 0 → finetune (which holds the codec, its state and the
+parameters) with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
 writes the layout's bitstream and ``report.json`` into
 ``<model>/compression/<layout>/iteration_<k>/`` and one row of
 ``<model>/compression/results.csv`` (paths: ``utils/output_paths.py``; files:
@@ -15,24 +18,27 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 import torch
+from torch import nn
 
 from arguments import ModelParams, write_cfg_args
-from compression.bitstream import read_bitstream
+from compression.bitstream import decode_file, save
+from compression.codec import Codec, CodecSettings, CodecState
 from compression.layouts import LAYOUTS
-from compression.pipeline import decode
-from compression.settings import CompressionParams, resolve_settings
+from compression.settings import CompressionParams, codec_settings, resolve_settings
 from reporting.codec_results import ResultsRow, append_results, write_report
 from scene import Scene
 from scene.formats import BITSTREAM_KINDS, detect_format
 from scene.gaussian_model import GaussianModel
 from scene.interop import standard_ply
 from scene.ply import standard_ply_size_bytes
-from training.finetune import (evaluate_codec, finetune, lpips_from_environment,
-                               resolve_test_iterations)
+from training.finetune import (evaluate_codec, finetune, leaf_parameters,
+                               lpips_from_environment, resolve_test_iterations)
 from utils.output_paths import (COMPRESSED_METHOD, GIVEN_SUFFIX, TEST_SPLIT, TRAIN_SPLIT,
                                 UNCOMPRESSED_METHOD, compressed_method, compression_dir,
                                 iteration_dir, layout_dir, parse_iteration_dir, submethod)
@@ -41,39 +47,83 @@ from utils.system_utils import searchForMaxIteration
 logger = logging.getLogger(__name__)
 
 
-def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams, pipe: Any,
-                   model_path: str | os.PathLike, *, quiet: bool = False, seed: int = 0
-                   ) -> list[dict[str, Any]]:
-    """Compress a trained model in place and save it at every finetune test iteration.
+@dataclass(frozen=True)
+class CompressionSettings:
+    """One compression's settings, resolved once (:func:`resolve_compression`).
+
+    Attributes:
+        codec: what the codec takes (``codec.layout`` is the layout record).
+        finetune_iterations, finetune_test_iterations, finetune_lr_scale: the finetune's.
+        recorded: every flag of the codec's group as resolved (what cfg_args and report.json
+            record).
+    """
+
+    codec: CodecSettings
+    finetune_iterations: int
+    finetune_test_iterations: tuple[int, ...]
+    finetune_lr_scale: float
+    recorded: Mapping[str, Any]
+
+
+def resolve_compression(cfg: CompressionParams, *, scene: bool) -> CompressionSettings:
+    """``cfg`` resolved (``compression.settings.resolve_settings``: the paper configuration,
+    the layout's quality level and defaults, checks) into the frozen settings of one
+    compression; ``scene``: a scene is there to finetune on.
+
+    Raises:
+        ValueError: an unknown layout, paper configuration or scene, or an invalid value.
+    """
+    resolved = resolve_settings(cfg, scene=scene)
+    return CompressionSettings(
+        codec=codec_settings(resolved), finetune_iterations=resolved.finetune_iterations,
+        finetune_test_iterations=tuple(int(i) for i in resolved.finetune_test_iterations),
+        finetune_lr_scale=resolved.finetune_lr_scale,
+        recorded=MappingProxyType(dataclasses.asdict(resolved)))
+
+
+@dataclass
+class CompressionRun:
+    """What :func:`compress_model` leaves: one report per save (the content of each
+    ``report.json``, in iteration order), and the codec, its state and the finetuned
+    parameters of the last save."""
+
+    reports: list[dict[str, Any]]
+    codec: Codec
+    state: CodecState
+    params: dict[str, nn.Parameter]
+
+
+def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSettings,
+                   pipe: Any, model_path: str | os.PathLike, *, quiet: bool = False,
+                   seed: int = 0) -> CompressionRun:
+    """Compress a trained model and save it at every finetune test iteration.
 
     Args:
-        gaussians: the trained model (edited in place: pruned, merged, sorted, finetuned).
+        gaussians: the trained model (read, not changed).
         scene: a ``Scene`` (training cameras for the importance and the finetune, test views
             for the evaluation; the training views when it has none), or None: camera-free
             importance, no finetune, a single save at iteration 0 with null metrics.
-        cfg: codec settings (``--hyper_config`` already applied; unset ones come from the
-            layout).
+        settings: from :func:`resolve_compression` (with ``scene=scene is not None``).
         pipe: PipelineParams-like (``backend``).
         model_path: the model folder.
         quiet: no progress bars.
         seed: seed of the codec's random choices and of the finetune view order.
 
-    Returns:
-        One report dict per save (the content of each ``report.json``), in iteration order.
-
     Raises:
-        ValueError: invalid settings (see ``compression.pipeline.prepare`` and the finetune).
+        ValueError: invalid settings (see the codec's ``prepare`` and the finetune).
     """
-    cfg = resolve_settings(cfg, scene=scene is not None)
-    iterations = cfg.finetune_iterations if scene is not None else 0
-    tests = resolve_test_iterations(iterations, cfg.finetune_test_iterations
+    layout = settings.codec.layout
+    codec = layout.codec
+    iterations = settings.finetune_iterations if scene is not None else 0
+    tests = resolve_test_iterations(iterations, settings.finetune_test_iterations
                                     if scene is not None else [0])
     ply_size_bytes = standard_ply_size_bytes(gaussians.num_gaussians, gaussians.max_sh_degree)
     device = gaussians.device
     train_views = scene.getTrainCameras() if scene is not None else []
-    state = gaussians.prepare_codec(train_views or None, cfg,
+    state, prepared = codec.prepare(gaussians.params, train_views or None, settings.codec,
                                     torch.Generator(device=device).manual_seed(seed),
                                     backend=pipe.backend)
+    params = leaf_parameters(prepared)
     eval_views, eval_split = [], None
     if scene is not None:
         eval_views = scene.getTestCameras() or train_views
@@ -83,7 +133,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
                            "training views")
     white = bool(scene.args.white_background) if scene is not None else False
     background = torch.full((3,), float(white), device=device)
-    lpips_net = lpips_from_environment(device) if eval_views else None
+    lpips_net = lpips_from_environment(device, quiet) if eval_views else None
     reports: list[dict[str, Any]] = []
     finetune_start, saving_seconds = time.perf_counter(), 0.0  # finetune = elapsed - saving
 
@@ -93,41 +143,43 @@ def compress_model(gaussians: GaussianModel, scene: Any, cfg: CompressionParams,
         finetune_seconds = (entered - finetune_start - saving_seconds
                             if scene is not None else None)
         state.eval()
-        metrics = (evaluate_codec(gaussians, eval_views, pipe, background, lpips_net)
+        metrics = (evaluate_codec(codec, state, params, eval_views, pipe, background, lpips_net)
                    if eval_views else None)
-        out_dir = iteration_dir(model_path, cfg.layout, step)
-        info = gaussians.save_npz(out_dir)
+        out_dir = iteration_dir(model_path, layout.name, step)
+        info = save(state, params, out_dir)
         psnr, ssim, lpips = ((metrics.psnr, metrics.ssim, metrics.lpips) if metrics
                              else (None, None, None))
-        path = write_report(out_dir, layout=cfg.layout, iteration=step, save_info=info,
+        path = write_report(out_dir, layout=layout.name, iteration=step, save_info=info,
                             psnr=psnr, ssim=ssim, lpips=lpips, ply_size_bytes=ply_size_bytes,
-                            finetune_seconds=finetune_seconds, settings=cfg,
+                            finetune_seconds=finetune_seconds, settings=settings.recorded,
                             extra={"eval_split": eval_split})
-        append_results(model_path, [ResultsRow(submethod(cfg.layout, step), psnr, ssim, lpips,
+        append_results(model_path, [ResultsRow(submethod(layout.name, step), psnr, ssim, lpips,
                                                info["size_bytes"], info["num_gaussians"])])
         reports.append(json.loads(path.read_text()))
         logger.info("[FINETUNE %d] %s: %d bytes (%.1f bits/Gaussian, N=%d; %.1f bits per input "
-                    "Gaussian)%s", step, cfg.layout, info["size_bytes"], info["bits_per_gaussian"],
-                    info["num_gaussians"], info["bits_per_input_gaussian"],
+                    "Gaussian)%s", step, layout.name, info["size_bytes"],
+                    info["bits_per_gaussian"], info["num_gaussians"],
+                    info["bits_per_input_gaussian"],
                     "" if psnr is None else f", {eval_split} PSNR {psnr:.2f}")
         saving_seconds += time.perf_counter() - entered
         return psnr
 
+    run = CompressionRun(reports, codec, state, params)
     if scene is None:
         evaluate_and_save(0)
-        return reports
+        return run
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(layout_dir(model_path, cfg.layout)))
+    writer = SummaryWriter(log_dir=str(layout_dir(model_path, layout.name)))
     finetune_start = time.perf_counter()
     try:
-        finetune(gaussians, train_views, pipe, background, iterations=iterations,
+        finetune(codec, state, params, train_views, pipe, background, iterations=iterations,
                  test_iterations=tests, on_test=evaluate_and_save,
-                 lr_scale=cfg.finetune_lr_scale, generator=torch.Generator().manual_seed(seed),
-                 quiet=quiet, writer=writer)
+                 lr_scale=settings.finetune_lr_scale,
+                 generator=torch.Generator().manual_seed(seed), quiet=quiet, writer=writer)
     finally:
         writer.close()
-    return reports
+    return run
 
 
 def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.device | str
@@ -141,7 +193,7 @@ def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.devic
         FileNotFoundError, ValueError: a missing or invalid file.
     """
     if detect_format(path) in BITSTREAM_KINDS:
-        return GaussianModel.from_params(decode(read_bitstream(path), device=device))
+        return GaussianModel.from_params(decode_file(path, device=device))
     gaussians = GaussianModel(sh_degree)
     with standard_ply(path) as ply:
         gaussians.load_ply(ply)
@@ -197,7 +249,7 @@ def latest_bitstream(model_path: str | os.PathLike, layout: Optional[str] = None
     layout = candidates[0]
     k = searchForMaxIteration(layout_dir(model_path, layout)) if iteration == -1 \
         else int(iteration)
-    path = iteration_dir(model_path, layout, k) / LAYOUTS[layout].container.file_name
+    path = iteration_dir(model_path, layout, k) / LAYOUTS[layout].codec.container.file_name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no saved bitstream for layout {layout} iteration {k}")
     return path, layout, k

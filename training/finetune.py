@@ -1,29 +1,31 @@
 """Quantization-aware finetune (CODEC.md §7): Adam on every tensor the layout trains.
 
-Positions and the voxel structure are frozen, there is no densification and the SH degree stays
-at its maximum. Each step renders one training view with ``ft_render`` (the model's
-codec-simulated attributes: RAHT → fake quantization → inverse RAHT, direct quantization, the
-VQ codebook) and minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``. Views come from seeded shuffled
-passes (the training loop's :class:`training.trainer.ViewSampler`).
+The finetune holds ``(codec, state, params)``: the codec object of the layout, the
+``CodecState`` its ``prepare`` returned and the prepared raw parameters (a dict of
+``nn.Parameter``). Positions and the voxel structure are frozen, there is no densification and
+the SH degree stays at its maximum. Each step renders one training view with
+``ft_render(camera, codec.simulate(state, params), ...)`` (RAHT → fake quantization → inverse
+RAHT, direct quantization, the VQ codebook) and minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``.
+Views come from seeded shuffled passes (the training loop's
+:class:`training.trainer.ViewSampler`).
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
-from compression.pipeline import quantizer_steps, trainable_tensors
+from compression.codec import Codec, CodecState
 from gaussian_renderer import ft_render
-from scene.gaussian_model import GaussianModel
 from training.trainer import ViewSampler, photometric_loss
 from utils.eval_utils import evaluate_views
 from utils.loss_utils import ssim
-from utils.lpips import LPIPS, load_lpips
+from utils.lpips import LPIPS, lpips_for_evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "codebook":
 LSQ_STEP_LR = 1e-3
 #: weight of (1 - SSIM) in the finetune loss
 LAMBDA_DSSIM = 0.2
-#: environment variable naming the LPIPS weights file (same as metrics.py)
-LPIPS_ENV = "LPIPS_WEIGHTS"
 
 
 def default_test_iterations(iterations: int) -> list[int]:
@@ -61,9 +61,10 @@ def resolve_test_iterations(iterations: int, requested: Sequence[int]) -> list[i
     return sorted({int(i) for i in requested})
 
 
-def create_finetune_optimizer(gaussians: GaussianModel, lr_scale: float = 1.0
+def create_finetune_optimizer(codec: Codec, state: CodecState,
+                              params: Mapping[str, nn.Parameter], lr_scale: float = 1.0
                               ) -> torch.optim.Adam:
-    """Adam (eps 1e-15) over what the layout of ``gaussians.codec`` trains (``Layout.trains``).
+    """Adam (eps 1e-15) over what the codec trains (``codec.trainable``: ``Layout.trains``).
 
     Seed layout: f_dc, f_rest, opacity, scaling, rotation. Official layout: the codebook
     replaces f_rest, which is then unused. Every parameter the layout does not train (``xyz``
@@ -71,24 +72,24 @@ def create_finetune_optimizer(gaussians: GaussianModel, lr_scale: float = 1.0
     ``LSQ_STEP_LR``). Groups are named like the tensors (``codebook``, ``lsq_steps``).
 
     Raises:
-        ValueError: the model has no codec attached (run ``prepare_codec`` first) or
-            ``lr_scale`` is not positive.
+        ValueError: ``lr_scale`` is not positive.
     """
-    state = getattr(gaussians, "codec", None)
-    if state is None:
-        raise ValueError("finetune: the model has no codec attached (run "
-                         "GaussianModel.prepare_codec first)")
     if not lr_scale > 0:
         raise ValueError(f"--finetune_lr_scale must be > 0, got {lr_scale}")
-    trained = trainable_tensors(state, gaussians.params)
-    for name, param in gaussians.params.items():
+    trained, steps = codec.trainable(state, params)
+    for name, param in params.items():
         param.requires_grad_(name in trained)
     groups: list[dict[str, Any]] = [{"params": [tensor], "lr": FINETUNE_LRS[name] * lr_scale,
                                      "name": name} for name, tensor in trained.items()]
-    steps = quantizer_steps(state)
     if steps:
         groups.append({"params": steps, "lr": LSQ_STEP_LR, "name": "lsq_steps"})
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+
+def leaf_parameters(params: Mapping[str, torch.Tensor]) -> dict[str, nn.Parameter]:
+    """A codec's prepared raw parameters as the finetune trains them: leaf ``nn.Parameter`` s
+    by name (:func:`create_finetune_optimizer` sets which require gradients)."""
+    return {name: nn.Parameter(value.detach()) for name, value in params.items()}
 
 
 @dataclass
@@ -100,19 +101,22 @@ class EvalResult:
     lpips: Optional[float]
 
 
-def lpips_from_environment(device: torch.device) -> Optional[LPIPS]:
-    """The LPIPS network when ``$LPIPS_WEIGHTS`` names a weights file, else None."""
-    weights = os.environ.get(LPIPS_ENV)
-    return load_lpips(weights, device) if weights else None
+def lpips_from_environment(device: torch.device, quiet: bool = False) -> Optional[LPIPS]:
+    """The LPIPS network of the codec's evaluations, as metrics.py finds it without
+    ``--lpips_weights`` (``$LPIPS_WEIGHTS``, else the standard VGG16 weights; None, said in
+    one line, when neither is there)."""
+    return lpips_for_evaluation(None, device, progress=not quiet)
 
 
 @torch.no_grad()
-def evaluate_codec(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
-                   background: torch.Tensor, lpips_net: Optional[LPIPS] = None) -> EvalResult:
-    """PSNR / SSIM / LPIPS of ``ft_render`` on ``cameras`` with the codec in evaluation mode
-    (the quantizer state does not move; the caller restores training mode)."""
-    gaussians.codec.eval()
-    device = gaussians.device
+def evaluate_codec(codec: Codec, state: CodecState, params: Mapping[str, torch.Tensor],
+                   cameras: Sequence[Any], pipe: Any, background: torch.Tensor,
+                   lpips_net: Optional[LPIPS] = None) -> EvalResult:
+    """PSNR / SSIM / LPIPS of ``ft_render`` on ``cameras`` with the codec state in evaluation
+    mode (the quantizer state does not move; the caller restores training mode)."""
+    state.eval()
+    device = state.keys.device
+    simulated = codec.simulate(state, params)
     extra: dict[str, list[float]] = {"ssim": [], "lpips": []}
 
     def on_view(index: int, camera: Any, image: torch.Tensor, gt: torch.Tensor) -> None:
@@ -121,44 +125,43 @@ def evaluate_codec(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
             extra["lpips"].append(float(lpips_net(image[None], gt[None])))
 
     metrics = evaluate_views(
-        lambda cam: ft_render(cam, gaussians, pipe, background)["render"].to(device),
+        lambda cam: ft_render(cam, simulated, pipe, background)["render"].to(device),
         cameras, on_view)
     lpips = sum(extra["lpips"]) / len(extra["lpips"]) if extra["lpips"] else None
     return EvalResult(psnr=metrics["psnr"], ssim=sum(extra["ssim"]) / len(extra["ssim"]),
                       lpips=lpips)
 
 
-def finetune(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
-             background: torch.Tensor, *, iterations: int, test_iterations: Sequence[int],
-             on_test: Callable[[int], Optional[float]], lr_scale: float = 1.0,
-             generator: Optional[torch.Generator] = None, quiet: bool = False,
-             writer: Any = None) -> None:
+def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter],
+             cameras: Sequence[Any], pipe: Any, background: torch.Tensor, *, iterations: int,
+             test_iterations: Sequence[int], on_test: Callable[[int], Optional[float]],
+             lr_scale: float = 1.0, generator: Optional[torch.Generator] = None,
+             quiet: bool = False, writer: Any = None) -> None:
     """Run the quantization-aware finetune of a prepared model in place.
 
     Args:
-        gaussians: model with ``gaussians.codec`` attached by ``prepare_codec``.
+        codec, state, params: the layout's codec, the state its ``prepare`` returned and the
+            prepared raw parameters as leaf ``nn.Parameter`` s (trained in place).
         cameras: training views (``original_image`` [3, H, W] in [0, 1]).
         pipe: PipelineParams-like (``backend``).
         background: [3] background colour.
         iterations: finetune steps (0: only ``on_test(0)`` when 0 is a test iteration).
         test_iterations: steps after which ``on_test(step)`` runs (0 = before any step).
         on_test: evaluates and saves; may return a PSNR logged as ``finetune/psnr``. The
-            codec is switched back to training mode afterwards.
+            codec state is switched back to training mode afterwards.
         lr_scale: factor on every attribute learning rate.
         generator: CPU torch.Generator of the view order (None: seeded with 0).
         quiet: no progress bar.
         writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``).
 
     Raises:
-        ValueError: no codec, no cameras, or bad iteration settings.
+        ValueError: bad iteration settings or learning-rate scale.
     """
-    optimizer = create_finetune_optimizer(gaussians, lr_scale)
-    state = gaussians.codec
-    gaussians.active_sh_degree = gaussians.max_sh_degree
+    optimizer = create_finetune_optimizer(codec, state, params, lr_scale)
     tests = set(resolve_test_iterations(iterations, test_iterations))
     sampler = ViewSampler(len(cameras), generator if generator is not None
                           else torch.Generator().manual_seed(0))
-    device = gaussians.device
+    device = state.keys.device
 
     def run_test(step: int) -> None:
         value = on_test(step)
@@ -173,7 +176,7 @@ def finetune(gaussians: GaussianModel, cameras: Sequence[Any], pipe: Any,
     try:
         for step in bar:
             camera = cameras[sampler.next()]
-            image = ft_render(camera, gaussians, pipe, background)["render"]
+            image = ft_render(camera, codec.simulate(state, params), pipe, background)["render"]
             _, loss = photometric_loss(image, camera.original_image.to(device), LAMBDA_DSSIM)
             loss.backward()
             optimizer.step()

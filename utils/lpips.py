@@ -1,7 +1,17 @@
-"""LPIPS (VGG16 variant, Zhang et al. 2018) in plain torch, weights supplied by the user.
+"""LPIPS (VGG16 variant, Zhang et al. 2018) in plain torch, without torchvision or lpips.
 
-No weights ship with the project and nothing is downloaded. ``load_lpips(path)`` reads one
-``torch.save``-d state dict holding both parts:
+Where the weights come from, in the order :func:`lpips_for_evaluation` tries them:
+
+1. a weights file the user names (``--lpips_weights`` or ``$LPIPS_WEIGHTS``), read by
+   :func:`load_lpips`;
+2. the ecosystem's convention (what the ``lpips`` package does through torchvision,
+   :func:`standard_lpips`): torchvision's ImageNet VGG16 weights where torch caches them,
+   ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`` (``torch.hub``; downloaded there on first
+   use when online), plus the LPIPS v0.1 linear heads that ship in ``utils/weights/`` (1,472
+   values from the lpips package, BSD-2, notice in ``utils/weights/LICENSE.lpips``);
+3. none: LPIPS is skipped, said in one line with the reason (offline without a cached file).
+
+A weights file for :func:`load_lpips` is one ``torch.save``-d state dict holding both parts:
 
 * ``features.<i>.weight`` / ``features.<i>.bias`` for the 13 convolutions of torchvision's
   ``vgg16().features`` (i in 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), i.e. the
@@ -9,24 +19,30 @@ No weights ship with the project and nothing is downloaded. ``load_lpips(path)``
 * ``lin0.model.1.weight`` … ``lin4.model.1.weight`` ([1, 64|128|256|512|512, 1, 1]), the
   linear heads of the ``lpips`` package (its ``weights/v0.1/vgg.pth``).
 
-Build it once where torchvision and lpips are installed::
-
-    sd = {f"features.{k}": v for k, v in vgg16(weights="IMAGENET1K_V1").features.state_dict().items()}
-    sd.update(torch.load("lpips/weights/v0.1/vgg.pth"))
-    torch.save(sd, "lpips_vgg.pth")
-
 A full ``lpips.LPIPS(net="vgg").state_dict()`` (keys ``net.slice<j>.<i>.*``, ``lin<j>.*``,
 their aliases ``lins.<j>.*``, ``scaling_layer.*``) is accepted as well. With the same weights
 the distances equal the lpips package's (tests/test_lpips_reference.py).
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: environment variable naming a weights file (metrics.py and the codec's evaluation)
+LPIPS_ENV = "LPIPS_WEIGHTS"
+#: torchvision's VGG16 ImageNet weights (IMAGENET1K_V1), the backbone the lpips package uses;
+#: torch.hub caches it under its file name, whose hex part is the start of its SHA-256
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+#: the LPIPS v0.1 linear heads for VGG16 (``lin<j>.model.1.weight``), shipped with the project
+LINEAR_HEADS = Path(__file__).resolve().parent / "weights" / "lpips_v0.1_vgg_lin.pth"
 
 # torchvision vgg16 "features" up to relu5_3: conv widths, "M" = 2×2 max pool.
 _VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -119,6 +135,27 @@ def _normalize_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+class LpipsUnavailable(RuntimeError):
+    """The standard weights are neither cached nor downloadable; the message says why."""
+
+
+def _network(state: Mapping[str, torch.Tensor], source: Any,
+             device: torch.device | str | None) -> LPIPS:
+    """:class:`LPIPS` with ``state`` (our key names or the lpips package's) loaded strictly.
+
+    Raises:
+        ValueError: keys or shapes do not match; the message names ``source``.
+    """
+    model = LPIPS()
+    try:
+        model.load_state_dict(_normalize_keys(dict(state)), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ValueError(f"{source}: LPIPS weights do not match (expected features.<i>.weight/bias "
+                         f"and lin0..lin4.model.1.weight): {' '.join(first[1:3])}") from None
+    return model.to(device) if device is not None else model
+
+
 def load_lpips(path: str | os.PathLike, device: torch.device | str | None = None) -> LPIPS:
     """Build :class:`LPIPS` from a weights file (keys in the module docstring).
 
@@ -135,11 +172,49 @@ def load_lpips(path: str | os.PathLike, device: torch.device | str | None = None
         raise ValueError(f"{path}: not a torch state dict ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    model = LPIPS()
+    return _network(state, path, device)
+
+
+def cached_vgg16_path() -> Path:
+    """Where torch.hub keeps :data:`VGG16_URL`: ``<torch.hub.get_dir()>/checkpoints/<name>``
+    (``$TORCH_HOME/hub/...``, by default ``~/.cache/torch/hub/...``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_URL).name
+
+
+def standard_lpips(device: torch.device | str | None = None, progress: bool = True) -> LPIPS:
+    """LPIPS with torchvision's VGG16 weights (through ``torch.hub``: the cached file, else a
+    download into the cache, its SHA-256 prefix checked) and the shipped linear heads.
+
+    Raises:
+        LpipsUnavailable: the weights are not cached and cannot be fetched (offline), or the
+            cached file is unreadable.
+    """
     try:
-        model.load_state_dict(_normalize_keys(state), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ValueError(f"{path}: LPIPS weights do not match (expected features.<i>.weight/bias "
-                         f"and lin0..lin4.model.1.weight): {' '.join(first[1:3])}") from None
-    return model.to(device) if device is not None else model
+        vgg = torch.hub.load_state_dict_from_url(VGG16_URL, map_location="cpu", progress=progress,
+                                                 check_hash=True, weights_only=True)
+    except Exception as exc:  # URLError/OSError offline, RuntimeError on a hash mismatch, ...
+        raise LpipsUnavailable(f"torchvision's VGG16 weights are not in {cached_vgg16_path()} "
+                               f"and could not be fetched from {VGG16_URL} "
+                               f"({type(exc).__name__}: {exc})") from None
+    state = {key: value for key, value in vgg.items() if key.startswith("features.")}
+    state.update(torch.load(LINEAR_HEADS, map_location="cpu", weights_only=True))
+    return _network(state, cached_vgg16_path(), device)
+
+
+def lpips_for_evaluation(weights: str | os.PathLike | None, device: torch.device | str | None,
+                         progress: bool = True) -> LPIPS | None:
+    """The LPIPS network an evaluation reports with: ``weights`` (or ``$LPIPS_WEIGHTS``) when
+    given, else :func:`standard_lpips`; None when the standard weights are unavailable, said
+    in one warning line (PSNR and SSIM are then reported alone).
+
+    Raises:
+        FileNotFoundError, ValueError: a named weights file that is missing or invalid.
+    """
+    weights = weights or os.environ.get(LPIPS_ENV)
+    if weights:
+        return load_lpips(weights, device)
+    try:
+        return standard_lpips(device, progress)
+    except LpipsUnavailable as exc:
+        logger.warning("LPIPS skipped: %s; reporting PSNR and SSIM only", exc)
+        return None

@@ -373,6 +373,22 @@ class StreamReader {
   }
 }
 
+/**
+ * The symbols of a self-describing entropy stream (varint count, then one segment): the
+ * counterpart of Python's `compression.entropy.decode_symbols` (used by the tests to check
+ * the range decoder and the probability tables against constriction).
+ * @param {Uint8Array} bytes @param {number} maxCount refuse a stored count above this
+ * @returns {Int32Array}
+ */
+export function decodeSymbols(bytes, maxCount) {
+  const head = new ByteReader(bytes);
+  const count = head.varint(Math.min(maxCount, 2 ** 31 - 1));
+  const reader = new StreamReader(bytes.subarray(head.position));
+  const symbols = reader.read(count);
+  reader.close();
+  return symbols;
+}
+
 // ------------------------------------------------------------------------------ geometry (§3)
 
 const POPCOUNT = (() => {

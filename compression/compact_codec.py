@@ -1,0 +1,180 @@
+"""The compact codec family (``--layout compact``): a fixed uniform step per (column, RAHT
+level) (``step_quantization.LevelQuantizer``), the VQ codebook on a uniform grid, one
+entropy-coded file ``bitstream.gsc`` (``compact_format.py``, docs/COMPACT_FORMAT.md).
+
+Decoding is exact: a decoded model renders bit for bit what :meth:`CompactCodec.simulate`
+gives in evaluation mode (the simulation activates contiguous copies and unit quaternions, as
+the decoded model does), and reproducible on every machine (Euler → quaternion and the inverse
+RAHT in their reproducible forms, without fused multiply-adds; docs/COMPACT_FORMAT.md §4, §7).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from compression import pipeline
+from compression.codec import GROUPS, CodecSettings, CodecState, Layout
+from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
+                                        read_compact, write_compact)
+from compression.octree import decode_positions, keys_to_codes
+from compression.pipeline import coefficients, numpy
+from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
+                                           fake_quantize, grid_codes, step_values)
+
+#: auto codebook size: ``codebook_reference`` entries for a model of this many coded
+#: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
+CODEBOOK_REFERENCE_GAUSSIANS = 32768
+AUTO_CODEBOOK_RANGE = (16, 4096)
+
+
+def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int) -> int:
+    """The codebook size a layout's quality level gives a model of ``num_gaussians`` coded
+    Gaussians: its ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
+    :data:`AUTO_CODEBOOK_RANGE` (vq_kmeans further caps it at N // 4)."""
+    reference = layout.quality_levels[quality]["codebook_reference"]
+    scaled = reference * math.sqrt(num_gaussians / CODEBOOK_REFERENCE_GAUSSIANS)
+    low, high = AUTO_CODEBOOK_RANGE
+    return int(min(max(2 ** round(math.log2(scaled)), low), high))
+
+
+def _codebook_step(state: CodecState) -> Tensor:
+    """The float32 step of the grid codebook, on the codebook's device."""
+    return step_values([state.codebook_exponent]).to(state.codebook.device)
+
+
+class CompactCodec:
+    """The compact family (:class:`codec.Codec`)."""
+
+    container = COMPACT
+    unused_settings = ("n_block", "num_bits", "quantizer")
+
+    def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
+                settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
+                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+        """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
+        :func:`auto_codebook_size` when unset, and its grid step from the k-means error;
+        steps from ``base_step``; the scene's up vector from the cameras).
+
+        Returns:
+            ``(state, params')`` as :meth:`codec.Codec.prepare`.
+        """
+        geometry = pipeline.prepare_geometry(params, cameras, settings, generator,
+                                             backend=backend)
+        n = int(geometry.keys.shape[0])
+        vq: dict = {}
+        if pipeline.has_vq_columns(settings, geometry):
+            size = (settings.codebook_size if settings.codebook_size is not None
+                    else auto_codebook_size(settings.layout, settings.quality, n))
+            codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
+            with torch.no_grad():
+                vq_mse = float(((columns - codebook[indices]) ** 2).mean())
+            vq = {"codebook": codebook, "vq_indices": indices,
+                  "codebook_exponent": codebook_exponent(codebook, vq_mse)}
+        with torch.no_grad():
+            state = pipeline.new_state(settings.layout, geometry.params, geometry.depth,
+                                       geometry.keys, geometry.bbox,
+                                       num_input=geometry.num_input,
+                                       quality=settings.quality or 0, **vq)
+            self._init_level_quantizer(state, geometry.params, settings.base_step)
+        state.up = camera_up(cameras)
+        return state, geometry.params
+
+    @staticmethod
+    def _init_level_quantizer(state: CodecState, params: Mapping[str, Tensor],
+                              base_step: float) -> LevelQuantizer:
+        """Fix the steps: ``base_step`` × each column's group weight, per (column, RAHT level)
+        (:func:`step_quantization.choose_exponents`)."""
+        layout = state.layout
+        weights = [layout.step_weights[name] for name in layout.raht
+                   for _ in range(GROUPS[name].width(state.sh_degree))]
+        coeffs = coefficients(state, params)
+        slot_levels = state.plan.slot_levels()
+        exponents = choose_exponents(coeffs, slot_levels, len(state.plan.levels),
+                                     base_step * torch.tensor(weights, dtype=torch.float64))
+        state.quantizer = LevelQuantizer(exponents, slot_levels).to(state.keys.device)
+        return state.quantizer
+
+    def simulate(self, state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """RAHT → level fake quantization → inverse RAHT; VQ rows from the codebook rounded to
+        its grid (straight-through); contiguous parameters (elementwise kernels such as sigmoid
+        may round a strided view differently in the last bit) and unit quaternions
+        (``GaussianModel.get_rotation`` normalizes), so that a decoded model renders the same
+        bits (:class:`codec.Codec`)."""
+        codebook = None if state.codebook is None else fake_quantize(
+            state.codebook, _codebook_step(state).to(state.codebook.dtype))
+        raw = {name: value.contiguous()
+               for name, value in pipeline.reconstruct(state, params, codebook,
+                                                        exact=True).items()}
+        raw["rotation"] = nn.functional.normalize(raw["rotation"], dim=-1)
+        return pipeline.activated(raw, state.means)
+
+    def trainable(self, state: CodecState, params: Mapping[str, Tensor]
+                  ) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """The layout's tensors (``pipeline.trainable``; level steps are not learned)."""
+        return pipeline.trainable(state, params)
+
+    @torch.no_grad()
+    def encode(self, state: CodecState, params: Mapping[str, Tensor]) -> CompactBitstream:
+        """AC codes of the level quantizer, the codebook's grid codes."""
+        pipeline.check_params(state, params)
+        coeffs = coefficients(state, params)
+        if state.codebook is None:
+            vq_indices, codebook, exponent = (np.zeros(0, np.int64), np.zeros((0, 0), np.int64),
+                                              0)
+        else:
+            vq_indices = numpy(state.vq_indices).astype(np.int64)
+            codebook = numpy(grid_codes(state.codebook, _codebook_step(state),
+                                        "codebook entries"))
+            exponent = state.codebook_exponent
+        return CompactBitstream(
+            layout=state.layout, sh_degree=state.sh_degree, depth=state.depth,
+            quality=state.quality, bbox=numpy(state.bbox).astype(np.float64),
+            voxels=numpy(keys_to_codes(state.keys, state.depth)),
+            dc=numpy(coeffs[0]).astype(np.float32),
+            exponents=numpy(state.quantizer.exponents),
+            codes=numpy(state.quantizer.quantize(coeffs)),
+            vq_indices=vq_indices, codebook_codes=codebook, codebook_exponent=exponent,
+            plan=state.plan, up=state.up)
+
+    def decode(self, bitstream: CompactBitstream, device: torch.device | str | None = None
+               ) -> dict[str, Tensor]:
+        """x̂ = q · step per (column, level), the same float32 ops as :meth:`simulate`, so the
+        result equals the finetune's evaluation-mode render input."""
+        device = torch.device("cpu") if device is None else torch.device(device)
+        layout, d = bitstream.layout, bitstream.sh_degree
+        slot_steps = LevelQuantizer.steps_of(bitstream.exponents, bitstream.plan.slot_levels())
+        ac = LevelQuantizer.dequantize(torch.from_numpy(bitstream.codes).to(device),
+                                       slot_steps.to(device))
+        dc = torch.from_numpy(bitstream.dc).to(device)
+        rows = bitstream.plan.inverse(torch.cat([dc[None], ac]), exact=True)
+        raw = layout.params_from_columns(layout.raht, rows, d, exact=True)
+        n = bitstream.num_gaussians
+        rest = (torch.from_numpy(bitstream.codebook).to(device)[
+            torch.from_numpy(bitstream.vq_indices).to(device)] if bitstream.codebook_size
+            else torch.zeros((n, 0), device=device))
+        raw.update(layout.params_from_columns(layout.vq, rest, d, exact=True))
+        voxels = torch.from_numpy(bitstream.voxels).to(device)
+        means = decode_positions(voxels, torch.from_numpy(bitstream.bbox), bitstream.depth)
+        return {"xyz": means.to(torch.float32), **{k: v.contiguous() for k, v in raw.items()}}
+
+    def write(self, bitstream: CompactBitstream, out_dir: str | Path) -> Path:
+        """``<out_dir>/bitstream.gsc``."""
+        return write_compact(bitstream, out_dir)
+
+    def recognizes(self, path: Path) -> bool:
+        """A file starting with the compact magic."""
+        return is_compact_file(path)
+
+    def read(self, path: Path, layouts: Mapping[str, Layout]) -> CompactBitstream:
+        """A ``bitstream.gsc`` (of this codec's one layout)."""
+        (layout,) = layouts.values()
+        return read_compact(path, layout)
+
+
+#: the compact family's codec object (the compact layout record names it)
+COMPACT_CODEC = CompactCodec()

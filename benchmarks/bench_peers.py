@@ -56,7 +56,6 @@ from arguments import (ModelParams, PipelineParams, extract, read_cfg_args,  # n
                        write_cfg_args)
 from compression.layouts import LAYOUTS  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
-from reporting.codec_results import read_json, read_peer_report, read_report  # noqa: E402
 from scene import Scene  # noqa: E402
 from scene.camera_ring import ring_cameras  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
@@ -71,6 +70,7 @@ from utils.output_paths import (CFG_ARGS, PEER_JSON, REPORT_JSON, RESULTS_JSON, 
                                 iteration_dir, layout_dir, peer_dir, peer_method,
                                 point_cloud_dir, point_cloud_path, render_dir, render_name)
 from utils.render_utils import default_device, render_views  # noqa: E402
+from utils.result_files import read_json, read_peer_report, read_report  # noqa: E402
 from utils.sh_utils import sh_degree_of  # noqa: E402
 from utils.system_utils import searchForMaxIteration  # noqa: E402
 

@@ -19,7 +19,7 @@ from compression.bins_format import (BINS, BinsBitstream, is_bins_source, read_b
                                      write_bins)
 from compression.codec import CodecSettings, CodecState, Layout
 from compression.octree import decode_positions, keys_to_codes
-from compression.pipeline import coefficients, numpy
+from compression.pipeline import coefficients, to_numpy
 from compression.quantization import BlockQuantizer, storage_dtype
 from compression.raht import build_raht
 
@@ -138,20 +138,20 @@ class BinsCodec:
         if layout.direct:
             d_codes, d_scale, d_zero_point = state.direct_quantizer.quantize(
                 layout.columns(layout.direct, params))
-            optional.update(direct_codes=np.ascontiguousarray(numpy(d_codes).T, dtype=dtype),
-                            direct_scale=numpy(d_scale).astype(np.float64),
-                            direct_zero_point=numpy(d_zero_point).astype(np.float64))
+            optional.update(direct_codes=np.ascontiguousarray(to_numpy(d_codes).T, dtype=dtype),
+                            direct_scale=to_numpy(d_scale).astype(np.float64),
+                            direct_zero_point=to_numpy(d_zero_point).astype(np.float64))
         if layout.vq:
-            optional.update(vq_indices=numpy(state.vq_indices).astype(np.int32),
-                            codebook=numpy(state.codebook).astype(np.float32))
+            optional.update(vq_indices=to_numpy(state.vq_indices).astype(np.int32),
+                            codebook=to_numpy(state.codebook).astype(np.float32))
         return BinsBitstream(layout=layout, sh_degree=state.sh_degree, num_bits=state.num_bits,
                              quantizer=state.quantizer_kind, depth=state.depth,
-                             keys=numpy(state.keys).astype(np.int64),
-                             bbox=numpy(state.bbox).astype(np.float64),
-                             dc=numpy(coeffs[0]).astype(np.float32),
-                             codes=np.ascontiguousarray(numpy(codes).T, dtype=dtype),
-                             scale=numpy(scale).astype(np.float64),
-                             zero_point=numpy(zero_point).astype(np.float64), **optional)
+                             keys=to_numpy(state.keys).astype(np.int64),
+                             bbox=to_numpy(state.bbox).astype(np.float64),
+                             dc=to_numpy(coeffs[0]).astype(np.float32),
+                             codes=np.ascontiguousarray(to_numpy(codes).T, dtype=dtype),
+                             scale=to_numpy(scale).astype(np.float64),
+                             zero_point=to_numpy(zero_point).astype(np.float64), **optional)
 
     def decode(self, bitstream: BinsBitstream, device: torch.device | str | None = None
                ) -> dict[str, Tensor]:

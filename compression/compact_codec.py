@@ -22,7 +22,7 @@ from compression.codec import GROUPS, CodecSettings, CodecState, Layout
 from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
                                         read_compact, write_compact)
 from compression.octree import decode_positions, keys_to_codes
-from compression.pipeline import coefficients, numpy
+from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
                                            fake_quantize, grid_codes, step_values)
 
@@ -127,17 +127,17 @@ class CompactCodec:
             vq_indices, codebook, exponent = (np.zeros(0, np.int64), np.zeros((0, 0), np.int64),
                                               0)
         else:
-            vq_indices = numpy(state.vq_indices).astype(np.int64)
-            codebook = numpy(grid_codes(state.codebook, _codebook_step(state),
-                                        "codebook entries"))
+            vq_indices = to_numpy(state.vq_indices).astype(np.int64)
+            codebook = to_numpy(grid_codes(state.codebook, _codebook_step(state),
+                                           "codebook entries"))
             exponent = state.codebook_exponent
         return CompactBitstream(
             layout=state.layout, sh_degree=state.sh_degree, depth=state.depth,
-            quality=state.quality, bbox=numpy(state.bbox).astype(np.float64),
-            voxels=numpy(keys_to_codes(state.keys, state.depth)),
-            dc=numpy(coeffs[0]).astype(np.float32),
-            exponents=numpy(state.quantizer.exponents),
-            codes=numpy(state.quantizer.quantize(coeffs)),
+            quality=state.quality, bbox=to_numpy(state.bbox).astype(np.float64),
+            voxels=to_numpy(keys_to_codes(state.keys, state.depth)),
+            dc=to_numpy(coeffs[0]).astype(np.float32),
+            exponents=to_numpy(state.quantizer.exponents),
+            codes=to_numpy(state.quantizer.quantize(coeffs)),
             vq_indices=vq_indices, codebook_codes=codebook, codebook_exponent=exponent,
             plan=state.plan, up=state.up)
 

@@ -50,7 +50,7 @@ def coefficients(state: CodecState, params: Mapping[str, Tensor]) -> Tensor:
     return state.plan.forward(state.layout.columns(state.layout.raht, params))
 
 
-def numpy(tensor: Tensor) -> np.ndarray:
+def to_numpy(tensor: Tensor) -> np.ndarray:
     """A detached CPU numpy view of ``tensor``."""
     return tensor.detach().cpu().numpy()
 

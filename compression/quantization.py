@@ -173,7 +173,10 @@ class _VanillaFakeQuant(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class QuantizerView:
-    """Read-only state of one (column, block) quantizer; 0-d tensors (views of the buffers)."""
+    """Read-only state of one (column, block) quantizer; 0-d tensors (views of the buffers).
+
+    Kept on purpose for the seed's documented ``qas[c*B + j]`` indexing (``init_qas``' result).
+    """
 
     column: int
     block: int
@@ -390,24 +393,27 @@ class BlockQuantizer(nn.Module):
         return _blockwise(dequantize, groups, codes.contiguous(), scale, zero_point)
 
 
-class VanillaQuan(BlockQuantizer):
-    """One min-max quantizer over a whole tensor (the seed's ``VanillaQuan(bit)``).
+class _WholeTensorQuantizer(BlockQuantizer):
+    """One quantizer (C = B = 1) over a whole tensor of any shape; state buffers (1, 1)."""
 
-    ``forward(x)`` takes any shape; state buffers have shape (1, 1).
-    """
+    KIND: str
 
     def __init__(self, bit: int = 8) -> None:
-        super().__init__(1, 1, bits=bit, kind="vanilla")
+        super().__init__(1, 1, bits=bit, kind=self.KIND)
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.reshape(-1, 1)).reshape(x.shape)
 
 
-class LsqQuan(BlockQuantizer):
-    """One learned-step (LSQ) quantizer over a whole tensor; step initialized on first use."""
+class VanillaQuan(_WholeTensorQuantizer):
+    """One min-max quantizer over a whole tensor; kept on purpose as the seed's documented
+    ``VanillaQuan(bit)`` (../shared/seed/README.md)."""
 
-    def __init__(self, bit: int = 8) -> None:
-        super().__init__(1, 1, bits=bit, kind="lsq")
+    KIND = "vanilla"
 
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.reshape(-1, 1)).reshape(x.shape)
+
+class LsqQuan(_WholeTensorQuantizer):
+    """One learned-step quantizer over a whole tensor (step initialized on first use); kept on
+    purpose as the seed's documented ``LsqQuan(bit)`` (../shared/seed/README.md)."""
+
+    KIND = "lsq"

@@ -3,10 +3,10 @@
 ``peer.json`` per other tool's codec run on the model (``compression/peers/<codec>/``).
 
 The codec runner (``training/compress.py``), the peers runner (``training/peers.py``) and the
-RD sweep (``scripts/rd_sweep.py``) write them; the HTML report and ``sweep.py`` read them
-(``read_report``, ``read_peer_report``, ``read_results_csv``, and ``read_json`` for the JSON
-files of the other steps); the codec core writes neither. Names and
-the CSV header come from ``utils/output_paths.py``.
+RD sweep (``scripts/rd_sweep.py``) write them; the HTML report reads results.csv
+(``read_results_csv``). report.json and peer.json are read through ``utils.result_files``
+(metrics.py's evaluation reads them too, below this package); the codec core writes none.
+Names and the CSV header come from ``utils/output_paths.py``.
 """
 from __future__ import annotations
 
@@ -22,22 +22,13 @@ from typing import Any, Mapping, Optional, Sequence
 
 from utils.output_paths import (PEER_JSON, REPORT_JSON, RESULTS_HEADER, results_csv_path,
                                 submethod_layout)
+from utils.result_files import PEER_REPORT_KEYS
 from utils.system_utils import atomic_path
 
 #: report.json keys taken from the codec's save info (bits per coded Gaussian and per Gaussian
 #: of the model before pruning and merging; the depth and codebook size that ran)
 SAVE_INFO_KEYS = ("size_bytes", "num_gaussians", "bits_per_gaussian", "bits_per_input_gaussian",
                   "encode_seconds", "decode_seconds", "depth", "codebook_size")
-#: the report.json keys every reader relies on (:func:`read_report` checks them; reports written
-#: before ``bits_per_input_gaussian`` existed still read)
-REPORT_KEYS = ("layout", "iteration", "size_bytes", "num_gaussians", "bits_per_gaussian",
-               "encode_seconds", "decode_seconds", "ply_size_bytes")
-#: the peer.json keys every reader relies on (:func:`read_peer_report` checks them): the codec
-#: and its label, the tool that ran it, the file it wrote (in the peer folder), sizes, counts
-#: (``num_gaussians`` decoded, ``input_gaussians`` in the PLY it encoded) and times
-PEER_REPORT_KEYS = ("codec", "label", "tool", "file", "size_bytes", "num_gaussians",
-                    "input_gaussians", "bits_per_gaussian", "bits_per_input_gaussian",
-                    "encode_seconds", "decode_seconds", "ply_size_bytes")
 
 
 @dataclass(frozen=True)
@@ -95,42 +86,6 @@ def write_report(out_dir: str | os.PathLike, *, layout: str, iteration: int,
     return path
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """The content of a JSON file another step wrote (report.json, metrics.py's results.json).
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: it is not valid JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (run the step that writes it first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def read_report(path: str | os.PathLike) -> dict[str, Any]:
-    """A ``report.json`` written by :func:`write_report`.
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: not JSON, or one of :data:`REPORT_KEYS` is missing.
-    """
-    return _read_json_with_keys(path, REPORT_KEYS)
-
-
-def _read_json_with_keys(path: str | os.PathLike, keys: Sequence[str]) -> dict[str, Any]:
-    """A JSON object file that must hold every one of ``keys`` (:func:`read_json`'s errors;
-    ValueError naming the missing keys)."""
-    content = read_json(path)
-    missing = [key for key in keys if key not in content]
-    if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
-    return content
-
-
 def write_peer_report(folder: str | os.PathLike, report: Mapping[str, Any]) -> Path:
     """Write ``<folder>/peer.json`` (atomic): :data:`PEER_REPORT_KEYS` plus optional quality
     (``psnr``, ``ssim``, ``lpips``: None when not measured) and further JSON-serialisable keys.
@@ -147,16 +102,6 @@ def write_peer_report(folder: str | os.PathLike, report: Mapping[str, Any]) -> P
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content, indent=2) + "\n")
     return path
-
-
-def read_peer_report(path: str | os.PathLike) -> dict[str, Any]:
-    """A ``peer.json`` written by :func:`write_peer_report`.
-
-    Raises:
-        FileNotFoundError: the file is missing.
-        ValueError: not JSON, or one of :data:`PEER_REPORT_KEYS` is missing.
-    """
-    return _read_json_with_keys(path, PEER_REPORT_KEYS)
 
 
 def append_results(model_path: str | os.PathLike, rows: Sequence[ResultsRow]) -> Path:

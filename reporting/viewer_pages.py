@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compression.bitstream import decode_file
-from reporting.html_report import ReportData
+from reporting.collect import ReportData
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
 from utils.output_paths import viewer_page_path

@@ -20,6 +20,9 @@ kind                how it is recognised
 
 Kinds written (:func:`export_format`) follow the destination's extension: ``.ply``,
 ``.compressed.ply``, ``.spz``, ``.sog`` and ``.html`` (a self-contained viewer page).
+
+The project's one PLY-header reader is here too: :func:`ply_elements` (element counts, which
+tell the two PLY kinds apart) and :func:`ply_vertex_count` (a model's Gaussians).
 """
 from __future__ import annotations
 
@@ -104,16 +107,47 @@ def export_format(path: str | os.PathLike) -> str:
                      f"{', '.join(EXPORT_EXTENSIONS)}")
 
 
-def _ply_kind(path: Path) -> str:
+def ply_elements(path: str | os.PathLike) -> dict[str, int]:
+    """The elements a PLY header declares, name → count in header order (the project's one
+    PLY-header reader: format detection, Gaussian counts of the report, peers and sweeps).
+
+    Raises:
+        ValueError: not a PLY file, no ``end_header`` in its first ``_PLY_HEADER_LIMIT`` bytes,
+            or an element line without a whole count.
+    """
+    path = Path(path)
     with path.open("rb") as handle:
         header = handle.read(_PLY_HEADER_LIMIT)
+    if not header.startswith((b"ply\n", b"ply\r")):
+        raise ValueError(f"{path}: not a PLY file (no 'ply' header line)")
     end = header.find(b"end_header")
     if end < 0:
         raise ValueError(f"{path}: PLY header without 'end_header' in its first "
                          f"{_PLY_HEADER_LIMIT} bytes")
-    elements = [line.split()[1] for line in header[:end].decode("ascii", "replace").splitlines()
-                if line.startswith("element ") and len(line.split()) == 3]
-    return "compressed_ply" if "chunk" in elements else "ply"
+    elements = {}
+    for line in header[:end].decode("ascii", "replace").splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "element":
+            if not words[2].isdigit():
+                raise ValueError(f"{path}: PLY header line '{line}' has no element count")
+            elements[words[1]] = int(words[2])
+    return elements
+
+
+def ply_vertex_count(path: str | os.PathLike) -> int:
+    """Number of Gaussians in a PLY: the count of its ``vertex`` element.
+
+    Raises:
+        ValueError: not a PLY header (:func:`ply_elements`), or one without a vertex element.
+    """
+    elements = ply_elements(path)
+    if "vertex" not in elements:
+        raise ValueError(f"{path}: PLY header without an 'element vertex' line")
+    return elements["vertex"]
+
+
+def _ply_kind(path: Path) -> str:
+    return "compressed_ply" if "chunk" in ply_elements(path) else "ply"
 
 
 def _zip_kind(path: Path) -> str:

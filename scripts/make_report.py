@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reporting.html_report import collect_report, format_table, write_report  # noqa: E402
+from reporting.collect import collect_report  # noqa: E402
+from reporting.page import write_report  # noqa: E402
+from reporting.table import format_table  # noqa: E402
 from reporting.viewer_pages import write_viewer_pages  # noqa: E402
 from utils.cli import run_main  # noqa: E402
 from utils.splat_transform import SplatTransformUnavailable  # noqa: E402

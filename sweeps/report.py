@@ -12,7 +12,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import Optional, Sequence
 
-from reporting.html_report import PAGE_STYLE, data_uri, finish_rd_plot, html_table, number_text
+from reporting.figures import finish_rd_plot, rd_figure
+from reporting.html_helpers import data_uri, html_page, html_table
+from reporting.table import number_text
 from sweeps.steps import FAILED, JobResult, SceneResult
 from sweeps.table import average_cells, dataset_averages
 from utils.system_utils import atomic_path
@@ -34,13 +36,7 @@ def rd_plot_png(series: dict[str, list[Point]], baseline: Optional[tuple[float, 
                 title: str) -> bytes:
     """PSNR against bits per input Gaussian (log x) as PNG bytes: one line per layout through
     its settings (labelled), the uncompressed PLY as a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = rd_figure((6.4, 4.0))
     for index, (layout, points) in enumerate(series.items()):
         points = sorted(points)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{index}",
@@ -116,8 +112,8 @@ def build_html(out_dir: Path, jobs: Sequence[JobResult], scenes: Sequence[SceneR
     """The whole page as one string."""
     counts = {status: sum(j.status == status for j in jobs) for status in ("ok", "skipped",
                                                                             FAILED)}
-    title = f"Sweep report: {html.escape(out_dir.name)}"
-    sections = [f"<h1>{title}</h1>",
+    title = f"Sweep report: {out_dir.name}"
+    sections = [f"<h1>{html.escape(title)}</h1>",
                 f'<p class="note">Sweep folder <code>{html.escape(str(out_dir))}</code>: '
                 f"{len(jobs)} jobs ({counts['ok']} ok, {counts['skipped']} skipped: finished by an "
                 f"earlier run, {counts[FAILED]} failed). Quality: metrics.py on the test views "
@@ -146,9 +142,7 @@ def build_html(out_dir: Path, jobs: Sequence[JobResult], scenes: Sequence[SceneR
                                                         numeric_from=5)]
     sections += ["<h2>Scenes (uncompressed)</h2>",
                  html_table(_scene_cells(scenes), numeric_from=3)]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{title}</title><style>{PAGE_STYLE}</style></head><body>\n"
-            + "\n".join(sections) + "\n</body></html>\n")
+    return html_page(title, sections)
 
 
 def write_html(path: Path, out_dir: Path, jobs: Sequence[JobResult],

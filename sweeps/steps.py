@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, TypeVar
 
-from reporting.codec_results import read_json, read_report
-from reporting.html_report import ply_vertex_count
+from scene.formats import ply_vertex_count
 from scene.interop import standard_ply
 from sweeps.plan import Command, JobStep, SceneStep
 from utils.output_paths import (GIVEN_SUFFIX, JOB_LOG, REPORT_JSON, RESULTS_JSON, SCENE_LOG,
                                 SWEEP_STEP_JSON, UNCOMPRESSED_METHOD, compressed_method,
                                 iteration_dir, layout_dir, point_cloud_dir, point_cloud_path,
                                 render_name)
+from utils.result_files import read_json, read_report
 from utils.system_utils import atomic_path, searchForMaxIteration
 
 PROJECT = Path(__file__).resolve().parents[1]  # where train.py, render.py, metrics.py are

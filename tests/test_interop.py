@@ -64,7 +64,7 @@ from scipy.spatial import cKDTree
 
 import render as render_cli
 import train as train_cli
-from scene.formats import detect_format, export_format
+from scene.formats import detect_format, export_format, ply_elements, ply_vertex_count
 from scene.interop import standard_ply
 from scene.ply import read_ply, write_ply
 from utils.splat_transform import (ENV_VAR, SplatTransformUnavailable, run_splat_transform,
@@ -263,6 +263,8 @@ def test_formats_are_told_apart_by_content(tmp_path: Path, shared_ply: Path) -> 
                                      b"property float min_x\nelement vertex 256\n"
                                      b"property uint packed_position\nend_header\n")
     assert detect_format(tmp_path / "c.ply") == "compressed_ply"
+    assert ply_elements(tmp_path / "c.ply") == {"chunk": 1, "vertex": 256}
+    assert ply_vertex_count(misnamed) == len(PlyData.read(str(shared_ply))["vertex"])
     (tmp_path / "v4.bin").write_bytes(b"NGSP" + bytes(28))
     assert detect_format(tmp_path / "v4.bin") == "spz"
     (tmp_path / "v3.bin").write_bytes(gzip.compress(b"NGSP" + bytes(12)))
@@ -290,6 +292,8 @@ def test_unrecognised_and_inconsistent_files_are_refused(tmp_path: Path,
         "other.zip": (lambda p: zipfile.ZipFile(p, "w").close(), "neither a bins.zip"),
         "not_spz.spz": (lambda p: p.write_bytes(gzip.compress(b"hello")), "not a model file"),
         "header.ply": (lambda p: p.write_bytes(b"ply\nformat ascii 1.0\n"), "end_header"),
+        "count.ply": (lambda p: p.write_bytes(b"ply\nelement vertex many\nend_header\n"),
+                      "count.ply: PLY header line 'element vertex many' has no element count"),
         "odd.splat": (lambda p: p.write_bytes(bytes(33)), "32-byte .splat records"),
         "empty.splat": (lambda p: p.write_bytes(b""), "32-byte .splat records"),
         "short.ksplat": (lambda p: p.write_bytes(bytes(100)), "4096-byte"),
@@ -308,6 +312,11 @@ def test_unrecognised_and_inconsistent_files_are_refused(tmp_path: Path,
             detect_format(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         detect_format(tmp_path / "missing.spz")
+    (tmp_path / "chunks.ply").write_bytes(b"ply\nelement chunk 2\nend_header\n")
+    with pytest.raises(ValueError, match="chunks.ply: PLY header without an 'element vertex'"):
+        ply_vertex_count(tmp_path / "chunks.ply")
+    with pytest.raises(ValueError, match="model.xyz: not a PLY file"):
+        ply_vertex_count(tmp_path / "model.xyz")
     with pytest.raises(ValueError, match="output format"):
         export_format("model.splat")
 

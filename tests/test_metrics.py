@@ -19,7 +19,7 @@ from utils.image_utils import load_image, psnr, save_png
 from utils.loss_utils import l1_loss, ssim
 import utils.lpips as lpips_module
 from utils.lpips import LINEAR_HEADS, load_lpips
-from utils.metrics_utils import evaluate_model
+from utils.metrics_utils import compression_report, evaluate_model
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = (slice(68, 132), slice(68, 132))  # 64×64 centre of the 200 px lego views
@@ -148,8 +148,10 @@ def fake_model(lego_pairs, tmp_path: Path) -> Path:
             save_png(blur, model / "test" / method / "renders" / f"{idx:05d}.png")
     report = model / "compression" / "seed" / "iteration_0" / "report.json"
     report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"size_bytes": 123456, "num_gaussians": 9080,
-                                  "bits_per_gaussian": 123456 * 8 / 9080, "other": 1}))
+    report.write_text(json.dumps({"layout": "seed", "iteration": 0, "size_bytes": 123456,
+                                  "num_gaussians": 9080, "bits_per_gaussian": 123456 * 8 / 9080,
+                                  "encode_seconds": 1.5, "decode_seconds": 0.25,
+                                  "ply_size_bytes": 2_000_000, "other": 1}))
     return model
 
 
@@ -237,7 +239,13 @@ def test_metrics_without_lpips_and_errors(fake_model: Path, monkeypatch, caplog,
     with pytest.raises(ValueError, match="ours_30000: renders/ and gt/ hold different files"):
         evaluate_model(fake_model, progress=False)
     (fake_model / "test" / "ours_30000" / "renders" / "00001.png").unlink()
-    (fake_model / "compression" / "seed" / "iteration_0" / "report.json").unlink()
+    report = fake_model / "compression" / "seed" / "iteration_0" / "report.json"
+    content = json.loads(report.read_text())
+    del content["encode_seconds"]  # read by the one report.json reader, which checks its keys
+    report.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"report.json: missing keys \['encode_seconds'\]"):
+        compression_report(fake_model, "compressed_seed_0")
+    report.unlink()
     caplog.clear()
     results = evaluate_model(fake_model, progress=False)
     assert "Size [Bytes]" not in results["compressed_seed_0"]

@@ -255,7 +255,9 @@ def test_bench_leaves_the_model_alone_and_refuses_bad_input(
 @needs_tool
 def test_rd_sweep_peers_feed_the_report(lego_model: Path, tmp_path: Path) -> None:
     import render as render_cli
-    from reporting.html_report import build_html, collect_report, table_rows
+    from reporting.collect import collect_report
+    from reporting.page import build_html
+    from reporting.table import table_rows
     from utils.metrics_utils import evaluate_method, evaluate_model
 
     sys.path.insert(0, str(REPO / "scripts"))

@@ -31,8 +31,11 @@ from PIL import Image, ImageFilter
 from plyfile import PlyData, PlyElement
 
 from reporting.codec_results import read_results_csv
-from reporting.html_report import (HEATMAP_CMAP, collect_report, error_heatmap, format_table,
-                                   ply_vertex_count, write_report)
+from reporting.collect import collect_report
+from reporting.figures import HEATMAP_CMAP, error_heatmap
+from reporting.page import write_report
+from reporting.table import format_table
+from scene.formats import ply_vertex_count
 from tests._browser import Browser, chromium_executable
 from utils.cli import EXIT_BAD_INPUT, run_main
 from utils.output_paths import viewer_page_path

@@ -24,7 +24,7 @@ import render as render_cli
 import sweep as sweep_cli
 from arguments import read_cfg_args
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
-from reporting.html_report import ply_vertex_count
+from scene.formats import ply_vertex_count
 from sweeps.engine import _sigint_flag
 from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
 from sweeps.published import DATASETS, PUBLISHED

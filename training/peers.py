@@ -23,9 +23,8 @@ import torch
 
 from gaussian_renderer import render
 from reporting.codec_results import write_peer_report
-from reporting.html_report import ply_vertex_count
 from scene.cameras import Camera
-from scene.formats import TOOL_EXTENSIONS
+from scene.formats import TOOL_EXTENSIONS, ply_vertex_count
 from scene.gaussian_model import GaussianModel
 from scene.interop import standard_ply
 from utils.metrics_utils import evaluate_method

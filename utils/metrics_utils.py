@@ -23,6 +23,7 @@ from utils.lpips import LPIPS
 from utils.output_paths import (PEER_JSON, PER_VIEW_JSON, REPORT_JSON, RESULTS_JSON,
                                 TEST_SPLIT, iteration_dir, parse_compressed_method,
                                 parse_peer_method, peer_dir)
+from utils.result_files import read_peer_report, read_report
 from utils.system_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -74,22 +75,20 @@ def compression_report(model_dir: Path, method: str) -> dict[str, Any]:
     Returns {} for other methods, and (with a warning) when the report file is missing.
 
     Raises:
-        ValueError: the report lacks one of the size keys.
+        ValueError: the report is not JSON or lacks a key its readers rely on
+            (``utils.result_files``).
     """
     saved, codec = parse_compressed_method(method), parse_peer_method(method)
     if saved is not None:
-        path = iteration_dir(model_dir, *saved) / REPORT_JSON
+        path, read = iteration_dir(model_dir, *saved) / REPORT_JSON, read_report
     elif codec is not None:
-        path = peer_dir(model_dir, codec) / PEER_JSON
+        path, read = peer_dir(model_dir, codec) / PEER_JSON, read_peer_report
     else:
         return {}
     if not path.is_file():
         log.warning("%s: compression report for method '%s' not found; size omitted", path, method)
         return {}
-    report = json.loads(path.read_text())
-    missing = [key for key in _REPORT_FIELDS if key not in report]
-    if missing:
-        raise ValueError(f"{path}: report lacks {', '.join(missing)}")
+    report = read(path)
     return {label: report[key] for key, label in _REPORT_FIELDS.items()}
 
 

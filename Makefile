@@ -1,7 +1,8 @@
 # make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt and
 #              the test-only requirements-test.txt)
 # make test  : run the test suite in .venv
-# make tools : install splat-transform into .tools/ (npm; needs Node.js) unless one is found
+# make tools : install splat-transform and the viewer page's renderer (PlayCanvas engine, the
+#              version web/package.json pins) into .tools/ (npm; needs Node.js) unless found
 # make demo  : run the end-to-end demo (scripts/demo.sh)
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,6 +28,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 
 tools: venv
 	$(VPY) -m utils.splat_transform
+	$(VPY) -m utils.web_renderer
 
 test: venv
 	$(VPY) -m pytest tests -q

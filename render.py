@@ -29,10 +29,11 @@ from typing import Optional, Sequence
 import torch
 
 from arguments import ModelParams, PipelineParams, add_arguments, extract, get_combined_args
+from compression.compact_format import is_compact_file
 from compression.layouts import LAYOUTS
 from gaussian_renderer import render
 from scene import Scene
-from scene.formats import detect_format, export_format
+from scene.formats import export_format
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
 from scene.web_page import WEB_FORMATS, write_gsc_page
@@ -85,7 +86,7 @@ def page_bitstream(web_format: Optional[str], source: Optional[Path]) -> Optiona
     Raises:
         ValueError: ``--web_format gsc`` for a model that is no compact bitstream.
     """
-    compact = source is not None and detect_format(source) == "compact"
+    compact = source is not None and is_compact_file(source)
     if web_format == "gsc" and not compact:
         raise ValueError(f"--web_format gsc: {source or 'the model'} is not a compact bitstream;"
                          " give one (--given_ply_path <bitstream.gsc>, or -m <model> --dec_npz "

@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from scene.formats import detect_format
+from compression.compact_format import is_compact_file
 from utils.system_utils import atomic_path
 from utils.web_renderer import WEB_DIR, renderer_module
 
@@ -90,7 +90,7 @@ def write_gsc_page(gsc: str | os.PathLike, destination: str | os.PathLike) -> Pa
         RendererUnavailable, FileNotFoundError: see :func:`gsc_page`.
     """
     gsc, destination = Path(gsc), Path(destination)
-    if detect_format(gsc) != "compact":
+    if not is_compact_file(gsc):
         raise ValueError(f"{gsc}: not a compact bitstream (.gsc); the .gsc viewer page shows "
                          "only those (--web_format sog writes a SOG page of any model)")
     page = gsc_page(gsc.read_bytes(), gsc.name)

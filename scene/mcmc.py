@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 import torch
 
+from scene.gaussian_model import nearest_neighbour_sq_dist
 from scene.strategy import Params, StepInfo, append_gaussians, num_rows
 from utils.general_utils import build_rotation
 
@@ -205,8 +206,6 @@ class MCMCStrategy:
         """Keep ``cap_max`` starting points at most (a uniform draw), then gsplat's MCMC start:
         opacity ``init_opa``, scales ``init_scale`` × the mean distance to the 3 nearest kept
         points."""
-        from scene.gaussian_model import nearest_neighbour_sq_dist
-
         count = num_rows(params)
         if count > self.cap_max:
             keep = torch.randperm(count, generator=generator)[:self.cap_max].sort().values

@@ -197,6 +197,7 @@ def _run(source: Path, model_path: Path, iterations: int, **options) -> Gaussian
     return gaussians
 
 
+@pytest.mark.slow
 def test_mcmc_resume_equals_uninterrupted(shared_data, tmp_path):
     """Stop between relocation steps, resume with disturbed global RNGs, end identical."""
     source = shared_data / "statuette"

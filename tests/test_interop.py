@@ -323,6 +323,7 @@ def test_unrecognised_and_inconsistent_files_are_refused(tmp_path: Path,
 
 # ------------------------------------------------------------------------------ round trips
 
+@pytest.mark.slow
 @needs_tool
 def test_spz_round_trip_within_its_precision(round_trips: dict, original: dict) -> None:
     exported, decoded = round_trips["spz"]
@@ -339,6 +340,7 @@ def test_spz_round_trip_within_its_precision(round_trips: dict, original: dict) 
     assert np.array_equal(match, np.arange(len(match)))  # SPZ keeps the order
 
 
+@pytest.mark.slow
 @needs_tool
 def test_compressed_ply_round_trip_within_its_chunk_ranges(round_trips: dict,
                                                            original: dict) -> None:
@@ -361,6 +363,7 @@ def test_compressed_ply_round_trip_within_its_chunk_ranges(round_trips: dict,
         f_rest=1 / 64, f_rest_range=(-4.0 + 1 / 32, 4.0 - 1 / 32)))
 
 
+@pytest.mark.slow
 @needs_tool
 def test_sog_round_trip_within_its_codebooks(round_trips: dict, original: dict) -> None:
     exported, decoded = round_trips["sog"]
@@ -430,6 +433,7 @@ def test_train_compresses_an_spz_like_its_ply(original: dict, tmp_path: Path) ->
     assert 0 < report["num_gaussians"] <= 1500
 
 
+@pytest.mark.slow
 def test_missing_node_is_one_error_line(tmp_path: Path) -> None:
     spz = tmp_path / "model.spz"
     spz.write_bytes(b"NGSP" + bytes(28))
@@ -490,6 +494,7 @@ def test_first_use_installs_the_pinned_tool_atomically(monkeypatch: pytest.Monke
     assert tool.splat_transform_executable(install=False) == tool.INSTALLED_EXECUTABLE
 
 
+@pytest.mark.slow
 @needs_tool
 def test_bad_inputs_give_one_line_and_no_output(tmp_path: Path, shared_ply: Path) -> None:
     broken = tmp_path / "broken.spz"

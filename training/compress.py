@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -372,11 +372,19 @@ def method_for_bitstream(path: str | os.PathLike, model_path: Optional[str | os.
     return COMPRESSED_METHOD, GIVEN_SUFFIX
 
 
+class LoadedModel(NamedTuple):
+    """A model render.py draws, and where it came from."""
+    gaussians: GaussianModel
+    method: str  #: render folder parts ``<set>/<method>_<suffix>/``
+    suffix: str
+    path: Path  #: the file or folder it was decoded from (a ``.gsc`` for the viewer page)
+
+
 def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Optional[str],
                        iteration: int, model_path: Optional[str], sh_degree: int,
-                       device: torch.device) -> tuple[GaussianModel, str, str]:
+                       device: torch.device) -> LoadedModel:
     """The model render.py draws with ``--given_ply_path`` or ``--dec_npz``, decoded before any
-    output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
+    output is written.
 
     ``given_path`` may be a model file (``ours_given``: a PLY, or another tool's format that
     :func:`scene.interop.standard_ply` converts), a bins folder, a bins.zip or a compact
@@ -397,4 +405,4 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
             raise ValueError("--dec_npz needs -m/--model_path")
         path, layout, k = latest_bitstream(model_path, layout, iteration)
         method, suffix = compressed_method(layout), str(k)
-    return load_model_file(path, sh_degree, device), method, suffix
+    return LoadedModel(load_model_file(path, sh_degree, device), method, suffix, path)

@@ -317,9 +317,9 @@ def fit(codec: Codec, state: CodecState, params: Mapping[str, Tensor],
     if size <= high:
         return current, values, probes
     with torch.no_grad():
-        shown = codec.simulate(current, values)
-        scores = compute_importance(shown["means"], shown["quats"], shown["scales"],
-                                    shown["opacities"], cameras, backend=backend, beta=beta)
+        shown = {name: value.detach() for name, value in codec.simulate(current, values).items()}
+    scores = compute_importance(shown["means"], shown["quats"], shown["scales"],
+                                shown["opacities"], cameras, backend=backend, beta=beta)
     order = torch.argsort(scores, stable=True)
     aim = (low + high) / 2
     over = (0, size)  # (voxels dropped, size) of the most dropped still above the top

@@ -200,7 +200,7 @@ def test_target_above_the_finest_writes_the_finest_file(shared_ply: Path,
          "--quiet", "--layout", "compact", "--target_size", "5MB"], cwd=REPO,
         capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines() == [
+    assert result.stdout.strip().splitlines() == [  # warnings go through tqdm.write
         "--target_size 5,000,000 bytes: the finest settings need only "
         f"{(model / 'compression/compact/iteration_0' / COMPACT.file_name).stat().st_size:,} "
         "bytes; writing those"]

@@ -184,7 +184,7 @@ def _grid_kinds(fields: Mapping[str, Any]) -> dict[str, type]:
         if name in _RESERVED_FLAGS or field.metadata.get("nargs"):
             continue
         kind = scalar_type(get_type_hints(cls)[name])
-        if kind in (int, float, str):
+        if isinstance(kind, type) and issubclass(kind, (int, float, str)) and kind is not bool:
             kinds[name] = kind
     return kinds
 
@@ -195,9 +195,10 @@ def _check_value(key: str, value: str, kind: type) -> None:
                          f"only")
     try:
         typed = kind(value)
-    except ValueError:
-        raise ValueError(f"--grid {key}={value}: not {'an' if kind is int else 'a'} "
-                         f"{kind.__name__}") from None
+    except ValueError as exc:
+        what = (f"not {'an' if kind is int else 'a'} {kind.__name__}"
+                if kind in (int, float, str) else str(exc))
+        raise ValueError(f"--grid {key}={value}: {what}") from None
     field = _CODEC_FIELDS[key] if key in _CODEC_FIELDS else _TRAIN_FIELDS[key][1]
     choices = field.metadata.get("choices")
     if choices and typed not in choices:

@@ -36,6 +36,8 @@ from utils.output_paths import UNCOMPRESSED_METHOD
 from utils.render_utils import default_device, render_sets
 from utils.threads import add_threads_argument, set_threads
 
+logger = logging.getLogger("render")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Render the views of a trained 3DGS model.")
@@ -67,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 def write_exports(gaussians: GaussianModel, cli: argparse.Namespace) -> bool:
     """Write the ``--export_ply`` / ``--export`` files that were asked for; True if any."""
     if cli.export_ply:
+        logger.info("Writing %s (%d Gaussians)", cli.export_ply, gaussians.num_gaussians)
         gaussians.save_ply(cli.export_ply)
     if cli.export:
+        logger.info("Writing %s (%d Gaussians)", cli.export, gaussians.num_gaussians)
         export_model(gaussians, cli.export)
     return bool(cli.export_ply or cli.export)
 

@@ -107,9 +107,7 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: missing PLY field(s) {', '.join(missing)}")
 
     n = len(vertex)
-    arrays = {key: np.stack([vertex[name] for name in cols], axis=1).astype(np.float32, copy=False)
-              if cols else np.zeros((n, 0), np.float32)  # degree 0: no f_rest field
-              for key, cols in names.items()}
+    arrays = {key: _columns(vertex, cols) for key, cols in names.items()}
     infinite_opacities = int(np.isinf(arrays["opacity"]).sum())
     np.clip(arrays["opacity"], -MAX_OPACITY_LOGIT, MAX_OPACITY_LOGIT, out=arrays["opacity"])
     bad = [name for key, cols in names.items() for j, name in enumerate(cols)
@@ -125,6 +123,23 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     k_rest = len(names["f_rest"]) // 3
     arrays["f_rest"] = arrays["f_rest"].reshape(n, 3, k_rest).transpose(0, 2, 1).copy()
     return arrays
+
+
+def _columns(vertex: np.ndarray, names: list[str]) -> np.ndarray:
+    """[N, len(names)] float32 copy of the named fields of the structured ``vertex`` array.
+
+    When every field is a little-endian float32 (the standard PLY), the rows are viewed as one
+    float32 table and the columns gathered in a single pass; else field by field."""
+    n = len(vertex)
+    if not names:
+        return np.zeros((n, 0), np.float32)  # degree 0: no f_rest field
+    fields = vertex.dtype.fields
+    if (all(fields[name][0] == np.dtype("<f4") for name in vertex.dtype.names)
+            and vertex.dtype.itemsize == 4 * len(fields) and vertex.flags.c_contiguous):
+        table = vertex.view("<f4").reshape(n, len(fields))
+        # fancy indexing along axis 1 gives a column-major array: rows made contiguous
+        return np.ascontiguousarray(table[:, [fields[name][1] // 4 for name in names]])
+    return np.stack([vertex[name] for name in names], axis=1).astype(np.float32, copy=False)
 
 
 def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:

@@ -114,13 +114,16 @@ def run_process(command: Sequence[str], cwd: Path = ROOT) -> dict[str, Any]:
 
 
 def bench_size(n: int, ply: Path, work_dir: Path, steps: Sequence[str],
-               finetune_iterations: int) -> dict[str, Any]:
-    """Every asked step on the model ``ply`` of ``n`` Gaussians; outputs under ``work_dir``."""
+               finetune_iterations: int, results: list[dict[str, Any]]) -> None:
+    """Every asked step on the model ``ply`` of ``n`` Gaussians (outputs under ``work_dir``),
+    appended to ``results`` as a dict that grows step by step; ``work_dir/results.json`` holds
+    all of ``results`` after every step (a long run can be read before its end)."""
     python = sys.executable
     out = work_dir / f"run_{n}"
     gsc = out / "encode" / "compression" / "compact" / "iteration_0" / "bitstream.gsc"
     result: dict[str, Any] = {"num_gaussians": n, "model": str(ply),
                               "ply_bytes": ply.stat().st_size}
+    results.append(result)
     for step in steps:
         if step == "read_ply":
             command = [python, "-c", f"from scene.ply import read_ply; read_ply({str(ply)!r})"]
@@ -149,7 +152,7 @@ def bench_size(n: int, ply: Path, work_dir: Path, steps: Sequence[str],
             run["finetune_seconds"] = seconds
             run["seconds_per_step"] = round(seconds / finetune_iterations, 3)
         result[step] = run
-    return result
+        (work_dir / "results.json").write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:
@@ -163,8 +166,10 @@ def main() -> None:
                         help="the trained PLY whose Gaussians are tiled")
     args = parser.parse_args()
     steps = [s for s in args.steps if s != "finetune" or args.finetune_iterations > 0]
-    results = [bench_size(n, model_path(args.work_dir, args.source, n), args.work_dir, steps,
-                          args.finetune_iterations) for n in args.sizes]
+    results: list[dict[str, Any]] = []
+    for n in args.sizes:
+        bench_size(n, model_path(args.work_dir, args.source, n), args.work_dir, steps,
+                   args.finetune_iterations, results)
     print(json.dumps({"cpu_count": os.cpu_count(), "source": str(args.source),
                       "targets_6m": TARGETS_6M, "sizes": results}, indent=2))
 

@@ -67,21 +67,26 @@ def _pivot_argmin(x: Tensor, codebook: Tensor, c_sq: Tensor, chunk: int,
     error (triangle inequality; the computed winner is within 2e of the true nearest). Those
     candidates, in index order and never fewer than ``MIN_CANDIDATES``, go through the same
     matmul (with other rows added up to ``MIN_GROUP_ROWS``), which gives each entry the same
-    value as the full one, so the argmin is the same index. The rows of one pivot are taken in increasing r, ``group`` at a time; ``chunk`` is
-    the pivot search's.
+    value as the full one, so the argmin is the same index. The rows of one pivot are taken in
+    increasing r, ``group`` at a time; ``chunk`` is the pivot search's.
     """
     n, k = x.shape[0], codebook.shape[0]
     pivots = codebook[::CODEBOOK_ROWS_PER_PIVOT]
     nearest = _distances_argmin(x, pivots, c_sq[::CODEBOOK_ROWS_PER_PIVOT], chunk)
-    x64, codebook64 = x.to(torch.float64), codebook.to(torch.float64)
-    radius = (x64 - codebook64[::CODEBOOK_ROWS_PER_PIVOT][nearest]).norm(dim=1)
-    c_norm = codebook64.norm(dim=1)
-    error = DISTANCE_ERROR * float(c_norm.max() * (c_norm.max() + 2 * x64.norm(dim=1).max()))
-    del x64
-    to_codebook = torch.cdist(pivots.to(torch.float64), codebook64)  # [P, K]
+    codebook64 = codebook.to(torch.float64)
+    pivots64 = codebook64[::CODEBOOK_ROWS_PER_PIVOT]
+    radius = torch.empty(n, dtype=torch.float64, device=x.device)
+    x_norm = 0.0
+    for start in range(0, n, chunk):  # float64 a chunk at a time: no [N, F] float64 copy
+        rows = x[start:start + chunk].to(torch.float64)
+        radius[start:start + chunk] = (rows - pivots64[nearest[start:start + chunk]]).norm(dim=1)
+        x_norm = max(x_norm, float(rows.norm(dim=1).max()))
+    c_norm = float(codebook64.norm(dim=1).max())
+    error = DISTANCE_ERROR * c_norm * (c_norm + 2 * x_norm)
+    to_codebook = torch.cdist(pivots64, codebook64)  # [P, K]
     floor = to_codebook.kthvalue(min(MIN_CANDIDATES, k), dim=1).values
     closest = to_codebook.min(dim=1).values
-    # rows by pivot, then by radius: each chunk's largest radius bounds all of its rows
+    # rows by pivot, then by radius: each group's last radius bounds all of its rows
     order = torch.argsort(nearest * (radius.max() + 1) + radius)
     out = torch.empty(n, dtype=torch.int64, device=x.device)
     counts = torch.bincount(nearest, minlength=pivots.shape[0]).tolist()

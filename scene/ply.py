@@ -164,15 +164,21 @@ def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path
     columns = {"normals": np.zeros((n, 3), np.float32), **arrays,
                "f_rest": rest.transpose(0, 2, 1)}
     names = field_names(degree)
-    blocks = []
+    table = np.empty((n, sum(len(cols) for cols in names.values())), dtype="<f4")
+    start = 0
     for key, cols in names.items():
         block = np.asarray(columns[key], dtype=np.float32)
         if block.ndim < 1 or (len(block), math.prod(block.shape[1:])) != (n, len(cols)):
             raise ValueError(f"write_ply({path}): '{key}' must hold {len(cols)} values for each "
                              f"of the {n} Gaussians, got shape {block.shape}")
-        blocks.append(block.reshape(n, len(cols)))
+        # each value copied once: a 3-D block ([N, 3, K-1] f_rest transposed channel-major,
+        # [N, 1, 3] f_dc) one [N, last] slab at a time
+        slabs = block if block.ndim == 3 else block.reshape(n, 1, -1)
+        width = slabs.shape[-1]
+        for j in range(slabs.shape[1]):
+            table[:, start + j * width:start + (j + 1) * width] = slabs[:, j]
+        start += len(cols)
     dtype = np.dtype([(name, "<f4") for cols in names.values() for name in cols])
-    table = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype="<f4")
     vertex = table.view(dtype).reshape(n)
     with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(str(tmp))

@@ -74,9 +74,10 @@ def test_invalid_arguments():
 
 def test_assign_does_not_depend_on_the_chunk_or_the_pivots(shared_data):
     """Real f_rest rows (the shared trained PLY, 9,080 × 45) against a 1,024-entry codebook
-    k-means made of them: the pivot search (groups of 3 rows, pivot pass 7 rows at a time)
-    and the plain search in chunks of 7 give the one-chunk plain search's indices, which are
-    the nearest rows up to float32 rounding."""
+    k-means made of them: the pivot search (groups of 40 rows, the last of each pivot shorter
+    and padded; pivot pass 100 rows at a time) and the plain search in chunks of 100 (a last
+    partial one) give the one-chunk plain search's indices, which are the nearest rows up to
+    float32 rounding."""
     from scene.ply import read_ply
 
     rows = torch.from_numpy(read_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
@@ -85,8 +86,8 @@ def test_assign_does_not_depend_on_the_chunk_or_the_pivots(shared_data):
                             generator=torch.Generator().manual_seed(0))
     c_sq = (codebook * codebook).sum(1)
     whole = _distances_argmin(rows, codebook, c_sq, chunk=rows.shape[0])
-    assert torch.equal(_distances_argmin(rows, codebook, c_sq, chunk=7), whole)
-    assert torch.equal(_pivot_argmin(rows, codebook, c_sq, chunk=7, group=3), whole)
+    assert torch.equal(_distances_argmin(rows, codebook, c_sq, chunk=100), whole)
+    assert torch.equal(_pivot_argmin(rows, codebook, c_sq, chunk=100, group=40), whole)
     assert torch.equal(assign(rows, codebook), whole)  # the pivot search at its defaults
     chosen = (rows - codebook[whole]).square().sum(1)
     assert float((chosen - torch.cdist(rows, codebook).square().amin(1)).abs().max()) < 1e-5

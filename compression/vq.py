@@ -111,9 +111,10 @@ def assign(x: Tensor, codebook: Tensor, chunk: int = ASSIGN_CHUNK_ROWS) -> Tenso
     """Index of the nearest codebook row for every row of x: the argmin of the float32
     |c|^2 - 2 x·c (first index on ties), whatever the chunking.
 
-    Codebooks of at least ``PIVOT_MIN_CODEBOOK`` rows (all but a small model's) are searched
-    through pivots (:func:`_pivot_argmin`: the same indices for a fraction of the work);
-    memory stays at one [chunk, K] buffer whatever N.
+    On a CPU with MKL (whose products the pivot search was measured on), codebooks of at least
+    ``PIVOT_MIN_CODEBOOK`` rows (all but a small model's) are searched through pivots
+    (:func:`_pivot_argmin`: the same indices for a fraction of the work); memory stays at one
+    [chunk, K] buffer whatever N.
 
     Args:
         x: [N, F] float rows.
@@ -124,7 +125,8 @@ def assign(x: Tensor, codebook: Tensor, chunk: int = ASSIGN_CHUNK_ROWS) -> Tenso
         [N] int64 indices into the codebook.
     """
     c_sq = (codebook * codebook).sum(1)
-    if codebook.shape[0] >= PIVOT_MIN_CODEBOOK and x.shape[0] >= codebook.shape[0]:
+    if (codebook.shape[0] >= PIVOT_MIN_CODEBOOK and x.shape[0] >= codebook.shape[0]
+            and x.device.type == "cpu" and torch.backends.mkl.is_available()):
         return _pivot_argmin(x, codebook, c_sq, chunk)
     return _distances_argmin(x, codebook, c_sq, chunk)
 

@@ -9,7 +9,6 @@ RAHT in their reproducible forms, without fused multiply-adds; docs/COMPACT_FORM
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -21,6 +20,7 @@ from compression import pipeline
 from compression.codec import GROUPS, CodecSettings, CodecState, Layout
 from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
                                         read_compact, write_compact)
+from compression.ladder import ladder_codebook_size
 from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
@@ -32,14 +32,14 @@ CODEBOOK_REFERENCE_GAUSSIANS = 32768
 AUTO_CODEBOOK_RANGE = (16, 4096)
 
 
-def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int) -> int:
-    """The codebook size a layout's quality level gives a model of ``num_gaussians`` coded
-    Gaussians: its ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
-    :data:`AUTO_CODEBOOK_RANGE` (vq_kmeans further caps it at N // 4)."""
-    reference = layout.quality_levels[quality]["codebook_reference"]
-    scaled = reference * math.sqrt(num_gaussians / CODEBOOK_REFERENCE_GAUSSIANS)
-    low, high = AUTO_CODEBOOK_RANGE
-    return int(min(max(2 ** round(math.log2(scaled)), low), high))
+def auto_codebook_size(layout: Layout, position: float, num_gaussians: int) -> int:
+    """The codebook size a layout's quality ladder gives a model of ``num_gaussians`` coded
+    Gaussians at ``position`` (a ``--quality`` level, or a real position between levels):
+    a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
+    :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels
+    (``ladder.ladder_codebook_size``; vq_kmeans further caps it at N // 4)."""
+    return ladder_codebook_size(layout.quality_levels, position, num_gaussians,
+                                CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
 
 
 def _codebook_step(state: CodecState) -> Tensor:
@@ -55,7 +55,8 @@ class CompactCodec:
 
     def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+                backend: str = "auto", importance: Optional[Tensor] = None
+                ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
         :func:`auto_codebook_size` when unset, and its grid step from the k-means error;
         steps from ``base_step``; the scene's up vector from the cameras).
@@ -64,12 +65,12 @@ class CompactCodec:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
         """
         geometry = pipeline.prepare_geometry(params, cameras, settings, generator,
-                                             backend=backend)
+                                             backend=backend, importance=importance)
         n = int(geometry.keys.shape[0])
         vq: dict = {}
         if pipeline.has_vq_columns(settings, geometry):
             size = (settings.codebook_size if settings.codebook_size is not None
-                    else auto_codebook_size(settings.layout, settings.quality, n))
+                    else auto_codebook_size(settings.layout, settings.position, n))
             codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
             with torch.no_grad():
                 vq_mse = float(((columns - codebook[indices]) ** 2).mean())

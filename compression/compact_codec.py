@@ -21,6 +21,7 @@ from compression import pipeline
 from compression.codec import GROUPS, CodecSettings, CodecState, Layout
 from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
                                         read_compact, write_compact)
+from compression.ladder import ladder_codebook_size
 from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
@@ -60,21 +61,24 @@ def f_rest_energy(columns: Tensor, weights: Tensor) -> float:
     return energy / total
 
 
-def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int,
+def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
                        energy: float = 0.0) -> int:
-    """The codebook size a layout's quality level gives a model of ``num_gaussians`` coded
-    Gaussians whose f_rest carries ``energy`` (:func:`f_rest_energy`): its
-    ``codebook_reference`` × sqrt(N / 32768) × clamp((energy / REFERENCE_F_REST_ENERGY) ^
-    ENERGY_EXPONENT, 1, ENERGY_GROWTH_MAX) but not beyond N / ENERGY_TABLE_SHARE by the
-    growth, rounded to a power of two, within :data:`AUTO_CODEBOOK_RANGE` (vq_kmeans further
-    caps it at N // 4)."""
-    reference = layout.quality_levels[quality]["codebook_reference"]
-    level = reference * math.sqrt(num_gaussians / CODEBOOK_REFERENCE_GAUSSIANS)
+    """The codebook size a layout's quality ladder gives a model of ``num_gaussians`` coded
+    Gaussians at ``position`` (a ``--quality`` level, or a real position between levels) whose
+    f_rest carries ``energy`` (:func:`f_rest_energy`).
+
+    The ladder's size (a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power
+    of two within :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels:
+    ``ladder.ladder_codebook_size``) times (energy / REFERENCE_F_REST_ENERGY) ^
+    ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not
+    beyond N / ENERGY_TABLE_SHARE entries (vq_kmeans further caps the size at N // 4)."""
+    level = ladder_codebook_size(layout.quality_levels, position, num_gaussians,
+                                 CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
     growth = min(max((energy / REFERENCE_F_REST_ENERGY) ** ENERGY_EXPONENT, 1.0),
                  ENERGY_GROWTH_MAX)
-    scaled = min(level * growth, max(level, num_gaussians / ENERGY_TABLE_SHARE))
-    low, high = AUTO_CODEBOOK_RANGE
-    return int(min(max(2 ** round(math.log2(scaled)), low), high))
+    room = max(1.0, num_gaussians / ENERGY_TABLE_SHARE / level)
+    factor = min(2 ** round(math.log2(growth)), 2 ** math.floor(math.log2(room)))
+    return max(level, min(level * factor, AUTO_CODEBOOK_RANGE[1]))
 
 
 def _codebook_step(state: CodecState) -> Tensor:
@@ -90,7 +94,8 @@ class CompactCodec:
 
     def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+                backend: str = "auto", importance: Optional[Tensor] = None
+                ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
         :func:`auto_codebook_size` of the f_rest energy when unset, and its grid step from the
         k-means error; steps from ``base_step``; the scene's up vector from the cameras).
@@ -99,13 +104,13 @@ class CompactCodec:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
         """
         geometry = pipeline.prepare_geometry(params, cameras, settings, generator,
-                                             backend=backend)
+                                             backend=backend, importance=importance)
         n = int(geometry.keys.shape[0])
         vq: dict = {}
         if pipeline.has_vq_columns(settings, geometry):
             columns = pipeline.vq_columns(geometry, settings)
             size = (settings.codebook_size if settings.codebook_size is not None
-                    else auto_codebook_size(settings.layout, settings.quality, n,
+                    else auto_codebook_size(settings.layout, settings.position, n,
                                             f_rest_energy(columns, geometry.voxel_scores)))
             codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size,
                                                                   columns)

@@ -150,9 +150,19 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
                     voxel_scores, int(xyz.shape[0]), generator)
 
 
+def importance_of(params: Mapping[str, Tensor], cameras: Optional[Sequence], beta: float, *,
+                  backend: str = "auto") -> Tensor:
+    """[N] importance of raw parameters (stage 1, ``importance.compute_importance``)."""
+    logger.info("codec: importance of %d Gaussians (%s)", params["xyz"].shape[0],
+                f"{len(cameras)} views" if cameras else "from the opacities, no views")
+    return compute_importance(params["xyz"], params["rotation"], torch.exp(params["scaling"]),
+                              torch.sigmoid(params["opacity"]), cameras, backend=backend,
+                              beta=beta)
+
+
 def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
                      settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                     backend: str = "auto") -> Geometry:
+                     backend: str = "auto", importance: Optional[Tensor] = None) -> Geometry:
     """Stages 1-4: importance, prune, voxelize + merge.
 
     Args:
@@ -164,6 +174,9 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
         generator: torch.Generator on the parameters' device for "rand" merging and k-means;
             None: a generator seeded with 0.
         backend: rasterizer backend for the importance.
+        importance: [N] scores :func:`importance_of` gave for these parameters, cameras and
+            ``imp_beta`` (a search that prepares one model many times renders them once);
+            None: computed here.
 
     Raises:
         ValueError: nothing kept, or fewer than 2 voxels (n_block + 1 with block quantizers).
@@ -171,9 +184,8 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
     xyz = params["xyz"]
     if generator is None:
         generator = torch.Generator(device=xyz.device).manual_seed(0)
-    scores = compute_importance(xyz, params["rotation"], torch.exp(params["scaling"]),
-                                torch.sigmoid(params["opacity"]), cameras, backend=backend,
-                                beta=settings.imp_beta)
+    scores = importance if importance is not None else importance_of(
+        params, cameras, settings.imp_beta, backend=backend)
     with torch.no_grad():
         keep = prune_mask(scores, settings.percent)
         if not bool(keep.any()):
@@ -192,6 +204,9 @@ def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int,
     indices [N], columns [N, F])``."""
     if columns is None:
         columns = vq_columns(geometry, settings)
+    logger.info("codec: k-means codebook of %d entries for %d rows of %d values (%d steps of "
+                "%d rows, then every row assigned)", size, columns.shape[0], columns.shape[1],
+                settings.vq_steps, settings.vq_batch)
     codebook, indices = vq_kmeans(columns, geometry.voxel_scores, size, settings.vq_steps,
                                   settings.vq_batch, geometry.generator)
     return codebook, indices, columns
@@ -216,6 +231,7 @@ def new_state(layout: Layout, params: Mapping[str, Tensor], depth: int, keys: Te
               num_input: Optional[int] = None, quality: int = 0,
               codebook_exponent: Optional[int] = None) -> CodecState:
     """Stage 6: a state over frozen voxels ``keys`` with their RAHT plan (quantizers unset)."""
+    logger.info("codec: RAHT plan of %d voxels (depth %d)", keys.shape[0], depth)
     plan = build_raht(keys_to_codes(keys, depth), depth).to(keys.device)
     return CodecState(layout, sh_degree_of_params(params), depth, num_bits, quantizer_kind,
                       keys, bbox, plan, codebook, vq_indices, num_input=num_input,

@@ -3,27 +3,37 @@
 ``--remote-debugging-pipe`` makes Chromium read protocol commands from file descriptor 3 and
 write replies and events to descriptor 4, each message a JSON object ended by a NUL byte.
 Enough of the protocol for the browser tests: open a page, wait for its load event, evaluate an
-expression, take a screenshot. Chromium never downloads anything here: it is Debian's
+expression, take a screenshot; :func:`served` serves a folder over HTTP on the loopback (pages
+that fetch files beside them). Chromium never downloads anything here: it is Debian's
 ``chromium`` (``.ci/run`` installs it).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
+import functools
+import http.server
 import json
 import os
 import select
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-#: flags that work on the project's machines: no sandbox (root in CI), no GPU, no network
-#: services, a fresh profile per browser
-HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--hide-scrollbars", "--mute-audio")
+#: flags of every browser: no sandbox (root in CI), no network services, a fresh profile
+COMMON_FLAGS = ("--no-sandbox", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--hide-scrollbars", "--mute-audio")
+#: flags that work on the project's machines for pages without WebGL: no GPU at all
+HEADLESS_FLAGS = ("--headless", "--disable-gpu", *COMMON_FLAGS)
+#: flags for pages that draw with WebGL (splat viewers): the new headless mode, with ANGLE on
+#: SwiftShader, Chromium's software GL
+SOFTWARE_GL_FLAGS = ("--headless=new", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                     *COMMON_FLAGS)
 
 
 def chromium_executable() -> Optional[str]:
@@ -32,11 +42,34 @@ def chromium_executable() -> Optional[str]:
                  if (found := shutil.which(name))), None)
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``folder`` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the base
+    URL (``http://127.0.0.1:<port>``)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 class Browser:
     """One headless Chromium process and one page (a flattened CDP session)."""
 
     def __init__(self, executable: str, profile_dir: Path, extra_flags: Sequence[str] = (),
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, software_gl: bool = False) -> None:
+        """Start the browser; ``software_gl``: :data:`SOFTWARE_GL_FLAGS` in place of
+        :data:`HEADLESS_FLAGS`, for pages that draw with WebGL."""
         self.timeout_s = timeout_s
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
@@ -49,7 +82,7 @@ class Browser:
                 os.dup2(fd, target)  # inheritable, unlike os.pipe()'s descriptors
 
         self.process = subprocess.Popen(
-            [executable, *HEADLESS_FLAGS, *extra_flags, f"--user-data-dir={profile_dir}",
+            [executable, *(SOFTWARE_GL_FLAGS if software_gl else HEADLESS_FLAGS), *extra_flags, f"--user-data-dir={profile_dir}",
              "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=False, preexec_fn=wire_pipes)
@@ -126,6 +159,19 @@ class Browser:
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def wait_until(self, expression: str, timeout_s: float, poll_s: float = 0.25) -> Any:
+        """The first truthy value of ``expression``, evaluated every ``poll_s`` seconds.
+
+        Raises:
+            TimeoutError: still falsy after ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression!r} still false after {timeout_s} s")
+            time.sleep(poll_s)
+        return value
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
         """Save a PNG of the viewport (or of the whole page)."""

@@ -153,6 +153,8 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
 def importance_of(params: Mapping[str, Tensor], cameras: Optional[Sequence], beta: float, *,
                   backend: str = "auto") -> Tensor:
     """[N] importance of raw parameters (stage 1, ``importance.compute_importance``)."""
+    logger.info("codec: importance of %d Gaussians (%s)", params["xyz"].shape[0],
+                f"{len(cameras)} views" if cameras else "from the opacities, no views")
     return compute_importance(params["xyz"], params["rotation"], torch.exp(params["scaling"]),
                               torch.sigmoid(params["opacity"]), cameras, backend=backend,
                               beta=beta)
@@ -195,15 +197,25 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
 
 
 @torch.no_grad()
-def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """Stage 5: a ``size``-row k-means codebook of the layout's VQ columns, weighted by the
-    voxels' importance: ``(codebook [K, F], indices [N], columns [N, F])``."""
-    layout = settings.layout
-    columns = layout.columns(layout.vq, geometry.params)
+def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int,
+                    columns: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Stage 5: a ``size``-row k-means codebook of the layout's VQ columns (``columns`` when
+    the caller has them already), weighted by the voxels' importance: ``(codebook [K, F],
+    indices [N], columns [N, F])``."""
+    if columns is None:
+        columns = vq_columns(geometry, settings)
+    logger.info("codec: k-means codebook of %d entries for %d rows of %d values (%d steps of "
+                "%d rows, then every row assigned)", size, columns.shape[0], columns.shape[1],
+                settings.vq_steps, settings.vq_batch)
     codebook, indices = vq_kmeans(columns, geometry.voxel_scores, size, settings.vq_steps,
                                   settings.vq_batch, geometry.generator)
     return codebook, indices, columns
+
+
+def vq_columns(geometry: Geometry, settings: CodecSettings) -> Tensor:
+    """The layout's VQ columns of the prepared Gaussians, [N, F] in column order."""
+    layout = settings.layout
+    return layout.columns(layout.vq, geometry.params)
 
 
 def has_vq_columns(settings: CodecSettings, geometry: Geometry) -> bool:
@@ -219,6 +231,7 @@ def new_state(layout: Layout, params: Mapping[str, Tensor], depth: int, keys: Te
               num_input: Optional[int] = None, quality: int = 0,
               codebook_exponent: Optional[int] = None) -> CodecState:
     """Stage 6: a state over frozen voxels ``keys`` with their RAHT plan (quantizers unset)."""
+    logger.info("codec: RAHT plan of %d voxels (depth %d)", keys.shape[0], depth)
     plan = build_raht(keys_to_codes(keys, depth), depth).to(keys.device)
     return CodecState(layout, sh_degree_of_params(params), depth, num_bits, quantizer_kind,
                       keys, bbox, plan, codebook, vq_indices, num_input=num_input,

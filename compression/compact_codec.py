@@ -25,11 +25,20 @@ from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
                                            fake_quantize, grid_codes, step_values)
+from compression.vq import assign
 
 #: auto codebook size: ``codebook_reference`` entries for a model of this many coded
 #: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
 CODEBOOK_REFERENCE_GAUSSIANS = 32768
 AUTO_CODEBOOK_RANGE = (16, 4096)
+#: levels from this one on (those without a finetune) take a model's own f_rest palette as the
+#: codebook when it has one (``pipeline.palette_rows``): at most this many distinct rows (the
+#: format's limit on K), each used 4 times on average (vq_kmeans's N // 4)
+PALETTE_MIN_QUALITY = 8
+MAX_PALETTE = 65536
+#: the grid step of a palette codebook, over ``base_step``: its rounding then costs f_rest about
+#: what the f_dc step costs f_dc (8 SH-2 rows under the finer step ≈ 3 DC values)
+PALETTE_STEP_WEIGHT = 0.25
 
 
 def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int) -> int:
@@ -57,8 +66,10 @@ class CompactCodec:
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
                 backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
-        :func:`auto_codebook_size` when unset, and its grid step from the k-means error;
-        steps from ``base_step``; the scene's up vector from the cameras).
+        when unset the model's own f_rest palette at levels from :data:`PALETTE_MIN_QUALITY`
+        on, else :func:`auto_codebook_size` rows; its grid step from the k-means error (a
+        palette's: ``base_step`` × :data:`PALETTE_STEP_WEIGHT`); steps from ``base_step``; the
+        scene's up vector from the cameras).
 
         Returns:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
@@ -68,13 +79,22 @@ class CompactCodec:
         n = int(geometry.keys.shape[0])
         vq: dict = {}
         if pipeline.has_vq_columns(settings, geometry):
-            size = (settings.codebook_size if settings.codebook_size is not None
-                    else auto_codebook_size(settings.layout, settings.quality, n))
-            codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
-            with torch.no_grad():
-                vq_mse = float(((columns - codebook[indices]) ** 2).mean())
-            vq = {"codebook": codebook, "vq_indices": indices,
-                  "codebook_exponent": codebook_exponent(codebook, vq_mse)}
+            palette = (pipeline.palette_rows(params, settings.layout, min(MAX_PALETTE, n // 4))
+                       if settings.codebook_size is None
+                       and (settings.quality or 0) >= PALETTE_MIN_QUALITY else None)
+            if palette is not None:
+                columns = settings.layout.columns(settings.layout.vq, geometry.params)
+                codebook, indices = palette.to(columns.dtype), assign(columns, palette)
+                exponent = codebook_exponent(codebook, 0.0,
+                                             step=settings.base_step * PALETTE_STEP_WEIGHT)
+            else:
+                size = (settings.codebook_size if settings.codebook_size is not None
+                        else auto_codebook_size(settings.layout, settings.quality, n))
+                codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
+                with torch.no_grad():
+                    vq_mse = float(((columns - codebook[indices]) ** 2).mean())
+                exponent = codebook_exponent(codebook, vq_mse)
+            vq = {"codebook": codebook, "vq_indices": indices, "codebook_exponent": exponent}
         with torch.no_grad():
             state = pipeline.new_state(settings.layout, geometry.params, geometry.depth,
                                        geometry.keys, geometry.bbox,

@@ -196,6 +196,26 @@ def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int
     return codebook, indices, columns
 
 
+@torch.no_grad()
+def palette_rows(params: Mapping[str, Tensor], layout: Layout, limit: int) -> Optional[Tensor]:
+    """The distinct rows [P, F] of the layout's VQ columns in ``params`` (ascending order)
+    when there are at most ``limit`` of them, else None.
+
+    A model another tool vector-quantized (PlayCanvas's SOG stores the SH as a palette of up
+    to 65,536 rows) repeats a few rows many times; its palette is then a codebook that adds
+    no error. The rows are told apart by a hash first, so a model without a palette costs one
+    1-D sort of N hashes, not a sort of its rows.
+    """
+    columns = layout.columns(layout.vq, params).detach().contiguous()
+    bits = columns.to(torch.float32).view(torch.int32).to(torch.int64)
+    weights = torch.randint(1, 1 << 31, (bits.shape[1],), dtype=torch.int64,
+                            generator=torch.Generator().manual_seed(0)).to(bits.device)
+    if int(torch.unique((bits * weights).sum(dim=1)).shape[0]) > limit:  # wraps: still a hash
+        return None
+    rows = torch.unique(columns, dim=0)
+    return rows if rows.shape[0] <= limit else None
+
+
 def has_vq_columns(settings: CodecSettings, geometry: Geometry) -> bool:
     """Whether the layout vector-quantizes and its VQ groups have columns (f_rest: d > 0)."""
     layout = settings.layout

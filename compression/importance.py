@@ -6,8 +6,9 @@ percentile of the volumes. A_i is obtained from any differentiable rasterizer: r
 1 in one channel with a black background makes that channel's image Σ_i c_i·α_i·T_i, so its
 sum's gradient with respect to c_i is exactly Σ_pixels α_i·T_i.
 
-Without cameras (a PLY compressed without its scene) A_i is what a view from a random direction
-would see of it, without occlusion: its opacity times its ellipsoid's mean projected area over
+Without cameras (a PLY compressed without its scene) A_i is the activated opacity (CODEC.md §2,
+MesonGS: the seed and official layouts), or, for layouts that ask for it (compact), what a view
+from a random direction would see of the Gaussian, without occlusion: its opacity times its ellipsoid's mean projected area over
 all directions (Cauchy: a quarter of its surface), from its scales alone. It does not depend on
 how the model is turned, and it keeps the large faint Gaussians that together make a surface,
 which opacity alone would rank lowest. Views over a sphere would see occlusion, but at about a
@@ -66,7 +67,8 @@ def blending_weights(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
 
 def compute_importance(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                        opacities: torch.Tensor, cameras: Optional[Sequence], *,
-                       backend: str = "auto", beta: float = 0.1) -> torch.Tensor:
+                       backend: str = "auto", beta: float = 0.1,
+                       area: bool = False) -> torch.Tensor:
     """Importance score per Gaussian, A · (V / V_ref)^β.
 
     Args:
@@ -75,10 +77,11 @@ def compute_importance(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
         scales: [N, 3] activated scales.
         opacities: [N] or [N, 1] activated opacities.
         cameras: training cameras (see :func:`blending_weights`); None or empty: A is the
-            activated opacity times :func:`mean_projected_area` (a PLY compressed without its
-            scene).
+            activated opacity (a PLY compressed without its scene), times
+            :func:`mean_projected_area` with ``area``.
         backend: rasterizer backend name.
         beta: volume exponent β (``--imp_beta``).
+        area: without cameras, weigh the opacity by the mean projected area.
 
     Returns:
         [N] non-negative scores, dtype of ``means``; 0 for a Gaussian no view sees.
@@ -96,7 +99,9 @@ def compute_importance(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
     if cameras:
         weights = blending_weights(means, quats, scales, opacities, cameras, backend=backend)
     else:
-        weights = opacities.detach().to(means.dtype) * mean_projected_area(scales.detach())
+        weights = opacities.detach().to(means.dtype)
+        if area:
+            weights = weights * mean_projected_area(scales.detach())
     volumes = scales.detach().to(means.dtype).prod(dim=1)
     v_ref = reference_volume(volumes).clamp_min(torch.finfo(volumes.dtype).tiny)
     return weights * (volumes / v_ref).pow(beta)

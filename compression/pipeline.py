@@ -158,7 +158,8 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
     Args:
         params: raw parameters of the trained model (on any device; everything stays there).
         cameras: training cameras for the importance (``world_to_cam``, ``K``, ``width``,
-            ``height``); None or empty: importance from the opacities.
+            ``height``); None or empty: importance from the opacities (times the mean projected
+            areas where the layout's ``camera_free_area`` asks for it).
         settings: the resolved settings; an unset depth is chosen from the kept Gaussians'
             sizes (``octree.depth_for_scales`` with ``voxel_ratio``).
         generator: torch.Generator on the parameters' device for "rand" merging and k-means;
@@ -173,7 +174,7 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
         generator = torch.Generator(device=xyz.device).manual_seed(0)
     scores = compute_importance(xyz, params["rotation"], torch.exp(params["scaling"]),
                                 torch.sigmoid(params["opacity"]), cameras, backend=backend,
-                                beta=settings.imp_beta)
+                                beta=settings.imp_beta, area=settings.layout.camera_free_area)
     with torch.no_grad():
         keep = prune_mask(scores, settings.percent)
         if not bool(keep.any()):

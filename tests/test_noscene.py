@@ -128,7 +128,8 @@ def test_camera_free_importance_ignores_the_model_turn(model_arrays: dict[str, n
         return compute_importance(torch.from_numpy(arrays["xyz"]),
                                   torch.from_numpy(arrays["rotation"]),
                                   torch.exp(torch.from_numpy(arrays["scaling"])),
-                                  torch.sigmoid(torch.from_numpy(arrays["opacity"])), None)
+                                  torch.sigmoid(torch.from_numpy(arrays["opacity"])), None,
+                                  area=LAYOUTS["compact"].camera_free_area)
 
     plain, rotated = scores(model_arrays), scores(turned)
     assert torch.equal(plain, rotated)
@@ -136,8 +137,16 @@ def test_camera_free_importance_ignores_the_model_turn(model_arrays: dict[str, n
     scales = torch.tensor([[0.5, 0.5, 0.05], [0.01, 0.01, 0.01]])
     faint_large, opaque_small = compute_importance(
         torch.zeros(2, 3), torch.tensor([[1.0, 0, 0, 0]] * 2), scales,
-        torch.tensor([0.05, 0.99]), None)
+        torch.tensor([0.05, 0.99]), None, area=True)
     assert float(faint_large) > float(opaque_small)
+
+
+def test_no_scene_default_prunes_nothing() -> None:
+    """Without a finetune nothing wins back what pruning removes: the no-scene default (level
+    8) keeps every Gaussian, as level 9 does; the finetuned default still prunes."""
+    resolved = resolve_settings(CompressionParams(layout="compact"), scene=False)
+    assert resolved.quality == 8 and resolved.percent == 0.0
+    assert resolve_settings(CompressionParams(layout="compact"), scene=True).percent > 0
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
 # make venv  : create .venv (torch 2.13.0 when none is importable, then requirements.txt and
 #              the test-only requirements-test.txt)
-# make test  : run the test suite in .venv
-# make tools : install splat-transform into .tools/ (npm; needs Node.js) unless one is found
+# make test  : run the whole test suite in .venv
+# make test-fast : the suite without the tests marked slow (under 2 minutes on 2 cores)
+# make tools : install splat-transform and the viewer page's renderer (PlayCanvas engine, the
+#              version web/package.json pins) into .tools/ (npm; needs Node.js) unless found
 # make demo  : run the end-to-end demo (scripts/demo.sh)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_FLAGS ?=
 VPY := $(VENV)/bin/python
 
-.PHONY: venv test demo tools
+.PHONY: venv test test-fast demo tools
 
 venv: $(VENV)/.installed
 
@@ -27,9 +29,13 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 
 tools: venv
 	$(VPY) -m utils.splat_transform
+	$(VPY) -m utils.web_renderer
 
 test: venv
 	$(VPY) -m pytest tests -q
+
+test-fast: venv
+	$(VPY) -m pytest tests -q -m "not slow"
 
 demo: venv
 	bash scripts/demo.sh

@@ -4,12 +4,17 @@
     python render.py -m <model> --dec_npz [--layout <layout>] [--iteration k]
     python render.py [-m <model>] --given_ply_path <model file | bins folder | bins.zip | .gsc>
                      [--export_ply P] [--export P.{ply,compressed.ply,spz,sog,html}]
+                     [--web_format {gsc,sog}]
 
 Flags saved in ``<model>/cfg_args`` at training time are reused; flags given here win. Images
 go to ``<model>/<train|test>/ours_<N>/{renders,gt}/00000.png ...``; from the bitstream alone
 (``--dec_npz``: latest k of the layout) to ``compressed_<layout>_<k>/``. ``--export_ply``
 writes the decoded (or given) model as a standard 3DGS PLY, ``--export`` in the format its
-extension names (all but .ply through splat-transform); either renders nothing. A model file is
+extension names (all but .ply through splat-transform); either renders nothing. An ``.html``
+page of a compact bitstream (``--given_ply_path bitstream.gsc``, or ``--dec_npz --layout
+compact``) embeds the ``.gsc`` itself, decoded in the browser (``scene/web_page.py``);
+``--web_format sog`` asks for splat-transform's SOG page instead (the only page of other
+models). A model file is
 a 3DGS PLY or a .spz, .sog, .splat, .ksplat or PlayCanvas compressed .ply (told apart by
 content where the format has a signature).
 """
@@ -24,12 +29,14 @@ from typing import Optional, Sequence
 import torch
 
 from arguments import ModelParams, PipelineParams, add_arguments, extract, get_combined_args
+from compression.compact_format import is_compact_file
 from compression.layouts import LAYOUTS
 from gaussian_renderer import render
 from scene import Scene
 from scene.formats import export_format
 from scene.gaussian_model import GaussianModel
 from scene.interop import export_model
+from scene.web_page import WEB_FORMATS, write_gsc_page
 from training.compress import load_for_rendering
 from utils.cli import run_main
 from utils.output_paths import UNCOMPRESSED_METHOD
@@ -60,16 +67,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=str, default=None,
                         help="write the model as .ply, .compressed.ply, .spz, .sog or .html "
                              "(viewer page), by extension, and exit")
+    parser.add_argument("--web_format", choices=WEB_FORMATS, default=None,
+                        help="what an --export .html page embeds: gsc (the compact bitstream, "
+                             "decoded in the browser; the default for a .gsc model) or sog "
+                             "(splat-transform's SOG page; the default for other models)")
     add_threads_argument(parser)
     return parser
 
 
-def write_exports(gaussians: GaussianModel, cli: argparse.Namespace) -> bool:
-    """Write the ``--export_ply`` / ``--export`` files that were asked for; True if any."""
+def page_bitstream(web_format: Optional[str], source: Optional[Path]) -> Optional[Path]:
+    """The compact bitstream an ``.html`` export embeds (the .gsc viewer page), or None for
+    splat-transform's SOG page.
+
+    Args:
+        web_format: ``--web_format`` (None: gsc when ``source`` is a compact bitstream).
+        source: the file the model was decoded from (None: a model folder's PLY).
+
+    Raises:
+        ValueError: ``--web_format gsc`` for a model that is no compact bitstream.
+    """
+    compact = source is not None and is_compact_file(source)
+    if web_format == "gsc" and not compact:
+        raise ValueError(f"--web_format gsc: {source or 'the model'} is not a compact bitstream;"
+                         " give one (--given_ply_path <bitstream.gsc>, or -m <model> --dec_npz "
+                         "--layout compact) or use --web_format sog")
+    return source if compact and web_format != "sog" else None
+
+
+def write_exports(gaussians: GaussianModel, cli: argparse.Namespace,
+                  source: Optional[Path] = None) -> bool:
+    """Write the ``--export_ply`` / ``--export`` files that were asked for; True if any.
+    ``source``: the file ``gaussians`` was decoded from (an ``.html`` page may embed it)."""
     if cli.export_ply:
         gaussians.save_ply(cli.export_ply)
     if cli.export:
-        export_model(gaussians, cli.export)
+        bitstream = (page_bitstream(cli.web_format, source)
+                     if export_format(cli.export) == "html" else None)
+        if bitstream is not None:
+            write_gsc_page(bitstream, cli.export)
+        else:
+            export_model(gaussians, cli.export)
     return bool(cli.export_ply or cli.export)
 
 
@@ -84,14 +121,16 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
     if cli.export:
         export_format(cli.export)  # an unknown extension fails before any work
+    if cli.web_format and (not cli.export or export_format(cli.export) != "html"):
+        parser.error("--web_format applies to an --export .html page only")
     device = default_device()
     gaussians = None
     if cli.given_ply_path is not None or cli.dec_npz:
-        gaussians, method, iteration = load_for_rendering(
+        gaussians, method, iteration, source = load_for_rendering(
             given_path=cli.given_ply_path, dec_npz=cli.dec_npz, layout=cli.layout,
             iteration=args.iteration, model_path=getattr(args, "model_path", None),
             sh_degree=dataset.sh_degree, device=device)
-        if write_exports(gaussians, cli):
+        if write_exports(gaussians, cli, source):
             return []
     if not getattr(args, "model_path", None):
         parser.error("-m/--model_path is required")

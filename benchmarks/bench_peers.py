@@ -275,7 +275,7 @@ def measure_on_ring(bench: BenchInput, work: Path, codecs: Sequence[str],
     runs = []
     for layout, extra in layouts.items():
         runs.append(train_layout(bench, work, layout, extra, 0, seed))
-        decoded, method, suffix = load_for_rendering(
+        decoded, method, suffix, _ = load_for_rendering(
             given_path=None, dec_npz=True, layout=layout, iteration=-1, model_path=str(work),
             sh_degree=bench.sh_degree, device=device)
         render_views(ring, lambda view: render(view, decoded, pipe, background)["render"],

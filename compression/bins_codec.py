@@ -35,7 +35,8 @@ class BinsCodec:
 
     def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+                backend: str = "auto", importance: Optional[Tensor] = None
+                ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``, a ``codebook_size`` k-means codebook,
         ``n_block`` × ``num_bits`` block quantizers calibrated once).
 
@@ -47,7 +48,7 @@ class BinsCodec:
             ValueError: invalid settings, or fewer AC coefficients than blocks.
         """
         geometry = pipeline.prepare_geometry(params, cameras, settings, generator,
-                                             backend=backend)
+                                             backend=backend, importance=importance)
         vq: dict[str, Tensor] = {}
         if pipeline.has_vq_columns(settings, geometry):
             vq["codebook"], vq["vq_indices"], _ = pipeline.vector_quantize(

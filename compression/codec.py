@@ -186,7 +186,9 @@ class CodecSettings:
     (``settings.codec_settings`` of ``settings.resolve_settings``' result) and frozen.
 
     ``depth`` and ``codebook_size`` None: chosen from the model at prepare; a setting the
-    layout's codec does not use (``Codec.unused_settings``) is None.
+    layout's codec does not use (``Codec.unused_settings``) is None. ``ladder_position``: the
+    real position on the quality ladder (``compression.ladder``) a size target's search chose
+    the settings at (``quality`` is then None: the file names no level); None: ``quality``.
     """
 
     layout: Layout
@@ -203,6 +205,12 @@ class CodecSettings:
     quality: Optional[int]
     base_step: Optional[float]
     voxel_ratio: Optional[float]
+    ladder_position: Optional[float] = None
+
+    @property
+    def position(self) -> Optional[float]:
+        """Where on the quality ladder the settings stand (the codebook size follows it)."""
+        return self.ladder_position if self.ladder_position is not None else self.quality
 
 
 class CodecState(nn.Module):
@@ -274,9 +282,11 @@ class Codec(Protocol):
 
     def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+                backend: str = "auto", importance: Optional[Tensor] = None
+                ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 on raw parameters: ``(state, params')`` (``pipeline.prepare_geometry``
-        then the family's quantizers)."""
+        then the family's quantizers; ``importance``: the scores ``pipeline.importance_of``
+        gave for these parameters and cameras, None: computed)."""
 
     def simulate(self, state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """What the decoder would reconstruct, differentiably: dict ``means`` [N, 3], ``quats``

@@ -9,7 +9,6 @@ RAHT in their reproducible forms, without fused multiply-adds; docs/COMPACT_FORM
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -21,6 +20,7 @@ from compression import pipeline
 from compression.codec import GROUPS, CodecSettings, CodecState, Layout
 from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is_compact_file,
                                         read_compact, write_compact)
+from compression.ladder import ladder_codebook_size
 from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
@@ -41,14 +41,14 @@ MAX_PALETTE = 65536
 PALETTE_STEP_WEIGHT = 0.25
 
 
-def auto_codebook_size(layout: Layout, quality: int, num_gaussians: int) -> int:
-    """The codebook size a layout's quality level gives a model of ``num_gaussians`` coded
-    Gaussians: its ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
-    :data:`AUTO_CODEBOOK_RANGE` (vq_kmeans further caps it at N // 4)."""
-    reference = layout.quality_levels[quality]["codebook_reference"]
-    scaled = reference * math.sqrt(num_gaussians / CODEBOOK_REFERENCE_GAUSSIANS)
-    low, high = AUTO_CODEBOOK_RANGE
-    return int(min(max(2 ** round(math.log2(scaled)), low), high))
+def auto_codebook_size(layout: Layout, position: float, num_gaussians: int) -> int:
+    """The codebook size a layout's quality ladder gives a model of ``num_gaussians`` coded
+    Gaussians at ``position`` (a ``--quality`` level, or a real position between levels):
+    a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
+    :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels
+    (``ladder.ladder_codebook_size``; vq_kmeans further caps it at N // 4)."""
+    return ladder_codebook_size(layout.quality_levels, position, num_gaussians,
+                                CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
 
 
 def _codebook_step(state: CodecState) -> Tensor:
@@ -64,7 +64,8 @@ class CompactCodec:
 
     def prepare(self, params: Mapping[str, Tensor], cameras: Optional[Sequence],
                 settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                backend: str = "auto") -> tuple[CodecState, dict[str, Tensor]]:
+                backend: str = "auto", importance: Optional[Tensor] = None
+                ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
         when unset the model's own f_rest palette at levels from :data:`PALETTE_MIN_QUALITY`
         on, else :func:`auto_codebook_size` rows; its grid step from the k-means error (a
@@ -75,13 +76,13 @@ class CompactCodec:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
         """
         geometry = pipeline.prepare_geometry(params, cameras, settings, generator,
-                                             backend=backend)
+                                             backend=backend, importance=importance)
         n = int(geometry.keys.shape[0])
         vq: dict = {}
         if pipeline.has_vq_columns(settings, geometry):
             palette = (pipeline.palette_rows(params, settings.layout, min(MAX_PALETTE, n // 4))
                        if settings.codebook_size is None
-                       and (settings.quality or 0) >= PALETTE_MIN_QUALITY else None)
+                       and (settings.position or 0) >= PALETTE_MIN_QUALITY else None)
             if palette is not None:
                 columns = settings.layout.columns(settings.layout.vq, geometry.params)
                 codebook, indices = palette.to(columns.dtype), assign(columns, palette)
@@ -89,7 +90,7 @@ class CompactCodec:
                                              step=settings.base_step * PALETTE_STEP_WEIGHT)
             else:
                 size = (settings.codebook_size if settings.codebook_size is not None
-                        else auto_codebook_size(settings.layout, settings.quality, n))
+                        else auto_codebook_size(settings.layout, settings.position, n))
                 codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
                 with torch.no_grad():
                     vq_mse = float(((columns - codebook[indices]) ** 2).mean())

@@ -150,9 +150,18 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
                     voxel_scores, int(xyz.shape[0]), generator)
 
 
+def importance_of(params: Mapping[str, Tensor], cameras: Optional[Sequence], beta: float, *,
+                  area: bool = False, backend: str = "auto") -> Tensor:
+    """[N] importance of raw parameters (stage 1, ``importance.compute_importance``; ``area``:
+    the layout's ``camera_free_area``)."""
+    return compute_importance(params["xyz"], params["rotation"], torch.exp(params["scaling"]),
+                              torch.sigmoid(params["opacity"]), cameras, backend=backend,
+                              beta=beta, area=area)
+
+
 def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
                      settings: CodecSettings, generator: Optional[torch.Generator] = None, *,
-                     backend: str = "auto") -> Geometry:
+                     backend: str = "auto", importance: Optional[Tensor] = None) -> Geometry:
     """Stages 1-4: importance, prune, voxelize + merge.
 
     Args:
@@ -165,6 +174,9 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
         generator: torch.Generator on the parameters' device for "rand" merging and k-means;
             None: a generator seeded with 0.
         backend: rasterizer backend for the importance.
+        importance: [N] scores :func:`importance_of` gave for these parameters, cameras and
+            ``imp_beta`` (a search that prepares one model many times renders them once);
+            None: computed here.
 
     Raises:
         ValueError: nothing kept, or fewer than 2 voxels (n_block + 1 with block quantizers).
@@ -172,9 +184,9 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
     xyz = params["xyz"]
     if generator is None:
         generator = torch.Generator(device=xyz.device).manual_seed(0)
-    scores = compute_importance(xyz, params["rotation"], torch.exp(params["scaling"]),
-                                torch.sigmoid(params["opacity"]), cameras, backend=backend,
-                                beta=settings.imp_beta, area=settings.layout.camera_free_area)
+    scores = importance if importance is not None else importance_of(
+        params, cameras, settings.imp_beta, area=settings.layout.camera_free_area,
+        backend=backend)
     with torch.no_grad():
         keep = prune_mask(scores, settings.percent)
         if not bool(keep.any()):

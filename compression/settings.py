@@ -7,15 +7,22 @@ given". :func:`resolve_settings` applies the paper configuration (``--hyper_conf
 ``presets.py``), then fills every unset flag from the layout's quality level (``--quality``,
 layouts that have the knob) and from the layout record's ``defaults``, and checks the result.
 A setting the layout chooses from the model (compact: ``depth``, ``codebook_size``) stays None;
-one its codec does not use (``Codec.unused_settings``) must not be given. The resolved flags
+one its codec does not use (``Codec.unused_settings``) must not be given. A size target
+(``--target_size`` / ``--target_bits``, layouts with a quality ladder) leaves the quality, the
+pruned fraction, the step and the voxel ratio unset: ``compression.size_target`` searches them
+on the model (a given ``--depth`` or ``--codebook_size`` stays fixed). The resolved flags
 are what report.json (and cfg_args) record; :func:`codec_settings` narrows them to the frozen
 ``codec.CodecSettings`` the codec takes. The code that starts a compression resolves once
 (``training.compress.resolve_compression``); nothing in ``compression/`` resolves.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Optional
 
 from arguments import flag
@@ -32,6 +39,36 @@ LAYOUT_SETTINGS = ("percent", "depth", "n_block", "num_bits", "quantizer", "code
                    "quality", "base_step", "voxel_ratio")
 #: ``--quality`` levels, 1 (smallest file) to 9 (best fidelity)
 QUALITY_RANGE = (1, 9)
+#: the size-target flags (one at most), and the flags a target replaces (its search sets them)
+TARGET_FLAGS = ("target_size", "target_bits")
+TARGET_REPLACES = ("quality", "percent", "base_step", "voxel_ratio")
+#: ``--target_size`` suffixes (case-insensitive) and their byte counts
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "kib": 2 ** 10, "mib": 2 ** 20}
+_SIZE_TEXT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
+
+
+class SizeError(argparse.ArgumentTypeError, ValueError):
+    """A size that does not parse (argparse prints its message as it is)."""
+
+
+class ByteSize(int):
+    """A byte count given as text: ``200000``, ``200KB`` (10^3), ``1.5MB`` (10^6), ``64KiB``
+    (2^10), ``2MiB`` (2^20); suffixes are case-insensitive, a fraction of a byte is dropped.
+
+    Raises:
+        SizeError: not a number with one of :data:`SIZE_UNITS`, or below one byte.
+    """
+
+    def __new__(cls, text: "str | int") -> "ByteSize":
+        match = _SIZE_TEXT.fullmatch(str(text))
+        unit = SIZE_UNITS.get(match.group(2).lower()) if match else None
+        if unit is None:
+            raise SizeError(f"not a size: {str(text)!r} (bytes, or a number with KB, MB, KiB "
+                            f"or MiB)")
+        value = math.floor(Fraction(match.group(1)) * unit)
+        if value < 1:
+            raise SizeError(f"a size must be at least 1 byte, got {str(text)!r}")
+        return super().__new__(cls, value)
 
 
 def _default_text(layout: Any, name: str) -> str:
@@ -86,6 +123,14 @@ class CompressionParams:
     voxel_ratio: Optional[float] = _from_layout("voxel_ratio", "voxel edge over the median "
                                                 "Gaussian's largest scale: picks the octree "
                                                 "depth when --depth is not given")
+    target_size: Optional[ByteSize] = flag(
+        None, "the size of the last saved bitstream.gsc (--layout compact): bytes, or a number "
+              "with KB (10^3), MB (10^6), KiB (2^10) or MiB (2^20). The layout searches the "
+              "quality ladder between and beyond its levels (pruning, steps, voxel size, "
+              "codebook) so that the file lands within 97 to 100 percent of it; replaces "
+              "--quality, --percent, --base_step and --voxel_ratio")
+    target_bits: Optional[float] = flag(None, "the same target given in bits per input "
+                                              "Gaussian")
     finetune_test_iterations: list = flag([], "finetune iterations to evaluate and save",
                                           nargs="+", default_help="0, every 1000 and the last")
     finetune_lr_scale: float = flag(1.0, "factor on every finetune learning rate")
@@ -119,23 +164,26 @@ def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> Compressi
     if given_unused:
         raise ValueError(f"CompressionParams: --layout {layout.name} does not use "
                          f"{', '.join('--' + name for name in given_unused)}")
+    target = _check_target(cfg, layout)
     quality = cfg.quality
-    if quality is None:
+    if quality is None and not target:
         quality = layout.defaults["quality"]
         iterations = (cfg.finetune_iterations if cfg.finetune_iterations is not None
                       else layout.defaults["finetune_iterations"])
         if not (scene and iterations) and layout.quality_without_finetune is not None:
             quality = layout.quality_without_finetune
-    if layout.quality_levels and quality not in layout.quality_levels:
+    if layout.quality_levels and not target and quality not in layout.quality_levels:
         low, high = QUALITY_RANGE
         raise ValueError(f"CompressionParams: quality must be an integer in [{low}, {high}], "
                          f"got {quality}")
     level = layout.quality_levels.get(quality, {})
+    searched = TARGET_REPLACES if target else ("quality",)
     resolved = dataclasses.replace(cfg, quality=quality, **{
         name: level.get(name, layout.defaults[name]) for name in LAYOUT_SETTINGS
-        if getattr(cfg, name) is None and name != "quality"})
+        if getattr(cfg, name) is None and name not in searched})
     problems = [
-        (0.0 <= resolved.percent <= 1.0, f"percent must be in [0, 1], got {resolved.percent}"),
+        (resolved.percent is None or 0.0 <= resolved.percent <= 1.0,
+         f"percent must be in [0, 1], got {resolved.percent}"),
         (resolved.depth is None or 1 <= resolved.depth <= MAX_DEPTH,
          f"depth must be in [1, {MAX_DEPTH}], got {resolved.depth}"),
         (resolved.n_block is None or resolved.n_block >= 1,
@@ -153,6 +201,35 @@ def resolve_settings(cfg: CompressionParams, *, scene: bool = True) -> Compressi
     return resolved
 
 
+def _check_target(cfg: CompressionParams, layout: Any) -> Optional[str]:
+    """The size-target flag ``cfg`` gives (None without one), checked: one of them, on a layout
+    with a quality ladder to search, without the flags it replaces.
+
+    Raises:
+        ValueError: both targets, a layout without a ladder, a replaced flag given, or a
+            target that is not positive.
+    """
+    given = [name for name in TARGET_FLAGS if getattr(cfg, name) is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ValueError("give --target_size or --target_bits, not both")
+    target = given[0]
+    if not layout.quality_levels:
+        searchable = ", ".join(name for name, other in LAYOUTS.items() if other.quality_levels)
+        raise ValueError(f"--{target}: --layout {layout.name} has fixed settings, no quality "
+                         f"ladder to search (use --layout {searchable})")
+    replaced = [name for name in TARGET_REPLACES if getattr(cfg, name) is not None]
+    if replaced:
+        raise ValueError(f"--{target} chooses {', '.join('--' + name for name in replaced)} "
+                         f"itself: give the target or those settings, not both")
+    if target == "target_bits" and not (cfg.target_bits > 0 and math.isfinite(cfg.target_bits)):
+        raise ValueError(f"--target_bits must be a positive number, got {cfg.target_bits}")
+    if target == "target_size":
+        ByteSize(cfg.target_size)  # a value set in code is checked as the flag would be
+    return target
+
+
 def codec_settings(resolved: CompressionParams) -> CodecSettings:
     """The frozen settings the codec takes, from flags :func:`resolve_settings` resolved
     (the layout as its record; the finetune, file and paper-configuration flags left out).
@@ -161,11 +238,13 @@ def codec_settings(resolved: CompressionParams) -> CodecSettings:
         ValueError: ``resolved`` has a layout-dependent setting unset that the layout uses.
     """
     layout = LAYOUTS[resolved.layout]
-    chosen = ("depth", "codebook_size", *layout.codec.unused_settings)
+    searched = TARGET_REPLACES if any(getattr(resolved, name) is not None
+                                      for name in TARGET_FLAGS) else ()
+    chosen = ("depth", "codebook_size", *layout.codec.unused_settings, *searched)
     unset = [name for name in LAYOUT_SETTINGS if getattr(resolved, name) is None
              and name not in chosen]
     if unset:
         raise ValueError(f"codec_settings: {', '.join(unset)} unset (resolve_settings first)")
     return CodecSettings(layout=layout, **{
         field.name: getattr(resolved, field.name) for field in dataclasses.fields(CodecSettings)
-        if field.name != "layout"})
+        if field.name not in ("layout", "ladder_position")})

@@ -137,7 +137,7 @@ def _grid_kinds() -> dict[str, type]:
     hints = get_type_hints(CompressionParams)
     kinds = {name: scalar_type(hints[name]) for name, field in _CODEC_FIELDS.items()
              if name not in _RESERVED_FLAGS and not field.metadata.get("nargs")}
-    return {name: kind for name, kind in kinds.items() if kind in (int, float, str)}
+    return {name: kind for name, kind in kinds.items() if issubclass(kind, (int, float, str))}
 
 
 def _check_value(key: str, value: str, kind: type) -> None:
@@ -146,9 +146,10 @@ def _check_value(key: str, value: str, kind: type) -> None:
                          f"only")
     try:
         typed = kind(value)
-    except ValueError:
-        raise ValueError(f"--grid {key}={value}: not {'an' if kind is int else 'a'} "
-                         f"{kind.__name__}") from None
+    except ValueError as exc:
+        what = (f"not {'an' if kind is int else 'a'} {kind.__name__}"
+                if kind in (int, float, str) else str(exc))
+        raise ValueError(f"--grid {key}={value}: {what}") from None
     choices = _CODEC_FIELDS[key].metadata.get("choices")
     if choices and typed not in choices:
         raise ValueError(f"--grid {key}={value}: one of {', '.join(map(str, choices))}")

@@ -19,11 +19,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-#: flags that work on the project's machines: no sandbox (root in CI), no GPU, no network
-#: services, a fresh profile per browser
-HEADLESS_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--hide-scrollbars", "--mute-audio")
+#: flags of every browser: no sandbox (root in CI), no network services, a fresh profile
+COMMON_FLAGS = ("--no-sandbox", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--hide-scrollbars", "--mute-audio")
+#: flags that work on the project's machines for pages without WebGL: no GPU at all
+HEADLESS_FLAGS = ("--headless", "--disable-gpu", *COMMON_FLAGS)
+#: flags for pages that draw with WebGL (splat viewers): the new headless mode, with ANGLE on
+#: SwiftShader, Chromium's software GL
+SOFTWARE_GL_FLAGS = ("--headless=new", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                     *COMMON_FLAGS)
 
 
 def chromium_executable() -> Optional[str]:
@@ -36,7 +41,9 @@ class Browser:
     """One headless Chromium process and one page (a flattened CDP session)."""
 
     def __init__(self, executable: str, profile_dir: Path, extra_flags: Sequence[str] = (),
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, software_gl: bool = False) -> None:
+        """Start the browser; ``software_gl``: :data:`SOFTWARE_GL_FLAGS` in place of
+        :data:`HEADLESS_FLAGS`, for pages that draw with WebGL."""
         self.timeout_s = timeout_s
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
@@ -49,7 +56,7 @@ class Browser:
                 os.dup2(fd, target)  # inheritable, unlike os.pipe()'s descriptors
 
         self.process = subprocess.Popen(
-            [executable, *HEADLESS_FLAGS, *extra_flags, f"--user-data-dir={profile_dir}",
+            [executable, *(SOFTWARE_GL_FLAGS if software_gl else HEADLESS_FLAGS), *extra_flags, f"--user-data-dir={profile_dir}",
              "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=False, preexec_fn=wire_pipes)
@@ -126,6 +133,19 @@ class Browser:
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def wait_until(self, expression: str, timeout_s: float, poll_s: float = 0.25) -> Any:
+        """The first truthy value of ``expression``, evaluated every ``poll_s`` seconds.
+
+        Raises:
+            TimeoutError: still falsy after ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression!r} still false after {timeout_s} s")
+            time.sleep(poll_s)
+        return value
 
     def screenshot(self, path: Path, full_page: bool = False) -> Path:
         """Save a PNG of the viewport (or of the whole page)."""

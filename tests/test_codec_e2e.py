@@ -56,6 +56,7 @@ def _report(model: Path, layout: str, k: int) -> dict:
                       .read_text())
 
 
+@pytest.mark.slow
 def test_both_layouts_saved_with_reports_and_csv(model_dir: Path) -> None:
     rows = list(csv.reader((model_dir / "compression" / "results.csv").open()))
     assert rows[0] == ["Submethod", "PSNR", "SSIM", "LPIPS", "Size [Bytes]", "#Gaussians"]
@@ -75,6 +76,7 @@ def test_both_layouts_saved_with_reports_and_csv(model_dir: Path) -> None:
         "size_bytes"]
 
 
+@pytest.mark.slow
 def test_render_dec_npz_metrics_and_export(model_dir: Path) -> None:
     _run("render.py", "-m", str(model_dir), "--dec_npz", "--skip_train", "--quiet")
     _run("render.py", "-m", str(model_dir), "--dec_npz", "--layout", "official",
@@ -103,6 +105,7 @@ def test_render_dec_npz_metrics_and_export(model_dir: Path) -> None:
         assert torch.equal(loaded.params[name], value), name
 
 
+@pytest.mark.slow
 def test_export_without_scene_from_given_bins_folder(model_dir: Path, tmp_path: Path) -> None:
     bins = model_dir / "compression" / "seed" / "iteration_0" / "bins"
     out = tmp_path / "seed0.ply"
@@ -112,6 +115,7 @@ def test_export_without_scene_from_given_bins_folder(model_dir: Path, tmp_path: 
     assert loaded.num_gaussians == _report(model_dir, "seed", 0)["num_gaussians"]
 
 
+@pytest.mark.slow
 def test_corrupt_bins_zip_gives_one_error_line(model_dir: Path) -> None:
     good = (model_dir / "compression" / "seed" / "iteration_5" / "bins.zip").read_bytes()
     corrupt_dir = model_dir / "compression" / "seed" / "iteration_99"
@@ -130,6 +134,7 @@ def test_corrupt_bins_zip_gives_one_error_line(model_dir: Path) -> None:
         assert not (model_dir / "train" / "compressed_seed_99").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_errors_are_one_line(tmp_path: Path) -> None:
     result = _run("train.py", "--given_ply_path", str(tmp_path / "missing.ply"), "-m",
                   str(tmp_path / "m"), check=False)

@@ -81,6 +81,7 @@ def compact_file(real_params: dict, tmp_path_factory: pytest.TempPathFactory) ->
 
 # ------------------------------------------------------------------------------ exactness
 
+@pytest.mark.slow
 def test_decoded_attributes_and_codes_equal_the_trained_simulation(
         real_params: dict, tmp_path: Path) -> None:
     """Train the codec's tensors a few Adam steps (moving the codebook off its grid and
@@ -222,6 +223,7 @@ def test_ac_segments_are_runs_of_whole_levels(compact_file: dict) -> None:
     assert len(joined.to_bytes()) < len(per_level.to_bytes())
 
 
+@pytest.mark.slow
 def test_quality_orders_sizes_and_spans_the_rate_range(real_params: dict,
                                                        tmp_path: Path) -> None:
     bits = []
@@ -293,6 +295,7 @@ def test_fuzzed_files_are_refused_or_decode_to_finite_models(real_params: dict,
     assert outcomes["refused"] >= FUZZ_CASES // 2, outcomes
 
 
+@pytest.mark.slow
 def test_damaged_files_through_render_py_give_one_error_line(compact_file: dict,
                                                              tmp_path: Path) -> None:
     data = compact_file["data"]
@@ -388,6 +391,7 @@ def trained_model(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) 
     return model
 
 
+@pytest.mark.slow
 def test_train_render_metrics_and_export_with_a_scene(trained_model: Path) -> None:
     saved = trained_model / "compression" / "compact" / "iteration_3"
     report = json.loads((saved / "report.json").read_text())
@@ -414,6 +418,7 @@ def test_train_render_metrics_and_export_with_a_scene(trained_model: Path) -> No
         assert torch.equal(loaded.params[name], value), name
 
 
+@pytest.mark.slow
 def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
     """No scene, so no finetune: the default quality is the finer quality_without_finetune."""
     ply = trained_model / "point_cloud" / "iteration_30" / "point_cloud.ply"
@@ -434,6 +439,7 @@ def test_train_without_a_scene(trained_model: Path, tmp_path: Path) -> None:
     assert f"quality={default}" in cfg_args
 
 
+@pytest.mark.slow
 def test_train_from_a_compact_bitstream(trained_model: Path, tmp_path: Path) -> None:
     """``train.py --given_ply_path <bitstream.gsc>`` compresses the decoded model again."""
     source = trained_model / "compression" / "compact" / "iteration_3" / COMPACT.file_name

@@ -95,6 +95,7 @@ def test_qas_are_the_seed_quantizers(shared_data: Path) -> None:
     assert float((quantizer.max_val - quantizer.min_val).max()) > 0
 
 
+@pytest.mark.slow
 def test_prepare_codec_adapter(sample: dict, tmp_path: Path) -> None:
     """GaussianModel.prepare_codec takes the codec's prepared parameters and hands the state
     out (the model keeps none); save_npz is the codec's save of the model's parameters."""
@@ -143,6 +144,7 @@ def test_optimizer_trains_what_the_layout_trains(sample: dict) -> None:
         create_finetune_optimizer(codec, state, params, 0.0)
 
 
+@pytest.mark.slow
 def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     """After a finetune save, load_npz decodes the evaluation-mode simulation, and renders
     of the decoded model equal ft_render; evaluation never moves the ranges."""
@@ -183,6 +185,7 @@ def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     assert all(torch.equal(from_folder.params[k], decoded.params[k]) for k in decoded.params)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path) -> None:
     """Identical bins.zip for the same input and seed (at 0 and after finetuning), one
     report and one results.csv row per save, and the finetune raises the test PSNR."""
@@ -209,6 +212,7 @@ def test_same_seed_same_bytes_and_finetune_improves(sample: dict, tmp_path: Path
     assert list((tmp_path / "a" / "compression" / "seed").glob("events.out.tfevents*"))
 
 
+@pytest.mark.slow
 def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: Path) -> None:
     scene = sample["scene"]
     codec, state, params = _prepared(sample, scene.getTrainCameras(), layout="official",
@@ -231,6 +235,7 @@ def test_lsq_official_finetune_moves_steps_and_codebook(sample: dict, tmp_path: 
                                    rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_no_test_views_evaluates_on_training_views(sample: dict, tmp_path: Path) -> None:
     scene = sample["scene"]
 

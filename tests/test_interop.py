@@ -66,7 +66,7 @@ import render as render_cli
 import train as train_cli
 from scene.formats import detect_format, export_format, ply_elements, ply_vertex_count
 from scene.interop import standard_ply
-from scene.ply import read_ply, write_ply
+from scene.ply import MAX_OPACITY_LOGIT, read_ply, write_ply
 from utils.splat_transform import (ENV_VAR, SplatTransformUnavailable, run_splat_transform,
                                    splat_transform_available, splat_transform_executable)
 
@@ -323,6 +323,7 @@ def test_unrecognised_and_inconsistent_files_are_refused(tmp_path: Path,
 
 # ------------------------------------------------------------------------------ round trips
 
+@pytest.mark.slow
 @needs_tool
 def test_spz_round_trip_within_its_precision(round_trips: dict, original: dict) -> None:
     exported, decoded = round_trips["spz"]
@@ -339,6 +340,7 @@ def test_spz_round_trip_within_its_precision(round_trips: dict, original: dict) 
     assert np.array_equal(match, np.arange(len(match)))  # SPZ keeps the order
 
 
+@pytest.mark.slow
 @needs_tool
 def test_compressed_ply_round_trip_within_its_chunk_ranges(round_trips: dict,
                                                            original: dict) -> None:
@@ -361,6 +363,7 @@ def test_compressed_ply_round_trip_within_its_chunk_ranges(round_trips: dict,
         f_rest=1 / 64, f_rest_range=(-4.0 + 1 / 32, 4.0 - 1 / 32)))
 
 
+@pytest.mark.slow
 @needs_tool
 def test_sog_round_trip_within_its_codebooks(round_trips: dict, original: dict) -> None:
     exported, decoded = round_trips["sog"]
@@ -430,6 +433,7 @@ def test_train_compresses_an_spz_like_its_ply(original: dict, tmp_path: Path) ->
     assert 0 < report["num_gaussians"] <= 1500
 
 
+@pytest.mark.slow
 def test_missing_node_is_one_error_line(tmp_path: Path) -> None:
     spz = tmp_path / "model.spz"
     spz.write_bytes(b"NGSP" + bytes(28))
@@ -490,6 +494,7 @@ def test_first_use_installs_the_pinned_tool_atomically(monkeypatch: pytest.Monke
     assert tool.splat_transform_executable(install=False) == tool.INSTALLED_EXECUTABLE
 
 
+@pytest.mark.slow
 @needs_tool
 def test_bad_inputs_give_one_line_and_no_output(tmp_path: Path, shared_ply: Path) -> None:
     broken = tmp_path / "broken.spz"
@@ -518,3 +523,25 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path: Path, shared_ply: Path
     assert line.startswith(f"render.py: error: {sh3} ") and "sh_degree 1" in line  # not a temp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.spz", "model.gscf",
                                                           "odd.splat", "sh3.spz"]
+
+
+@needs_tool
+@pytest.mark.slow
+def test_warnings_about_a_converted_file_name_the_users_file(tmp_path: Path,
+                                                             original: dict) -> None:
+    """A PlayCanvas compressed.ply stores opacity 0 and 1 as they are, so the PLY
+    splat-transform converts it to holds infinite logits: render.py's warning names the
+    user's file, not the temporary PLY."""
+    arrays = {key: value[:300].copy() for key, value in original.items()}
+    arrays["opacity"][:7], arrays["opacity"][7:10] = 30.0, -30.0
+    ply = write_ply(tmp_path / "saturated.ply", arrays)
+    user = tmp_path / "user.compressed.ply"
+    assert render_cli.main(["--given_ply_path", str(ply), "--export", str(user),
+                            "--quiet"]) == []
+    result = _run("render.py", "--given_ply_path", str(user), "--export_ply",
+                  str(tmp_path / "back.ply"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "infinite opacity" in line]
+    assert warnings == [f"{user} (as the PLY splat-transform converts it to): 10 infinite "
+                        f"opacity logit(s) (opacity 0 or 1) clamped to ±{MAX_OPACITY_LOGIT:.6f}"], \
+        result.stderr

@@ -127,6 +127,7 @@ def expected(reference: torch.nn.Module, sample_pairs) -> torch.Tensor:
         return reference(*sample_pairs, normalize=True).flatten()
 
 
+@pytest.mark.slow
 def test_same_distances_as_the_lpips_package(ours, sample_pairs, expected) -> None:
     with torch.no_grad():
         got = ours(*sample_pairs)
@@ -136,6 +137,7 @@ def test_same_distances_as_the_lpips_package(ours, sample_pairs, expected) -> No
     assert torch.allclose(got, expected, rtol=0, atol=1e-6), (got, expected)
 
 
+@pytest.mark.slow
 def test_same_distances_on_shared_scenes(reference, ours, shared_data: Path) -> None:
     """Other captures: lego_200 at full size and two statuette photos (JPEG) at 1/4 size."""
     lego = _views(shared_data / "lego_200", "test", ["r_3", "r_90"])
@@ -150,6 +152,7 @@ def test_same_distances_on_shared_scenes(reference, ours, shared_data: Path) -> 
             assert torch.allclose(ours(first, second), reference_distance, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_package_state_dict_loads_to_the_same_network(reference, sample_pairs, expected,
                                                       tmp_path: Path) -> None:
     """The package's own state dict (net.slice<j>.<i>, lin<j> and lins.<j>, scaling_layer) is
@@ -160,6 +163,7 @@ def test_package_state_dict_loads_to_the_same_network(reference, sample_pairs, e
     assert torch.allclose(got, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_seeded_backbone_matters(ours, sample_pairs, expected) -> None:
     """Another seed gives other distances: the agreement is not a property of any weights."""
     other = LPIPS()
@@ -190,6 +194,7 @@ def test_shipped_heads_are_the_packages(reference) -> None:
     assert "Richard Zhang" in notice and "Redistributions in binary form" in notice
 
 
+@pytest.mark.slow
 def test_standard_weights_from_torch_cache(reference, sample_pairs, expected, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a weights file, torchvision's VGG16 state dict (all its keys, the classifier

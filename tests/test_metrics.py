@@ -155,6 +155,7 @@ def fake_model(lego_pairs, tmp_path: Path) -> Path:
     return model
 
 
+@pytest.mark.slow
 def test_metrics_cli_end_to_end(fake_model: Path, lpips_weights: Path):
     done = subprocess.run([sys.executable, "metrics.py", "-m", str(fake_model), "--lpips_weights",
                            str(lpips_weights)], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -133,6 +133,7 @@ def test_ring_rejects_bad_input(shared_model: GaussianModel) -> None:
 
 # ------------------------------------------------------------------------------ peers
 
+@pytest.mark.slow
 @needs_tool
 def test_bench_ring_mode_spz_and_seed(shared_ply: Path, shared_model: GaussianModel,
                                       tmp_path: Path) -> None:
@@ -188,6 +189,7 @@ def bench_run(lego_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
             "command": command}
 
 
+@pytest.mark.slow
 def test_bench_scene_mode_table_equals_its_sources(bench_run: dict, lego_model: Path) -> None:
     table, work = bench_run["table"], bench_run["work"]
     assert table["fidelity"]["measure"].startswith("test views")
@@ -227,6 +229,7 @@ def test_bench_scene_mode_table_equals_its_sources(bench_run: dict, lego_model: 
     assert len(list((work / "test" / "peer_spz" / "renders").glob("*.png"))) == 8
 
 
+@pytest.mark.slow
 def test_bench_leaves_the_model_alone_and_refuses_bad_input(
         bench_run: dict, lego_model: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,6 +255,7 @@ def test_bench_leaves_the_model_alone_and_refuses_bad_input(
 
 # ------------------------------------------------------------------------------ rd_sweep + report
 
+@pytest.mark.slow
 @needs_tool
 def test_rd_sweep_peers_feed_the_report(lego_model: Path, tmp_path: Path) -> None:
     import render as render_cli

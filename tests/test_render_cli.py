@@ -85,6 +85,7 @@ def test_render_cli_errors(tmp_path: Path, model_dir: Path) -> None:
         render_cli.main(["-m", str(model_dir), "--iteration", "9", "--quiet"])
 
 
+@pytest.mark.slow
 def test_render_script_runs(model_dir: Path) -> None:
     done = subprocess.run([sys.executable, str(REPO / "render.py"), "-m", str(model_dir),
                            "--skip_train", "--quiet", "--backend", "torch"],
@@ -104,6 +105,7 @@ def _truncate_pixels(png: Path) -> None:
     png.write_bytes(data[:offset + 8 + 16])
 
 
+@pytest.mark.slow
 def test_skip_train_never_reads_train_images(model_dir: Path, sample_scene: Path,
                                              tmp_path: Path) -> None:
     """With every train image's pixels unreadable, --skip_train renders the test views; without

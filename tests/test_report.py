@@ -296,6 +296,7 @@ def test_missing_and_malformed_sources(model_dir: Path, tmp_path: Path) -> None:
         collect_report(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_make_report_cli(model_dir: Path, tmp_path: Path) -> None:
     script = REPO / "scripts" / "make_report.py"
     ok = subprocess.run([sys.executable, str(script), "-m", str(model_dir), "--quiet",
@@ -341,6 +342,7 @@ needs_browser = pytest.mark.skipif(chromium_executable() is None,
                                           "installs Debian's chromium)")
 
 
+@pytest.mark.slow
 @needs_browser
 def test_report_in_headless_chromium(written: tuple[Path, str], tmp_path: Path) -> None:
     """Every image of report.html has loaded in Chromium, the RD plot at its own size; the
@@ -422,6 +424,7 @@ def test_rd_sweep_rows_match_their_bitstreams(codec_model: Path) -> None:
                     ["-m", str(codec_model / "absent")]) == EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_rd_sweep_over_the_compact_quality(codec_model: Path) -> None:
     """A layout with --quality is swept over its levels, each compressing the trained PLY anew
     (no saved compact bitstream needed; this model is random, so only sizes are ordered)."""
@@ -460,6 +463,7 @@ def viewer_model(codec_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return model
 
 
+@pytest.mark.slow
 def test_viewer_pages_of_every_variant(viewer_model: Path) -> None:
     data = collect_report(viewer_model)
     assert [v.method for v in data.variants] == ["ours_1", "compressed_seed_0"]
@@ -477,6 +481,7 @@ def test_viewer_pages_of_every_variant(viewer_model: Path) -> None:
     assert {m: p.stat().st_mtime_ns for m, p in data.viewer_pages.items()} == before
 
 
+@pytest.mark.slow
 @needs_browser
 def test_viewer_page_from_the_report_draws(viewer_model: Path, tmp_path: Path) -> None:
     width, height = 800, 600

@@ -110,6 +110,7 @@ def sweep_runs(sample_scene: Path, shared_data: Path, tmp_path_factory: pytest.T
     return runs
 
 
+@pytest.mark.slow
 def test_interrupt_leaves_only_finished_results(sweep_runs: dict) -> None:
     run = sweep_runs["interrupted"]
     out = sweep_runs["out"]
@@ -137,6 +138,7 @@ def test_sigint_inside_the_ray_loop_sets_a_flag() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.slow
 def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:
     run = sweep_runs["resumed"]
     out = sweep_runs["out"]
@@ -183,6 +185,7 @@ def test_every_row_of_the_completed_sweep(sweep_runs: dict) -> None:
     assert f"sweep.py: job corrupt/{PAPER_LAYOUT}/n_block=8 failed" in run["stderr"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_finished_job(sweep_runs: dict) -> None:
     resumed, repeated = sweep_runs["resumed"], sweep_runs["repeated"]
     assert repeated["returncode"] == 1
@@ -199,6 +202,7 @@ def test_rerun_skips_every_finished_job(sweep_runs: dict) -> None:
             assert repeated["record_times"][path] == mtime, path
 
 
+@pytest.mark.slow
 def test_averages_and_html(sweep_runs: dict) -> None:
     out = sweep_runs["out"]
     rows = [r for r in sweep_runs["repeated"]["rows"] if r["status"] != "failed"]
@@ -215,6 +219,7 @@ def test_averages_and_html(sweep_runs: dict) -> None:
     assert "<h2>Failed jobs</h2>" in page and "corrupt/trained/scene.log" in page
 
 
+@pytest.mark.slow
 def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: Path,
                                                shared_data: Path, lpips_weights: Path,
                                                tmp_path: Path) -> None:
@@ -257,6 +262,7 @@ def test_paper_configs_serially_on_a_given_ply(sweep_runs: dict, sample_scene: P
             f"{paper.lpips:.4f} | {paper.size_bytes / 1e6:.3f} |") in averages
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not splat_transform_available(), reason="splat-transform needs Node.js")
 def test_scene_step_takes_another_tools_format(sweep_runs: dict, sample_scene: Path,
                                                tmp_path: Path) -> None:
@@ -394,6 +400,7 @@ def test_step_threads_default_to_the_cpus_declared() -> None:
     (["--eval", "--num_cpus", "2", "--cpus_per_job", "3"], "--cpus_per_job 3: no Ray node"),
     (["--eval", "--threads", "0"], "--threads must be at least 1, got 0"),
 ])
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line(argv: list[str], message: str, sample_scene: Path,
                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     status = run_main(sweep_cli.main, "sweep.py", ["--scenes", str(sample_scene), *GRID, "-o",

@@ -48,6 +48,7 @@ def test_set_threads(keep_torch_threads, monkeypatch: pytest.MonkeyPatch) -> Non
     ("scripts/make_report.py", ["-m", "{empty}"]),
     ("scripts/rd_sweep.py", ["-m", "{empty}"]),
 ])
+@pytest.mark.slow
 def test_entry_points_apply_threads(script: str, args: list[str], tmp_path: Path,
                                     keep_torch_threads, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each entry point refuses 0 in one line, and applies a valid count before it stops on

@@ -130,6 +130,7 @@ def _run(source: Path, model_path: Path, iterations: int, **options) -> Gaussian
     return gaussians
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(shared_data, tmp_path):
     """Stop at a checkpoint (after an opacity reset, between densifications), resume with
     disturbed global RNGs, and end with the parameters of one uninterrupted run."""

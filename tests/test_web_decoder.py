@@ -242,6 +242,7 @@ def test_camera_up_is_the_mean_camera_up(sample_scene: Path, tmp_path: Path) -> 
 
 # ------------------------------------------------------------------------------ damaged files
 
+@pytest.mark.slow
 def test_fuzzed_files_are_refused_as_in_python(bitstreams: dict[str, Path],
                                                tmp_path: Path) -> None:
     data, other = bitstreams["d3_q5"].read_bytes(), bitstreams["d3_q1"].read_bytes()

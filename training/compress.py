@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from compression.bitstream import decode_file, save
 from compression.codec import Codec, CodecSettings, CodecState
 from compression.layouts import LAYOUTS
 from compression.settings import CompressionParams, codec_settings, resolve_settings
+from compression.size_target import SizeTarget, fit, search, window
 from reporting.codec_results import ResultsRow, append_results, write_report
 from scene import Scene
 from scene.formats import BITSTREAM_KINDS, detect_format
@@ -46,6 +48,10 @@ from utils.system_utils import searchForMaxIteration
 
 logger = logging.getLogger(__name__)
 
+#: the size of a compact file after the default finetune over its size before (measured in
+#: the README's size-target section); a target's search aims at the window divided by it
+FINETUNE_SIZE_RATIO = 1.0
+
 
 @dataclass(frozen=True)
 class CompressionSettings:
@@ -56,6 +62,8 @@ class CompressionSettings:
         finetune_iterations, finetune_test_iterations, finetune_lr_scale: the finetune's.
         recorded: every flag of the codec's group as resolved (what cfg_args and report.json
             record).
+        target: the size target (``--target_size`` / ``--target_bits``), or None: ``codec``
+            then lacks the settings the search chooses.
     """
 
     codec: CodecSettings
@@ -63,6 +71,7 @@ class CompressionSettings:
     finetune_test_iterations: tuple[int, ...]
     finetune_lr_scale: float
     recorded: Mapping[str, Any]
+    target: Optional[SizeTarget] = None
 
 
 def resolve_compression(cfg: CompressionParams, *, scene: bool) -> CompressionSettings:
@@ -74,11 +83,13 @@ def resolve_compression(cfg: CompressionParams, *, scene: bool) -> CompressionSe
         ValueError: an unknown layout, paper configuration or scene, or an invalid value.
     """
     resolved = resolve_settings(cfg, scene=scene)
+    target = (SizeTarget(resolved.target_size, resolved.target_bits)
+              if resolved.target_size is not None or resolved.target_bits is not None else None)
     return CompressionSettings(
         codec=codec_settings(resolved), finetune_iterations=resolved.finetune_iterations,
         finetune_test_iterations=tuple(int(i) for i in resolved.finetune_test_iterations),
         finetune_lr_scale=resolved.finetune_lr_scale,
-        recorded=MappingProxyType(dataclasses.asdict(resolved)))
+        recorded=MappingProxyType(dataclasses.asdict(resolved)), target=target)
 
 
 @dataclass
@@ -91,6 +102,92 @@ class CompressionRun:
     codec: Codec
     state: CodecState
     params: dict[str, nn.Parameter]
+
+
+@dataclass
+class TargetSearch:
+    """A size target's run (``compression.size_target``): the search before the finetune, the
+    fit of the last save, and what report.json records of them (``target``).
+
+    Attributes:
+        target: the target; ``bytes`` its byte count; ``goal``: the sizes the search aimed at
+            (the window divided by :data:`FINETUNE_SIZE_RATIO` when a finetune follows).
+        result: the search's (state, parameters, settings, probes, outcome).
+        seconds: the search's wall time.
+        fitted: the fit's probes once the last save was fitted (None before).
+    """
+
+    target: SizeTarget
+    bytes: int
+    num_input: int
+    goal: tuple[int, int]
+    result: Any
+    seconds: float
+    fitted: Optional[list] = None
+
+    @classmethod
+    def run(cls, gaussians: GaussianModel, cameras: Any, settings: CompressionSettings,
+            finetuned: bool, *, backend: str, seed: int) -> "TargetSearch":
+        """Search the settings of ``settings.target`` for ``gaussians`` (``finetuned``: a
+        finetune follows, so aim at the window over its expected growth).
+
+        Raises:
+            compression.size_target.TargetUnreachable: below the coarsest settings.
+        """
+        num_input = gaussians.num_gaussians
+        target_bytes = settings.target.bytes_for(num_input)
+        low, high = window(target_bytes)
+        ratio = FINETUNE_SIZE_RATIO if finetuned else 1.0
+        goal = (math.ceil(low / ratio), math.floor(high / ratio))
+        start = time.perf_counter()
+        result = search(settings.codec.layout.codec, gaussians.params, cameras, settings.codec,
+                        goal, seed=seed, backend=backend,
+                        what=settings.target.describe(num_input))
+        seconds = time.perf_counter() - start
+        found = result.probes[-1] if result.outcome == "finest" else None
+        if found is not None:
+            logger.warning("%s: the finest settings need only %s bytes; writing those",
+                           settings.target.describe(num_input), f"{found.size_bytes:,}")
+        logger.info("size target: %d probes in %.1f s, %s", len(result.probes), seconds,
+                    result.outcome)
+        return cls(settings.target, target_bytes, num_input, goal, result, seconds)
+
+    @property
+    def state(self) -> CodecState:
+        return self.result.state
+
+    @property
+    def params(self) -> dict:
+        return self.result.params
+
+    def fit(self, codec: Codec, state: CodecState, params: dict, cameras: Any,
+            backend: str) -> tuple[CodecState, dict]:
+        """The finetuned state and parameters brought into the window (at most the target
+        when the finest settings were below it)."""
+        low, high = window(self.bytes)
+        fitted_state, fitted, self.fitted = fit(
+            codec, state, params, cameras, (0 if self.result.outcome == "finest" else low, high),
+            beta=self.result.settings.imp_beta, backend=backend)
+        return fitted_state, fitted
+
+    def record(self, size_bytes: int) -> dict[str, Any]:
+        """report.json's ``target`` for a save of ``size_bytes``."""
+        chosen = self.result.settings
+        low, high = window(self.bytes)
+        return {
+            "target_size": self.target.size_bytes, "target_bits": self.target.bits,
+            "bytes": self.bytes, "window": [low, high], "within": low <= size_bytes <= high,
+            "outcome": self.result.outcome,
+            "settings": {"ladder_position": chosen.ladder_position, "percent": chosen.percent,
+                         "base_step": chosen.base_step, "voxel_ratio": chosen.voxel_ratio,
+                         "depth": self.state.depth,
+                         "codebook_size": (0 if self.state.codebook is None
+                                           else int(self.state.codebook.shape[0]))},
+            "search": {"goal": list(self.goal), "seconds": self.seconds,
+                       "probes": [dataclasses.asdict(p) for p in self.result.probes]},
+            "fit": (None if self.fitted is None
+                    else {"probes": [dataclasses.asdict(p) for p in self.fitted]}),
+        }
 
 
 def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSettings,
@@ -120,9 +217,15 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
     ply_size_bytes = standard_ply_size_bytes(gaussians.num_gaussians, gaussians.max_sh_degree)
     device = gaussians.device
     train_views = scene.getTrainCameras() if scene is not None else []
-    state, prepared = codec.prepare(gaussians.params, train_views or None, settings.codec,
-                                    torch.Generator(device=device).manual_seed(seed),
-                                    backend=pipe.backend)
+    sized: Optional[TargetSearch] = None
+    if settings.target is None:
+        state, prepared = codec.prepare(gaussians.params, train_views or None, settings.codec,
+                                        torch.Generator(device=device).manual_seed(seed),
+                                        backend=pipe.backend)
+    else:
+        sized = TargetSearch.run(gaussians, train_views or None, settings, tests[-1] > 0,
+                                 backend=pipe.backend, seed=seed)
+        state, prepared = sized.state, sized.params
     params = leaf_parameters(prepared)
     eval_views, eval_split = [], None
     if scene is not None:
@@ -138,11 +241,13 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
     finetune_start, saving_seconds = time.perf_counter(), 0.0  # finetune = elapsed - saving
 
     def evaluate_and_save(step: int) -> Optional[float]:
-        nonlocal saving_seconds
+        nonlocal saving_seconds, state, params
         entered = time.perf_counter()
         finetune_seconds = (entered - finetune_start - saving_seconds
                             if scene is not None else None)
         state.eval()
+        if sized is not None and step == tests[-1]:  # the last save: into the window
+            state, params = sized.fit(codec, state, params, train_views or None, pipe.backend)
         metrics = (evaluate_codec(codec, state, params, eval_views, pipe, background, lpips_net)
                    if eval_views else None)
         out_dir = iteration_dir(model_path, layout.name, step)
@@ -152,7 +257,9 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
         path = write_report(out_dir, layout=layout.name, iteration=step, save_info=info,
                             psnr=psnr, ssim=ssim, lpips=lpips, ply_size_bytes=ply_size_bytes,
                             finetune_seconds=finetune_seconds, settings=settings.recorded,
-                            extra={"eval_split": eval_split})
+                            extra={"eval_split": eval_split,
+                                   **({} if sized is None else
+                                      {"target": sized.record(info["size_bytes"])})})
         append_results(model_path, [ResultsRow(submethod(layout.name, step), psnr, ssim, lpips,
                                                info["size_bytes"], info["num_gaussians"])])
         reports.append(json.loads(path.read_text()))
@@ -164,10 +271,9 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
         saving_seconds += time.perf_counter() - entered
         return psnr
 
-    run = CompressionRun(reports, codec, state, params)
     if scene is None:
         evaluate_and_save(0)
-        return run
+        return CompressionRun(reports, codec, state, params)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(layout_dir(model_path, layout.name)))
@@ -179,7 +285,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
                  generator=torch.Generator().manual_seed(seed), quiet=quiet, writer=writer)
     finally:
         writer.close()
-    return run
+    return CompressionRun(reports, codec, state, params)
 
 
 def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.device | str
@@ -266,11 +372,19 @@ def method_for_bitstream(path: str | os.PathLike, model_path: Optional[str | os.
     return COMPRESSED_METHOD, GIVEN_SUFFIX
 
 
+class LoadedModel(NamedTuple):
+    """A model render.py draws, and where it came from."""
+    gaussians: GaussianModel
+    method: str  #: render folder parts ``<set>/<method>_<suffix>/``
+    suffix: str
+    path: Path  #: the file or folder it was decoded from (a ``.gsc`` for the viewer page)
+
+
 def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Optional[str],
                        iteration: int, model_path: Optional[str], sh_degree: int,
-                       device: torch.device) -> tuple[GaussianModel, str, str]:
+                       device: torch.device) -> LoadedModel:
     """The model render.py draws with ``--given_ply_path`` or ``--dec_npz``, decoded before any
-    output is written: ``(gaussians, method, suffix)`` naming ``<set>/<method>_<suffix>/``.
+    output is written.
 
     ``given_path`` may be a model file (``ours_given``: a PLY, or another tool's format that
     :func:`scene.interop.standard_ply` converts), a bins folder, a bins.zip or a compact
@@ -291,4 +405,4 @@ def load_for_rendering(*, given_path: Optional[str], dec_npz: bool, layout: Opti
             raise ValueError("--dec_npz needs -m/--model_path")
         path, layout, k = latest_bitstream(model_path, layout, iteration)
         method, suffix = compressed_method(layout), str(k)
-    return load_model_file(path, sh_degree, device), method, suffix
+    return LoadedModel(load_model_file(path, sh_degree, device), method, suffix, path)

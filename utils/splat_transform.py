@@ -18,8 +18,6 @@ naming the file concerned.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import logging
 import os
@@ -29,19 +27,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
-from utils.system_utils import atomic_path
+from utils.npm_packages import TOOLS_DIR, install_package, npm_error_line
 
 logger = logging.getLogger(__name__)
 
 PACKAGE = "@playcanvas/splat-transform"
 VERSION = "3.7.0"
 ENV_VAR = "SPLAT_TRANSFORM"
-TOOLS_DIR = Path(__file__).resolve().parents[1] / ".tools"
 INSTALL_DIR = TOOLS_DIR / "splat-transform"
 INSTALLED_EXECUTABLE = INSTALL_DIR / "node_modules" / ".bin" / "splat-transform"
-INSTALL_TIMEOUT_S = 900.0
 #: default limit of one conversion; SOG / HTML output of a large scene clusters SH on the CPU
 RUN_TIMEOUT_S = 3600.0
 NODE_HINT = ("install Node.js 20 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm; "
@@ -121,50 +117,17 @@ def _reported_version(executable: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-@contextlib.contextmanager
-def _install_lock() -> Iterator[None]:
-    """Serialise installs between processes (parallel test runs, CI jobs)."""
-    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
-    with (TOOLS_DIR / ".install.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _install() -> Path:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SplatTransformUnavailable(f"splat-transform: npm not found: {NODE_HINT}")
-    with _install_lock():
-        if INSTALLED_EXECUTABLE.is_file():  # another process installed it meanwhile
-            return INSTALLED_EXECUTABLE
-        logger.info("installing %s@%s into %s (first use)", PACKAGE, VERSION, INSTALL_DIR)
-        with atomic_path(INSTALL_DIR) as tmp:  # a failed install leaves no half folder
-            tmp.mkdir()
-            command = [npm, "install", "--prefix", str(tmp), "--no-audit", "--no-fund",
-                       "--loglevel=error", f"{PACKAGE}@{VERSION}"]
-            try:
-                done = subprocess.run(command, capture_output=True, text=True,
-                                      timeout=INSTALL_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise ValueError(f"{INSTALL_DIR}: npm install of {PACKAGE}@{VERSION} took "
-                                 f"longer than {INSTALL_TIMEOUT_S:.0f} s") from None
-            if done.returncode != 0:
-                raise ValueError(f"{INSTALL_DIR}: npm install of {PACKAGE}@{VERSION} failed: "
-                                 f"{_failure_reason(done.stdout + done.stderr)}")
-    return INSTALLED_EXECUTABLE
+    return install_package(PACKAGE, VERSION, INSTALL_DIR, INSTALLED_EXECUTABLE,
+                           missing_npm=SplatTransformUnavailable, hint=NODE_HINT)
 
 
 def _failure_reason(output: str) -> str:
-    """The first error line of splat-transform (``✗ Error: ...``) or of npm (``npm error ...``),
-    else the last line printed."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line.lstrip("✗ ") for line in lines
-              if (line.startswith("✗") and not line.startswith("✗ failed in"))
-              or (re.match(r"npm (ERR!|error) ", line) and "complete log" not in line)]
-    return (errors or lines[-1:] or ["no output"])[0]
+    """The first error line of splat-transform (``✗ Error: ...``), else npm's
+    (:func:`utils.npm_packages.npm_error_line`)."""
+    errors = [line.strip().lstrip("✗ ") for line in output.splitlines()
+              if line.strip().startswith("✗") and not line.strip().startswith("✗ failed in")]
+    return errors[0] if errors else npm_error_line(output)
 
 
 def run_splat_transform(args: Sequence[str], *, subject: str | os.PathLike,

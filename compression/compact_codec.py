@@ -25,7 +25,6 @@ from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
 from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
                                            fake_quantize, grid_codes, step_values)
-from compression.vq import assign
 
 #: auto codebook size: ``codebook_reference`` entries for a model of this many coded
 #: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
@@ -85,7 +84,8 @@ class CompactCodec:
                        and (settings.position or 0) >= PALETTE_MIN_QUALITY else None)
             if palette is not None:
                 columns = settings.layout.columns(settings.layout.vq, geometry.params)
-                codebook, indices = palette.to(columns.dtype), assign(columns, palette)
+                codebook = palette.to(columns.dtype)
+                indices = pipeline.palette_indices(columns, codebook)
                 exponent = codebook_exponent(codebook, 0.0,
                                              step=settings.base_step * PALETTE_STEP_WEIGHT)
             else:

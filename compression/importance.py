@@ -8,11 +8,12 @@ sum's gradient with respect to c_i is exactly Σ_pixels α_i·T_i.
 
 Without cameras (a PLY compressed without its scene) A_i is the activated opacity (CODEC.md §2,
 MesonGS: the seed and official layouts), or, for layouts that ask for it (compact), what a view
-from a random direction would see of the Gaussian, without occlusion: its opacity times its ellipsoid's mean projected area over
-all directions (Cauchy: a quarter of its surface), from its scales alone. It does not depend on
-how the model is turned, and it keeps the large faint Gaussians that together make a surface,
-which opacity alone would rank lowest. Views over a sphere would see occlusion, but at about a
-minute per view of a 500,000-Gaussian model on a CPU, and what none of them sees scores 0.
+from a random direction sees of the Gaussian, occlusion aside: its opacity times its
+ellipsoid's mean projected area over all directions (Cauchy: a quarter of its surface), from
+its scales alone. It does not depend on how the model is turned, and it keeps the large faint
+Gaussians that together make a surface, which opacity alone ranks lowest. Views over a sphere
+would see occlusion, but at minutes per view of a 500,000-Gaussian model on a CPU, and what
+none of them sees would score 0 (pruned outright).
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from compression.importance import compute_importance, prune_mask
 from compression.octree import (codes_to_keys, decode_positions, depth_for_scales, keys_to_codes,
                                 merge_voxels, voxelize)
 from compression.raht import build_raht
-from compression.vq import vq_kmeans
+from compression.vq import assign, vq_kmeans
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +227,25 @@ def palette_rows(params: Mapping[str, Tensor], layout: Layout, limit: int) -> Op
         return None
     rows = torch.unique(columns, dim=0)
     return rows if rows.shape[0] <= limit else None
+
+
+@torch.no_grad()
+def palette_indices(columns: Tensor, palette: Tensor) -> Tensor:
+    """[N] int64 row of ``palette`` [P, F] (distinct rows) nearest to each row of ``columns``.
+
+    Rows found in the palette as they are (every Gaussian alone in its voxel) are matched by
+    one sort of the P + N rows; only the others (voxels that merged Gaussians) are searched
+    (``vq.assign``), so a 500,000-row model does not pay 500,000 × P distances.
+    """
+    together = torch.cat([palette.to(columns.dtype), columns])
+    _, inverse = torch.unique(together, dim=0, return_inverse=True)
+    owner = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.int64, device=columns.device)
+    owner[inverse[:palette.shape[0]]] = torch.arange(palette.shape[0], device=columns.device)
+    indices = owner[inverse[palette.shape[0]:]]
+    missing = indices < 0
+    if bool(missing.any()):
+        indices[missing] = assign(columns[missing], palette.to(columns.dtype))
+    return indices
 
 
 def has_vq_columns(settings: CodecSettings, geometry: Geometry) -> bool:

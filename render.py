@@ -43,6 +43,8 @@ from utils.output_paths import UNCOMPRESSED_METHOD
 from utils.render_utils import default_device, render_sets
 from utils.threads import add_threads_argument, set_threads
 
+logger = logging.getLogger("render")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Render the views of a trained 3DGS model.")
@@ -99,8 +101,10 @@ def write_exports(gaussians: GaussianModel, cli: argparse.Namespace,
     """Write the ``--export_ply`` / ``--export`` files that were asked for; True if any.
     ``source``: the file ``gaussians`` was decoded from (an ``.html`` page may embed it)."""
     if cli.export_ply:
+        logger.info("Writing %s (%d Gaussians)", cli.export_ply, gaussians.num_gaussians)
         gaussians.save_ply(cli.export_ply)
     if cli.export:
+        logger.info("Writing %s (%d Gaussians)", cli.export, gaussians.num_gaussians)
         bitstream = (page_bitstream(cli.web_format, source)
                      if export_format(cli.export) == "html" else None)
         if bitstream is not None:

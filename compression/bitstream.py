@@ -7,6 +7,7 @@ writing goes to the codec the bitstream's layout names (:func:`write_bitstream`)
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from torch import Tensor
 
 from compression.codec import Codec, CodecState
 from compression.layouts import CODECS, LAYOUTS
+
+logger = logging.getLogger(__name__)
 
 
 def _layouts_of(codec: Codec) -> dict[str, Any]:
@@ -78,11 +81,13 @@ def save(state: CodecState, params: Mapping[str, Tensor], out_dir: str | os.Path
         measured), ``depth`` and ``codebook_size`` (what ran; 0 without VQ).
     """
     codec = state.layout.codec
+    logger.info("codec: encoding %d Gaussians into %s", state.num_gaussians, out_dir)
     start = time.perf_counter()
     path = write_bitstream(codec.encode(state, params), out_dir)
     encode_seconds = time.perf_counter() - start
     decode_seconds = None
     if measure_decode:
+        logger.info("codec: decoding %s back (decode time)", path)
         start = time.perf_counter()
         decode_file(path, device=state.keys.device)
         decode_seconds = time.perf_counter() - start

@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Optional, Sequence
 
 import torch
+from tqdm import tqdm
 
 from gaussian_renderer import rasterize
 
@@ -53,7 +54,10 @@ def blending_weights(means: torch.Tensor, quats: torch.Tensor, scales: torch.Ten
     device, dtype = means.device, means.dtype
     total = torch.zeros(means.shape[0], device=device, dtype=dtype)
     background = torch.zeros(3, device=device, dtype=dtype)
-    for camera in cameras:
+    # a bar over the views (one render + backward each, seconds at millions of Gaussians),
+    # shown when this module logs at INFO (not under --quiet)
+    for camera in tqdm(cameras, desc="Importance", dynamic_ncols=True,
+                       disable=not logger.isEnabledFor(logging.INFO)):
         colors = torch.zeros(means.shape[0], 3, device=device, dtype=dtype)
         colors[:, 0] = 1.0
         colors.requires_grad_(True)

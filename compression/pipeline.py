@@ -154,6 +154,9 @@ def importance_of(params: Mapping[str, Tensor], cameras: Optional[Sequence], bet
                   area: bool = False, backend: str = "auto") -> Tensor:
     """[N] importance of raw parameters (stage 1, ``importance.compute_importance``; ``area``:
     the layout's ``camera_free_area``)."""
+    logger.info("codec: importance of %d Gaussians (%s)", params["xyz"].shape[0],
+                f"{len(cameras)} views" if cameras else
+                "from the opacities" + (" and areas" if area else "") + ", no views")
     return compute_importance(params["xyz"], params["rotation"], torch.exp(params["scaling"]),
                               torch.sigmoid(params["opacity"]), cameras, backend=backend,
                               beta=beta, area=area)
@@ -204,6 +207,9 @@ def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int
     voxels' importance: ``(codebook [K, F], indices [N], columns [N, F])``."""
     layout = settings.layout
     columns = layout.columns(layout.vq, geometry.params)
+    logger.info("codec: k-means codebook of %d entries for %d rows of %d values (%d steps of "
+                "%d rows, then every row assigned)", size, columns.shape[0], columns.shape[1],
+                settings.vq_steps, settings.vq_batch)
     codebook, indices = vq_kmeans(columns, geometry.voxel_scores, size, settings.vq_steps,
                                   settings.vq_batch, geometry.generator)
     return codebook, indices, columns
@@ -261,6 +267,7 @@ def new_state(layout: Layout, params: Mapping[str, Tensor], depth: int, keys: Te
               num_input: Optional[int] = None, quality: int = 0,
               codebook_exponent: Optional[int] = None) -> CodecState:
     """Stage 6: a state over frozen voxels ``keys`` with their RAHT plan (quantizers unset)."""
+    logger.info("codec: RAHT plan of %d voxels (depth %d)", keys.shape[0], depth)
     plan = build_raht(keys_to_codes(keys, depth), depth).to(keys.device)
     return CodecState(layout, sh_degree_of_params(params), depth, num_bits, quantizer_kind,
                       keys, bbox, plan, codebook, vq_indices, num_input=num_input,

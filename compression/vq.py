@@ -10,6 +10,7 @@ that never received weight are re-seeded from the batch. Deterministic for a giv
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import Tensor
@@ -20,11 +21,100 @@ logger = logging.getLogger(__name__)
 
 SEED_ROWS_PER_CENTROID = 4
 SEED_ROUNDS = 16
-ASSIGN_CHUNK_ROWS = 4096
+#: rows per distance matmul: [chunk, K] float32 distances (256 MB at K = 4096), one buffer
+#: reused for every chunk (a fresh one per chunk costs a page fault per 4 KiB)
+ASSIGN_CHUNK_ROWS = 16384
+#: codebooks of at least this many rows are searched through pivots (:func:`assign`)
+PIVOT_MIN_CODEBOOK = 1024
+#: one pivot per this many codebook rows
+CODEBOOK_ROWS_PER_PIVOT = 8
+#: rows of one pivot searched together (a smaller group has a tighter radius bound)
+PIVOT_GROUP_ROWS = 256
+#: fewest candidate columns and rows of one matmul: MKL computes an entry the same in any
+#: product of at least 4 rows and 16 columns (measured; smaller products take other kernels,
+#: whose last bit may differ)
+MIN_CANDIDATES = 64
+MIN_GROUP_ROWS = 16
+#: bound on the float32 error of one distance |c|^2 - 2 x·c, relative to |c|^2 + 2 |x| |c|
+#: (a 45-term dot product errs by at most about 3e-6 of that; taken 30 times wider)
+DISTANCE_ERROR = 1e-4
+
+
+def _distances_argmin(x: Tensor, codebook: Tensor, c_sq: Tensor, chunk: int) -> Tensor:
+    """Index of the smallest |c|^2 - 2 x·c per row of x, the rows in chunks of ``chunk``
+    through one reused [chunk, K] buffer."""
+    n = x.shape[0]
+    out = torch.empty(n, dtype=torch.int64, device=x.device)
+    buffer = x.new_empty((min(chunk, n), codebook.shape[0]))
+    for start in range(0, n, chunk):
+        rows = x[start:start + chunk]
+        distances = buffer[:rows.shape[0]]
+        # |x - c|^2 = |x|^2 - 2 x·c + |c|^2; |x|^2 does not change the argmin.
+        torch.addmm(c_sq[None, :], rows, codebook.t(), alpha=-2.0, out=distances)
+        torch.argmin(distances, 1, out=out[start:start + rows.shape[0]])
+    return out
+
+
+def _pivot_argmin(x: Tensor, codebook: Tensor, c_sq: Tensor, chunk: int,
+                  group: int = PIVOT_GROUP_ROWS) -> Tensor:
+    """:func:`_distances_argmin`'s result, computed for each row against the few codebook rows
+    that can win for it.
+
+    Every ``CODEBOOK_ROWS_PER_PIVOT``-th codebook row is a pivot; each row of x goes to its
+    nearest pivot p at distance r. For rows of one pivot with r <= R, a codebook row c can only
+    be the computed argmin (or tie with it) if |p - c| <= R + sqrt((R + d_p)^2 + 2e), d_p the
+    pivot's distance to its nearest codebook row and e the bound on a computed distance's
+    error (triangle inequality; the computed winner is within 2e of the true nearest). Those
+    candidates, in index order and never fewer than ``MIN_CANDIDATES``, go through the same
+    matmul (with other rows added up to ``MIN_GROUP_ROWS``), which gives each entry the same
+    value as the full one, so the argmin is the same index. The rows of one pivot are taken in
+    increasing r, ``group`` at a time; ``chunk`` is the pivot search's.
+    """
+    n, k = x.shape[0], codebook.shape[0]
+    pivots = codebook[::CODEBOOK_ROWS_PER_PIVOT]
+    nearest = _distances_argmin(x, pivots, c_sq[::CODEBOOK_ROWS_PER_PIVOT], chunk)
+    codebook64 = codebook.to(torch.float64)
+    pivots64 = codebook64[::CODEBOOK_ROWS_PER_PIVOT]
+    radius = torch.empty(n, dtype=torch.float64, device=x.device)
+    x_norm = 0.0
+    for start in range(0, n, chunk):  # float64 a chunk at a time: no [N, F] float64 copy
+        rows = x[start:start + chunk].to(torch.float64)
+        radius[start:start + chunk] = (rows - pivots64[nearest[start:start + chunk]]).norm(dim=1)
+        x_norm = max(x_norm, float(rows.norm(dim=1).max()))
+    c_norm = float(codebook64.norm(dim=1).max())
+    error = DISTANCE_ERROR * c_norm * (c_norm + 2 * x_norm)
+    to_codebook = torch.cdist(pivots64, codebook64)  # [P, K]
+    floor = to_codebook.kthvalue(min(MIN_CANDIDATES, k), dim=1).values
+    closest = to_codebook.min(dim=1).values
+    # rows by pivot, then by radius: each group's last radius bounds all of its rows
+    order = torch.argsort(nearest * (radius.max() + 1) + radius)
+    out = torch.empty(n, dtype=torch.int64, device=x.device)
+    counts = torch.bincount(nearest, minlength=pivots.shape[0]).tolist()
+    start = 0
+    for pivot, count in enumerate(counts):
+        for first in range(start, start + count, group):
+            rows = order[first:min(first + group, start + count)]
+            reach = float(radius[rows[-1]])
+            reach += math.sqrt((reach + float(closest[pivot])) ** 2 + 2 * error)
+            limit = max(reach * (1 + 1e-9), float(floor[pivot]))
+            candidates = torch.nonzero(to_codebook[pivot] <= limit).squeeze(1)
+            padded = (rows if rows.shape[0] >= MIN_GROUP_ROWS else
+                      torch.cat([rows, order[:MIN_GROUP_ROWS - rows.shape[0]]]))
+            distances = torch.addmm(c_sq[candidates][None, :], x[padded],
+                                    codebook[candidates].t(), alpha=-2.0)
+            out[rows] = candidates[distances[:rows.shape[0]].argmin(1)]
+        start += count
+    return out
 
 
 def assign(x: Tensor, codebook: Tensor, chunk: int = ASSIGN_CHUNK_ROWS) -> Tensor:
-    """Index of the nearest codebook row for every row of x.
+    """Index of the nearest codebook row for every row of x: the argmin of the float32
+    |c|^2 - 2 x·c (first index on ties), whatever the chunking.
+
+    On a CPU with MKL (whose products the pivot search was measured on), codebooks of at least
+    ``PIVOT_MIN_CODEBOOK`` rows (all but a small model's) are searched through pivots
+    (:func:`_pivot_argmin`: the same indices for a fraction of the work); memory stays at one
+    [chunk, K] buffer whatever N.
 
     Args:
         x: [N, F] float rows.
@@ -35,11 +125,10 @@ def assign(x: Tensor, codebook: Tensor, chunk: int = ASSIGN_CHUNK_ROWS) -> Tenso
         [N] int64 indices into the codebook.
     """
     c_sq = (codebook * codebook).sum(1)
-    out = []
-    for rows in torch.split(x, chunk):
-        # |x - c|^2 = |x|^2 - 2 x·c + |c|^2; |x|^2 does not change the argmin.
-        out.append(torch.addmm(c_sq[None, :], rows, codebook.t(), alpha=-2.0).argmin(1))
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64, device=x.device)
+    if (codebook.shape[0] >= PIVOT_MIN_CODEBOOK and x.shape[0] >= codebook.shape[0]
+            and x.device.type == "cpu" and torch.backends.mkl.is_available()):
+        return _pivot_argmin(x, codebook, c_sq, chunk)
+    return _distances_argmin(x, codebook, c_sq, chunk)
 
 
 def _seed(x: Tensor, weights: Tensor, k: int, generator: torch.Generator | None) -> Tensor:

@@ -107,9 +107,7 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: missing PLY field(s) {', '.join(missing)}")
 
     n = len(vertex)
-    arrays = {key: np.stack([vertex[name] for name in cols], axis=1).astype(np.float32, copy=False)
-              if cols else np.zeros((n, 0), np.float32)  # degree 0: no f_rest field
-              for key, cols in names.items()}
+    arrays = {key: _columns(vertex, cols) for key, cols in names.items()}
     infinite_opacities = int(np.isinf(arrays["opacity"]).sum())
     np.clip(arrays["opacity"], -MAX_OPACITY_LOGIT, MAX_OPACITY_LOGIT, out=arrays["opacity"])
     bad = [name for key, cols in names.items() for j, name in enumerate(cols)
@@ -125,6 +123,23 @@ def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
     k_rest = len(names["f_rest"]) // 3
     arrays["f_rest"] = arrays["f_rest"].reshape(n, 3, k_rest).transpose(0, 2, 1).copy()
     return arrays
+
+
+def _columns(vertex: np.ndarray, names: list[str]) -> np.ndarray:
+    """[N, len(names)] float32 copy of the named fields of the structured ``vertex`` array.
+
+    When every field is a little-endian float32 (the standard PLY), the rows are viewed as one
+    float32 table and the columns gathered in a single pass; else field by field."""
+    n = len(vertex)
+    if not names:
+        return np.zeros((n, 0), np.float32)  # degree 0: no f_rest field
+    fields = vertex.dtype.fields
+    if (all(fields[name][0] == np.dtype("<f4") for name in vertex.dtype.names)
+            and vertex.dtype.itemsize == 4 * len(fields) and vertex.flags.c_contiguous):
+        table = vertex.view("<f4").reshape(n, len(fields))
+        # fancy indexing along axis 1 gives a column-major array: rows made contiguous
+        return np.ascontiguousarray(table[:, [fields[name][1] // 4 for name in names]])
+    return np.stack([vertex[name] for name in names], axis=1).astype(np.float32, copy=False)
 
 
 def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
@@ -149,15 +164,21 @@ def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path
     columns = {"normals": np.zeros((n, 3), np.float32), **arrays,
                "f_rest": rest.transpose(0, 2, 1)}
     names = field_names(degree)
-    blocks = []
+    table = np.empty((n, sum(len(cols) for cols in names.values())), dtype="<f4")
+    start = 0
     for key, cols in names.items():
         block = np.asarray(columns[key], dtype=np.float32)
         if block.ndim < 1 or (len(block), math.prod(block.shape[1:])) != (n, len(cols)):
             raise ValueError(f"write_ply({path}): '{key}' must hold {len(cols)} values for each "
                              f"of the {n} Gaussians, got shape {block.shape}")
-        blocks.append(block.reshape(n, len(cols)))
+        # each value copied once: a 3-D block ([N, 3, K-1] f_rest transposed channel-major,
+        # [N, 1, 3] f_dc) one [N, last] slab at a time
+        slabs = block if block.ndim == 3 else block.reshape(n, 1, -1)
+        width = slabs.shape[-1]
+        for j in range(slabs.shape[1]):
+            table[:, start + j * width:start + (j + 1) * width] = slabs[:, j]
+        start += len(cols)
     dtype = np.dtype([(name, "<f4") for cols in names.values() for name in cols])
-    table = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype="<f4")
     vertex = table.view(dtype).reshape(n)
     with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(str(tmp))

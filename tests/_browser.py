@@ -3,21 +3,26 @@
 ``--remote-debugging-pipe`` makes Chromium read protocol commands from file descriptor 3 and
 write replies and events to descriptor 4, each message a JSON object ended by a NUL byte.
 Enough of the protocol for the browser tests: open a page, wait for its load event, evaluate an
-expression, take a screenshot. Chromium never downloads anything here: it is Debian's
+expression, take a screenshot; :func:`served` serves a folder over HTTP on the loopback (pages
+that fetch files beside them). Chromium never downloads anything here: it is Debian's
 ``chromium`` (``.ci/run`` installs it).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
+import functools
+import http.server
 import json
 import os
 import select
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 #: flags of every browser: no sandbox (root in CI), no network services, a fresh profile
 COMMON_FLAGS = ("--no-sandbox", "--disable-quic", "--no-first-run",
@@ -35,6 +40,27 @@ def chromium_executable() -> Optional[str]:
     """Path of a Chromium / Chrome binary on PATH, or None."""
     return next((found for name in ("chromium", "chromium-browser", "google-chrome")
                  if (found := shutil.which(name))), None)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """``folder`` over HTTP on 127.0.0.1 (a free port) while the block runs; yields the base
+    URL (``http://127.0.0.1:<port>``)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class Browser:

@@ -222,3 +222,20 @@ def test_missing_file_and_bad_arrays(pretrained_ply: Path, tmp_path: Path):
         write_ply(target, {**arrays, "opacity": arrays["opacity"][:-1]})
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.ply"]
+
+
+def test_fields_of_other_types_read_like_float32(pretrained_ply: Path, raw_vertex: np.ndarray,
+                                                  tmp_path: Path):
+    """A file whose positions are doubles (not the one float32 table) reads field by field to
+    the same arrays as the float32 file."""
+    dtype = [(name, "<f8" if name in ("x", "y", "z") else "<f4")
+             for name in raw_vertex.dtype.names]
+    table = np.empty(len(raw_vertex), dtype=dtype)
+    for name in raw_vertex.dtype.names:
+        table[name] = raw_vertex[name]
+    path = tmp_path / "doubles.ply"
+    PlyData([PlyElement.describe(table, "vertex")], byte_order="<").write(str(path))
+    expected, arrays = read_ply(pretrained_ply), read_ply(path)
+    assert arrays.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(arrays[key], value, err_msg=key)

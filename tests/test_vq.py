@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from compression.vq import assign, vq_kmeans
+from compression.vq import _distances_argmin, _pivot_argmin, assign, vq_kmeans
 
 
 def _clusters(n_clusters: int, n: int, dim: int, seed: int):
@@ -70,3 +70,24 @@ def test_invalid_arguments():
         vq_kmeans(torch.randn(10, 3), torch.ones(9), 2)
     with pytest.raises(ValueError, match="x"):
         vq_kmeans(torch.randn(0, 3), torch.ones(0), 2)
+
+
+def test_assign_does_not_depend_on_the_chunk_or_the_pivots(shared_data):
+    """Real f_rest rows (the shared trained PLY, 9,080 × 45) against a 1,024-entry codebook
+    k-means made of them: the pivot search (groups of 40 rows, the last of each pivot shorter
+    and padded; pivot pass 100 rows at a time) and the plain search in chunks of 100 (a last
+    partial one) give the one-chunk plain search's indices, which are the nearest rows up to
+    float32 rounding."""
+    from scene.ply import read_ply
+
+    rows = torch.from_numpy(read_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
+                            ["f_rest"]).reshape(-1, 45)
+    codebook, _ = vq_kmeans(rows, torch.ones(rows.shape[0]), 1024, steps=3, batch=2048,
+                            generator=torch.Generator().manual_seed(0))
+    c_sq = (codebook * codebook).sum(1)
+    whole = _distances_argmin(rows, codebook, c_sq, chunk=rows.shape[0])
+    assert torch.equal(_distances_argmin(rows, codebook, c_sq, chunk=100), whole)
+    assert torch.equal(_pivot_argmin(rows, codebook, c_sq, chunk=100, group=40), whole)
+    assert torch.equal(assign(rows, codebook), whole)  # the pivot search at its defaults
+    chosen = (rows - codebook[whole]).square().sum(1)
+    assert float((chosen - torch.cdist(rows, codebook).square().amin(1)).abs().max()) < 1e-5

@@ -5,16 +5,12 @@ page shows another file hosted beside it (``?url=``, over a local HTTP server), 
 damaged one with the JavaScript decoder's error message. Also render.py's flag checks."""
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import json
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -29,7 +25,7 @@ from compression.layouts import LAYOUTS
 from compression.settings import CompressionParams
 from scene import Scene
 from scene.gaussian_model import GaussianModel
-from tests._browser import Browser, chromium_executable
+from tests._browser import Browser, chromium_executable, served
 from tests._codec import prepare
 from utils.cli import EXIT_BAD_INPUT
 from utils.web_renderer import RendererUnavailable, renderer_module
@@ -97,26 +93,6 @@ def page(lego_gsc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert render_cli.main(["--given_ply_path", str(lego_gsc), "--export", str(out),
                             "--quiet"]) == []
     return out
-
-
-@contextlib.contextmanager
-def _served(folder: Path) -> Iterator[str]:
-    """``folder`` over HTTP on 127.0.0.1 (a free port); yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def _settled(browser: Browser, url: str) -> dict:
@@ -192,7 +168,7 @@ def test_page_shows_a_hosted_file_and_refuses_a_damaged_one(page: Path, lego_gsc
         read_compact(site / "damaged.gsc", LAYOUTS["compact"])
     expected = _js_error(site / "damaged.gsc")
     assert expected["name"] == "GscFormatError"
-    with _served(site) as base, Browser(chromium_executable(), tmp_path / "profile",
+    with served(site) as base, Browser(chromium_executable(), tmp_path / "profile",
                                         software_gl=True, timeout_s=DECODE_TIMEOUT_S) as browser:
         shown = _settled(browser, f"{base}/viewer.html?url=hosted.gsc")
         std = _canvas_std(browser, tmp_path / "hosted.png")

@@ -298,6 +298,7 @@ def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.devic
     Raises:
         FileNotFoundError, ValueError: a missing or invalid file.
     """
+    logger.info("Reading %s", path)
     if detect_format(path) in BITSTREAM_KINDS:
         return GaussianModel.from_params(decode_file(path, device=device))
     gaussians = GaussianModel(sh_degree)

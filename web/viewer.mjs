@@ -245,7 +245,7 @@ function showScene(pc, scene, ui) {
     farClip: radius * 1000,
   });
   app.root.addChild(camera);
-  orbit(pc, camera, ui.canvas, centre, 3 * radius);
+  orbit(pc, camera, ui.canvas, centre, 2.5 * radius);
 }
 
 /**

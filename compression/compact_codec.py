@@ -9,6 +9,7 @@ RAHT in their reproducible forms, without fused multiply-adds; docs/COMPACT_FORM
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -38,16 +39,54 @@ MAX_PALETTE = 65536
 #: the grid step of a palette codebook, over ``base_step``: its rounding then costs f_rest about
 #: what the f_dc step costs f_dc (8 SH-2 rows under the finer step ≈ 3 DC values)
 PALETTE_STEP_WEIGHT = 0.25
+#: f_rest energy (importance-weighted mean square of the VQ values) up to which a level's
+#: ``codebook_reference`` suffices: the shared CPU-trained models (8.0e-4 to 1.0e-3) lie below
+#: it. A model whose f_rest carries more (converged SH bands) gets a codebook larger by the
+#: ratio to the power ENERGY_EXPONENT, at most ENERGY_GROWTH_MAX times (README, "codebook
+#: size"): at a fixed k-means error the entries grow as energy^(F/2) for F effective
+#: dimensions, and the tuned model's k-means error falls as K^-0.28 (F ≈ 7)
+REFERENCE_F_REST_ENERGY = 1.0e-3
+ENERGY_EXPONENT = 3.5
+ENERGY_GROWTH_MAX = 4.0
+#: the energy grows the codebook up to N / ENERGY_TABLE_SHARE entries at most (never below
+#: the level's own size): beyond, its table (K × F values) outweighs what the finer indices
+#: save (the shared PLY without a scene: 100.7 → 160.3 bits per Gaussian at quality 8)
+ENERGY_TABLE_SHARE = 16
+#: rows per chunk of the energy sum (no [N, F] temporary at million scale)
+_ENERGY_CHUNK_ROWS = 65536
 
 
-def auto_codebook_size(layout: Layout, position: float, num_gaussians: int) -> int:
+def f_rest_energy(columns: Tensor, weights: Tensor) -> float:
+    """Importance-weighted mean square of the VQ columns [N, F] per value (weights [N]): how
+    much the upper SH bands carry where the renders see them. 0 for no columns or weight."""
+    w = weights.detach().to(torch.float64).clamp_min(0)
+    total = float(w.sum()) * columns.shape[1]
+    if total <= 0:
+        return 0.0
+    energy = sum(float(part_w @ part.detach().to(torch.float64).square().sum(1))
+                 for part, part_w in zip(torch.split(columns, _ENERGY_CHUNK_ROWS),
+                                         torch.split(w, _ENERGY_CHUNK_ROWS)))
+    return energy / total
+
+
+def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
+                       energy: float = 0.0) -> int:
     """The codebook size a layout's quality ladder gives a model of ``num_gaussians`` coded
-    Gaussians at ``position`` (a ``--quality`` level, or a real position between levels):
-    a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power of two, within
-    :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels
-    (``ladder.ladder_codebook_size``; vq_kmeans further caps it at N // 4)."""
-    return ladder_codebook_size(layout.quality_levels, position, num_gaussians,
-                                CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
+    Gaussians at ``position`` (a ``--quality`` level, or a real position between levels) whose
+    f_rest carries ``energy`` (:func:`f_rest_energy`).
+
+    The ladder's size (a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power
+    of two within :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels:
+    ``ladder.ladder_codebook_size``) times (energy / REFERENCE_F_REST_ENERGY) ^
+    ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not
+    beyond N / ENERGY_TABLE_SHARE entries (vq_kmeans further caps the size at N // 4)."""
+    level = ladder_codebook_size(layout.quality_levels, position, num_gaussians,
+                                 CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
+    growth = min(max((energy / REFERENCE_F_REST_ENERGY) ** ENERGY_EXPONENT, 1.0),
+                 ENERGY_GROWTH_MAX)
+    room = max(1.0, num_gaussians / ENERGY_TABLE_SHARE / level)
+    factor = min(2 ** round(math.log2(growth)), 2 ** math.floor(math.log2(room)))
+    return max(level, min(level * factor, AUTO_CODEBOOK_RANGE[1]))
 
 
 def _codebook_step(state: CodecState) -> Tensor:
@@ -67,9 +106,9 @@ class CompactCodec:
                 ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
         when unset the model's own f_rest palette at levels from :data:`PALETTE_MIN_QUALITY`
-        on, else :func:`auto_codebook_size` rows; its grid step from the k-means error (a
-        palette's: ``base_step`` × :data:`PALETTE_STEP_WEIGHT`); steps from ``base_step``; the
-        scene's up vector from the cameras).
+        on, else :func:`auto_codebook_size` of the f_rest energy; its grid step from the
+        k-means error (a palette's: ``base_step`` × :data:`PALETTE_STEP_WEIGHT`); steps from
+        ``base_step``; the scene's up vector from the cameras).
 
         Returns:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
@@ -82,16 +121,18 @@ class CompactCodec:
             palette = (pipeline.palette_rows(params, settings.layout, min(MAX_PALETTE, n // 4))
                        if settings.codebook_size is None
                        and (settings.position or 0) >= PALETTE_MIN_QUALITY else None)
+            columns = pipeline.vq_columns(geometry, settings)
             if palette is not None:
-                columns = settings.layout.columns(settings.layout.vq, geometry.params)
                 codebook = palette.to(columns.dtype)
                 indices = pipeline.palette_indices(columns, codebook)
                 exponent = codebook_exponent(codebook, 0.0,
                                              step=settings.base_step * PALETTE_STEP_WEIGHT)
             else:
                 size = (settings.codebook_size if settings.codebook_size is not None
-                        else auto_codebook_size(settings.layout, settings.position, n))
-                codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size)
+                        else auto_codebook_size(settings.layout, settings.position, n,
+                                                f_rest_energy(columns, geometry.voxel_scores)))
+                codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size,
+                                                                      columns)
                 with torch.no_grad():
                     vq_mse = float(((columns - codebook[indices]) ** 2).mean())
                 exponent = codebook_exponent(codebook, vq_mse)

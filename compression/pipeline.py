@@ -201,18 +201,25 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
 
 
 @torch.no_grad()
-def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """Stage 5: a ``size``-row k-means codebook of the layout's VQ columns, weighted by the
-    voxels' importance: ``(codebook [K, F], indices [N], columns [N, F])``."""
-    layout = settings.layout
-    columns = layout.columns(layout.vq, geometry.params)
+def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int,
+                    columns: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Stage 5: a ``size``-row k-means codebook of the layout's VQ columns (``columns`` when
+    the caller has them already), weighted by the voxels' importance: ``(codebook [K, F],
+    indices [N], columns [N, F])``."""
+    if columns is None:
+        columns = vq_columns(geometry, settings)
     logger.info("codec: k-means codebook of %d entries for %d rows of %d values (%d steps of "
                 "%d rows, then every row assigned)", size, columns.shape[0], columns.shape[1],
                 settings.vq_steps, settings.vq_batch)
     codebook, indices = vq_kmeans(columns, geometry.voxel_scores, size, settings.vq_steps,
                                   settings.vq_batch, geometry.generator)
     return codebook, indices, columns
+
+
+def vq_columns(geometry: Geometry, settings: CodecSettings) -> Tensor:
+    """The layout's VQ columns of the prepared Gaussians, [N, F] in column order."""
+    layout = settings.layout
+    return layout.columns(layout.vq, geometry.params)
 
 
 @torch.no_grad()

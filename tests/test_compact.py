@@ -20,7 +20,10 @@ import torch
 
 from arguments import ModelParams, PipelineParams
 from compression.bitstream import save
-from compression.compact_codec import AUTO_CODEBOOK_RANGE, auto_codebook_size
+from compression import pipeline
+from compression.compact_codec import (AUTO_CODEBOOK_RANGE, ENERGY_GROWTH_MAX,
+                                       ENERGY_TABLE_SHARE, REFERENCE_F_REST_ENERGY,
+                                       auto_codebook_size, f_rest_energy)
 from compression.compact_format import (COMPACT, COMPACT_MAGIC, FORMAT_VERSION, SEGMENT_SHARE,
                                         CompactFormatError, read_compact, segment_sizes)
 from compression.entropy import StreamWriter
@@ -31,7 +34,7 @@ from compression.settings import CompressionParams, resolve_settings
 from compression.step_quantization import CODEBOOK_NOISE_SHARE
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
-from tests._codec import decode, prepare, simulate
+from tests._codec import decode, prepare, settings_of, simulate
 from tests._compact_fuzz import FUZZ_CASES, mutations
 from training.compress import compress_model, load_given_model, resolve_compression
 from utils.eval_utils import evaluate_views
@@ -57,6 +60,13 @@ def _compressed(params: dict, folder: Path, **flags) -> tuple:
     state.eval()
     info = save(state, coded, folder)
     return state, coded, Path(info["path"]), info
+
+
+def _energy(params: dict, **flags) -> float:
+    """The f_rest energy the codec sizes its codebook by (no cameras, seed 0)."""
+    settings = settings_of(CompressionParams(layout="compact", **flags))
+    geometry = pipeline.prepare_geometry(params, None, settings, torch.Generator().manual_seed(0))
+    return f_rest_energy(pipeline.vq_columns(geometry, settings), geometry.voxel_scores)
 
 
 def _rendered_inputs(model: GaussianModel) -> dict[str, torch.Tensor]:
@@ -126,7 +136,8 @@ def test_lower_sh_degrees_round_trip(real_params: dict, degree: int, tmp_path: P
     state, coded, path, info = _compressed(params, tmp_path)
     stored = read_compact(path, LAYOUTS["compact"])
     assert stored.sh_degree == degree and stored.codebook.shape[1] == 3 * ((degree + 1) ** 2 - 1)
-    auto = min(auto_codebook_size(LAYOUTS["compact"], 5, state.num_gaussians),
+    auto = min(auto_codebook_size(LAYOUTS["compact"], 5, state.num_gaussians,
+                                  _energy(params) if degree else 0.0),
                state.num_gaussians // 4)
     assert info["codebook_size"] == stored.codebook_size == (0 if degree == 0 else auto)
     decoded = GaussianModel.from_params(decode(stored))
@@ -175,11 +186,35 @@ def test_depth_and_codebook_come_from_the_model_unless_given(real_params: dict,
     assert extent / 2 ** full <= settings.voxel_ratio * median < extent / 2 ** (full - 1)
     assert AUTO_DEPTH_RANGE[0] <= state.depth <= AUTO_DEPTH_RANGE[1]
     assert abs(state.depth - full) <= 1  # the same rule on the pruned Gaussians
-    size = auto_codebook_size(LAYOUTS["compact"], 5, state.num_gaussians)
+    size = auto_codebook_size(LAYOUTS["compact"], 5, state.num_gaussians, _energy(real_params))
     assert AUTO_CODEBOOK_RANGE[0] <= size <= AUTO_CODEBOOK_RANGE[1] and size & (size - 1) == 0
     assert state.codebook.shape[0] == min(size, state.num_gaussians // 4)
     given, _, _, _ = _compressed(real_params, tmp_path, depth=8, codebook_size=24)
     assert given.depth == 8 and given.codebook.shape[0] == 24
+
+
+def test_codebook_grows_with_the_f_rest_energy(real_params: dict, tmp_path: Path) -> None:
+    """The real PLY's upper SH bands as they are, damped to a fifth (the energy of barely
+    trained bands) and raised threefold: the damped copy gets the level's reference size, the
+    real one (twice the reference energy) more entries; the raised one no more than
+    ENERGY_GROWTH_MAX times the reference, nor grown beyond N / ENERGY_TABLE_SHARE."""
+    sizes, energies = [], []
+    for gain in (0.2, 1.0, 3.0):
+        params = {**real_params, "f_rest": real_params["f_rest"] * gain}
+        energies.append(_energy(params))
+        state, _, _, _ = _compressed(params, tmp_path / f"gain{gain}")
+        sizes.append(int(state.codebook.shape[0]))
+    n = state.num_gaussians
+    base = auto_codebook_size(LAYOUTS["compact"], 5, n)
+    quiet, real, loud = energies
+    assert quiet < REFERENCE_F_REST_ENERGY < real < loud
+    assert real == pytest.approx(quiet * 25, rel=1e-4) and loud == pytest.approx(real * 9, rel=1e-4)
+    assert sizes[0] == base and sizes[1] == auto_codebook_size(LAYOUTS["compact"], 5, n, real)
+    assert sizes[1] >= 2 * base and sizes[1] & (sizes[1] - 1) == 0, (sizes, energies)
+    assert sizes[1] <= sizes[2] <= min(base * ENERGY_GROWTH_MAX, 2 * n / ENERGY_TABLE_SHARE)
+    # the growth stops at N / ENERGY_TABLE_SHARE: a level already that large keeps its size
+    assert auto_codebook_size(LAYOUTS["compact"], 8, n, loud) == auto_codebook_size(
+        LAYOUTS["compact"], 8, n)
 
 
 def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict) -> None:

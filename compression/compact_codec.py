@@ -79,14 +79,15 @@ def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
     of two within :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels:
     ``ladder.ladder_codebook_size``) times (energy / REFERENCE_F_REST_ENERGY) ^
     ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not
-    beyond N / ENERGY_TABLE_SHARE entries (vq_kmeans further caps the size at N // 4)."""
+    beyond N / ENERGY_TABLE_SHARE entries (so not always a power of two; vq_kmeans further
+    caps the size at N // 4)."""
     level = ladder_codebook_size(layout.quality_levels, position, num_gaussians,
                                  CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
     growth = min(max((energy / REFERENCE_F_REST_ENERGY) ** ENERGY_EXPONENT, 1.0),
                  ENERGY_GROWTH_MAX)
-    room = max(1.0, num_gaussians / ENERGY_TABLE_SHARE / level)
-    factor = min(2 ** round(math.log2(growth)), 2 ** math.floor(math.log2(room)))
-    return max(level, min(level * factor, AUTO_CODEBOOK_RANGE[1]))
+    grown = min(level * 2 ** round(math.log2(growth)), AUTO_CODEBOOK_RANGE[1])
+    # both bounds grow with the level: the size never falls along the ladder
+    return max(level, min(grown, int(num_gaussians / ENERGY_TABLE_SHARE)))
 
 
 def _codebook_step(state: CodecState) -> Tensor:

@@ -8,7 +8,9 @@
 
 Each scene is trained once (or its --given_ply_pattern model file is taken), then each
 (setting, layout) job compresses, renders and scores it in
-<sweep folder>/<scene>/<layout>/<setting>/.
+<sweep folder>/<scene>/<layout>/<setting>/. A --grid axis over a training flag (e.g.
+cap_max=2000,4000 with --strategy mcmc) trains the scene once per value, in
+<sweep folder>/<scene>/<key=value>/trained/, with that value's jobs beside it.
 Without --address, Ray runs embedded on this machine; with it, the sweep runs on that cluster.
 A rerun skips finished jobs. Writes sweep.csv, sweep_averages.md and sweep.html; exits with 1
 when a job failed.
@@ -36,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     settings = parser.add_mutually_exclusive_group(required=True)
     settings.add_argument("--configs", nargs="+", help="the paper's per-scene settings: c1 c2 c3")
     settings.add_argument("--grid", nargs="+", metavar="KEY=V1,V2",
-                          help="cartesian product over compression flags, e.g. num_bits=6,8")
+                          help="cartesian product over compression flags (one job each, e.g. "
+                               "num_bits=6,8) and training flags (one scene step each, e.g. "
+                               "cap_max=2000,4000)")
     parser.add_argument("--layouts", nargs="+", default=[PAPER_LAYOUT],
                         help=f"codec layouts, among {', '.join(LAYOUTS)} (default: "
                              f"{PAPER_LAYOUT})")

@@ -86,11 +86,26 @@ class OptimizationParams:
     densify_from_iter: int = flag(500, "first densification iteration")
     densify_until_iter: int = flag(15_000, "last densification iteration")
     densify_grad_threshold: float = flag(0.0002, "mean NDC screen-space gradient threshold")
-    min_opacity: float = flag(0.005, "prune Gaussians below this opacity")
+    min_opacity: float = flag(0.005, "prune Gaussians below this opacity (mcmc: relocate "
+                                      "those at or below it)")
     max_screen_size: int = flag(20, "prune Gaussians larger than this many pixels on screen "
                                      "(after the first opacity reset)")
     sh_increase_interval: int = flag(1000, "iterations between SH degree increases")
     random_background: bool = flag(False, "random background colour each iteration")
+    strategy: str = flag("default", "densification: default (graphdeco's clone / split / "
+                                     "prune, the --densify_* flags) | mcmc (Kheradmand et al. "
+                                     "2024 under --cap_max, the --refine_* flags)",
+                         choices=("default", "mcmc"))
+    cap_max: int = flag(0, "mcmc: the Gaussian budget (required; starting points above it "
+                           "are subsampled)")
+    refine_every: int = flag(100, "mcmc: iterations between relocation / growth steps")
+    refine_start_iter: int = flag(500, "mcmc: first relocation / growth after this iteration")
+    refine_stop_iter: int = flag(25_000, "mcmc: no relocation / growth from this iteration")
+    noise_lr: float = flag(5e5, "mcmc: position noise scale, times the xyz learning rate")
+    opacity_reg: float = flag(0.01, "mcmc: weight of the mean opacity in the loss")
+    scale_reg: float = flag(0.01, "mcmc: weight of the mean scale in the loss")
+    init_opa: float = flag(0.5, "mcmc: initial opacity")
+    init_scale: float = flag(0.1, "mcmc: factor on the initial (nearest-neighbour) scales")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None,

@@ -25,8 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,11 +75,36 @@ def _renderer_cpu_seconds(browser: Browser) -> float:
     return sum(used[pid] for pid in renderers if of_this_browser(pid))
 
 
+class _CpuSampler:
+    """The browser's renderer CPU time sampled every 10 ms in a thread: (monotonic s, CPU s)."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(browser,), daemon=True)
+        self._thread.start()
+
+    def _run(self, browser: Browser) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), _renderer_cpu_seconds(browser)))
+            self._stop.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, moment: float) -> float:
+        """CPU seconds at ``moment`` (linear between the samples around it)."""
+        times, cpu = zip(*self.samples)
+        return float(np.interp(moment, times, cpu))
+
+
 def chromium_decode_seconds(path: Path, repeat: int) -> dict[str, float]:
     """Best decode time of the page's worker in headless Chromium (the file served beside
-    the page, ``?url=``): the page's own wall time, and the renderer processes' CPU time from
-    the moment the page says ``decoding`` to the moment it has the arrays (polled every 20 ms,
-    so it may include up to 20 ms on either side)."""
+    the page, ``?url=``): the page's own wall time (``data-decode-ms``), and the renderer
+    processes' CPU time over that span, from the moment the page is seen ``decoding`` (polled
+    every 20 ms: the span may start up to ~20 ms late). The page builds the renderer's data
+    right after, in the same task, so the CPU is read from samples taken meanwhile, not after."""
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
         site.mkdir()
@@ -86,19 +114,23 @@ def chromium_decode_seconds(path: Path, repeat: int) -> dict[str, float]:
         with served(site) as base, Browser(chromium_executable(), Path(tmp) / "profile",
                                             software_gl=True, timeout_s=PAGE_TIMEOUT_S) as browser:
             for _ in range(repeat):
-                browser.open(f"{base}/viewer.html?url=scene.gsc", 1280, 720)
-                browser.wait_until("document.body.dataset.state !== 'loading'", PAGE_TIMEOUT_S,
-                                   poll_s=0.02)
-                start = _renderer_cpu_seconds(browser)
-                browser.wait_until("document.body.dataset.decodeMs || "
-                                   "document.body.dataset.state === 'error'", PAGE_TIMEOUT_S,
-                                   poll_s=0.02)
-                cpu.append(_renderer_cpu_seconds(browser) - start)
+                sampler = _CpuSampler(browser)
+                try:
+                    browser.open(f"{base}/viewer.html?url=scene.gsc", 1280, 720)
+                    browser.wait_until("document.body.dataset.state !== 'loading'",
+                                       PAGE_TIMEOUT_S, poll_s=0.02)
+                    start = time.monotonic()
+                    browser.wait_until("document.body.dataset.decodeMs || "
+                                       "document.body.dataset.state === 'error'", PAGE_TIMEOUT_S,
+                                       poll_s=0.02)
+                finally:
+                    sampler.stop()
                 data = browser.evaluate("({...document.body.dataset, "
                                         "error: document.getElementById('error').textContent})")
                 if "decodeMs" not in data:
                     raise RuntimeError(f"{path}: the page refused it: {data['error']}")
                 wall.append(float(data["decodeMs"]) / 1000)
+                cpu.append(sampler.at(start + wall[-1]) - sampler.at(start))
     return {"wall": min(wall), "cpu": min(cpu)}
 
 

@@ -153,7 +153,8 @@ def search(codec: Codec, params: Mapping[str, Tensor], cameras: Optional[Sequenc
     """
     low, high = goal
     device = params["xyz"].device
-    importance = importance_of(params, cameras, base.imp_beta, backend=backend)
+    importance = importance_of(params, cameras, base.imp_beta,
+                               area=base.layout.camera_free_area, backend=backend)
     probes: list[Probe] = []
     best: dict[str, Any] = {}
 

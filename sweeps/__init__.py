@@ -16,7 +16,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from compression.layouts import PAPER_LAYOUT
 from sweeps.engine import Executor, execute
-from sweeps.plan import build_plan, config_settings, find_scenes, grid_settings
+from sweeps.plan import (build_plan, config_settings, find_scenes, grid_settings, split_grid,
+                         training_points, with_training_points)
 from sweeps.report import write_html
 from sweeps.steps import FAILED, JobResult, SceneResult
 from sweeps.table import averages_markdown, dataset_averages, write_sweep_csv
@@ -35,7 +36,8 @@ class SweepOptions:
         scenes: scene folders or folders of scene folders.
         out_dir: the sweep folder.
         configs: paper configurations (c1, c2, c3), or empty when ``grid`` is given.
-        grid: ``key=v1,v2`` axes over compression flags, or empty when ``configs`` is given.
+        grid: ``key=v1,v2`` axes over compression flags (settings) and training flags (one
+            scene step per point), or empty when ``configs`` is given.
         layouts: codec layouts (names in ``compression.layouts.LAYOUTS``); every setting runs
             with each.
         extra_flags: parsed train.py flags (name → value) for every step; must hold ``eval``.
@@ -85,13 +87,15 @@ def run_sweep(options: SweepOptions, quiet: bool = False) -> SweepSummary:
     """
     if bool(options.configs) == bool(options.grid):
         raise ValueError("give either --configs or --grid")
+    codec_axes, training_axes = split_grid(options.grid)
     settings = (config_settings(options.configs) if options.configs
-                else grid_settings(options.grid))
+                else grid_settings(codec_axes))
+    scenes = with_training_points(find_scenes(options.scenes), training_points(training_axes))
     out_dir = Path(options.out_dir).absolute()
     weights = Path(options.lpips_weights).absolute() if options.lpips_weights else None
     if weights is not None and not weights.is_file():
         raise FileNotFoundError(f"{options.lpips_weights}: LPIPS weights not found")
-    plan = build_plan(find_scenes(options.scenes), settings, options.layouts, out_dir,
+    plan = build_plan(scenes, settings, options.layouts, out_dir,
                       options.extra_flags, given_ply_pattern=options.given_ply_pattern,
                       lpips_weights=weights)
     csv_path = out_dir / SWEEP_CSV

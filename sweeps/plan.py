@@ -2,7 +2,8 @@
 
 Two kinds of step, each a sequence of our own command lines (run by ``sweeps.steps``):
 
-* one scene step per scene: ``train.py --skip_compress`` (or, with ``--given_ply_pattern``,
+* one scene step per scene (per scene and training point, when ``--grid`` has training-flag
+  axes such as ``cap_max=…``): ``train.py --skip_compress`` (or, with ``--given_ply_pattern``,
   ``train.py --given_ply_path <model file> --skip_compress``, which only checks the file (a PLY
   or another tool's format) and writes the model folder), then ``render.py`` and ``metrics.py``
   on the uncompressed model;
@@ -16,6 +17,9 @@ Folders, all under the sweep folder (``utils.output_paths.sweep_scene_dir`` /
     <scene>/trained/               the scene step's model folder and scene.log
     <scene>/<layout>/<setting>/    one job's model folder and job.log
 
+With training-flag axes, ``<scene>`` is ``<scene>/<training point>`` (e.g.
+``lego/cap_max=4000``): each training point has its scene step and its jobs under it.
+
 Layouts come from the registry (``compression.layouts.LAYOUTS``), so a new layout is swept
 without a change here.
 """
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, get_type_hints
 
-from arguments import scalar_type
+from arguments import ModelParams, OptimizationParams, PipelineParams, scalar_type
 from compression.layouts import LAYOUTS
 from compression.presets import CONFIGS, SCENE_PRESETS, preset_settings
 from compression.settings import CompressionParams
@@ -42,6 +46,8 @@ GIVEN_PLY_SCENE_TOKEN = "<scene>"  # replaced by the scene name in --given_ply_p
 _RESERVED_FLAGS = ("source_path", "model_path", "given_ply_path", "layout", "skip_compress",
                    "hyper_config", "scene_name", "start_checkpoint", "quiet", "threads")
 _CODEC_FIELDS = {f.name: f for f in dataclasses.fields(CompressionParams)}
+_TRAIN_FIELDS = {f.name: (cls, f) for cls in (ModelParams, OptimizationParams, PipelineParams)
+                 for f in dataclasses.fields(cls)}
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._+-]+")  # a grid value is also part of a folder name
 
 
@@ -106,12 +112,51 @@ def grid_settings(specs: Sequence[str]) -> list[Setting]:
 
     Each value is checked against the flag's type and choices here, so that a typo fails the
     sweep before anything runs. Settings are ordered like nested loops, the last axis fastest.
+    Without any axis: one setting, ``default`` (the layout's defaults).
 
     Raises:
         ValueError: a malformed axis, a key that is not a single-valued compression flag (or one
             the sweep sets itself), a repeated key or a value of the wrong type.
     """
-    kinds = _grid_kinds()
+    points = _grid_points(specs, _grid_kinds(_CODEC_FIELDS), "compression")
+    if not points:
+        return [Setting(name="default")]
+    return [Setting(name=_point_name(point), values=point) for point in points]
+
+
+def training_points(specs: Sequence[str]) -> list[tuple[tuple[str, str], ...]]:
+    """The cartesian product of ``key=v1,v2,...`` axes over training flags (``--grid
+    cap_max=…``): one scene step per point. Empty without such axes.
+
+    Raises:
+        ValueError: as :func:`grid_settings`, for single-valued train.py flags.
+    """
+    return _grid_points(specs, _grid_kinds(_TRAIN_FIELDS), "training")
+
+
+def split_grid(specs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``--grid`` axes as (compression axes, training axes), by the flag each one names.
+
+    Raises:
+        ValueError: an axis naming neither kind of flag.
+    """
+    codec: list[str] = []
+    training: list[str] = []
+    for spec in specs:
+        key = spec.partition("=")[0].lstrip("-")
+        if key in _TRAIN_FIELDS and key not in _RESERVED_FLAGS:
+            training.append(spec)
+        else:
+            codec.append(spec)
+    return codec, training
+
+
+def _point_name(point: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f"{key}={value}" for key, value in point)
+
+
+def _grid_points(specs: Sequence[str], kinds: Mapping[str, type], kind_name: str
+                 ) -> list[tuple[tuple[str, str], ...]]:
     axes: list[list[tuple[str, str]]] = []
     for spec in specs:
         key, sep, text = spec.partition("=")
@@ -119,7 +164,7 @@ def grid_settings(specs: Sequence[str]) -> list[Setting]:
         if not sep or not key or not text:
             raise ValueError(f"--grid {spec!r}: expected key=value1,value2,...")
         if key not in kinds:
-            raise ValueError(f"--grid {key}: not a single-valued compression flag; one of "
+            raise ValueError(f"--grid {key}: not a single-valued {kind_name} flag; one of "
                              f"{', '.join(kinds)}")
         if any(key == axis[0][0] for axis in axes):
             raise ValueError(f"--grid {key}: given twice")
@@ -127,17 +172,21 @@ def grid_settings(specs: Sequence[str]) -> list[Setting]:
         for value in values:
             _check_value(key, value, kinds[key])
         axes.append([(key, value) for value in values])
-    return [Setting(name=",".join(f"{key}={value}" for key, value in point), values=point)
-            for point in itertools.product(*axes)]
+    return list(itertools.product(*axes)) if axes else []
 
 
-def _grid_kinds() -> dict[str, type]:
-    """The compression flags a grid may sweep (single-valued numbers and words the sweep does
+def _grid_kinds(fields: Mapping[str, Any]) -> dict[str, type]:
+    """The flags of ``fields`` a grid may sweep (single-valued numbers and words the sweep does
     not set itself), with the type each value is parsed with."""
-    hints = get_type_hints(CompressionParams)
-    kinds = {name: scalar_type(hints[name]) for name, field in _CODEC_FIELDS.items()
-             if name not in _RESERVED_FLAGS and not field.metadata.get("nargs")}
-    return {name: kind for name, kind in kinds.items() if issubclass(kind, (int, float, str))}
+    kinds = {}
+    for name, entry in fields.items():
+        cls, field = entry if isinstance(entry, tuple) else (CompressionParams, entry)
+        if name in _RESERVED_FLAGS or field.metadata.get("nargs"):
+            continue
+        kind = scalar_type(get_type_hints(cls)[name])
+        if isinstance(kind, type) and issubclass(kind, (int, float, str)) and kind is not bool:
+            kinds[name] = kind
+    return kinds
 
 
 def _check_value(key: str, value: str, kind: type) -> None:
@@ -150,7 +199,8 @@ def _check_value(key: str, value: str, kind: type) -> None:
         what = (f"not {'an' if kind is int else 'a'} {kind.__name__}"
                 if kind in (int, float, str) else str(exc))
         raise ValueError(f"--grid {key}={value}: {what}") from None
-    choices = _CODEC_FIELDS[key].metadata.get("choices")
+    field = _CODEC_FIELDS[key] if key in _CODEC_FIELDS else _TRAIN_FIELDS[key][1]
+    choices = field.metadata.get("choices")
     if choices and typed not in choices:
         raise ValueError(f"--grid {key}={value}: one of {', '.join(map(str, choices))}")
 
@@ -162,12 +212,31 @@ class SceneSpec:
     """One scene: its name (the folder name), absolute folder and dataset.
 
     The dataset is the paper's (PUBLISHED.md) for a scene name it lists, else the name of the
-    folder holding the scene.
+    folder holding the scene. A training point of ``--grid`` makes a scene of its own
+    (:func:`with_training_points`): name ``<folder name>/<point>``, ``train_values`` the
+    point's train.py flags, ``base`` the folder name (the paper's presets look it up).
     """
 
     name: str
     path: Path
     dataset: str
+    train_values: tuple[tuple[str, str], ...] = ()
+    base: str = ""
+
+    @property
+    def preset_name(self) -> str:
+        """The scene name the paper's settings are looked up by."""
+        return self.base or self.name
+
+
+def with_training_points(scenes: Sequence[SceneSpec],
+                         points: Sequence[tuple[tuple[str, str], ...]]) -> list[SceneSpec]:
+    """Each scene once per training point (scene-major), or the scenes as given without."""
+    if not points:
+        return list(scenes)
+    return [dataclasses.replace(scene, name=f"{scene.name}/{_point_name(point)}",
+                                train_values=tuple(point), base=scene.name)
+            for scene in scenes for point in points]
 
 
 def _is_scene(path: Path) -> bool:
@@ -307,21 +376,26 @@ def build_plan(scenes: Sequence[SceneSpec], settings: Sequence[Setting], layouts
     if reserved:
         raise ValueError(f"--{reserved[0]} is set by the sweep for every step (scenes: "
                          f"--scenes; layouts: --layouts; paper settings: --configs)")
-    taken = sorted(set(extra_flags) & set().union(*(s.fields() for s in settings)))
+    swept = set().union(*(s.fields() for s in settings),
+                        *({key for key, _ in scene.train_values} for scene in scenes))
+    taken = sorted(set(extra_flags) & swept)
     if taken:
         raise ValueError(f"--{taken[0]} is also set by --grid/--configs; give it in one place")
+    if given_ply_pattern is not None and any(scene.train_values for scene in scenes):
+        raise ValueError("--grid over training flags needs training: drop --given_ply_pattern")
     if not extra_flags.get("eval"):
         raise ValueError("pass --eval: the sweep scores every job on held-out test views")
     train_flags = flag_tokens({k: v for k, v in extra_flags.items() if k not in _CODEC_FIELDS})
     metrics_flags = ("--lpips_weights", str(lpips_weights)) if lpips_weights else ()
-    scene_steps = [_scene_step(scene, out_dir, train_flags, metrics_flags, given_ply_pattern)
+    scene_steps = [_scene_step(scene, out_dir, [*train_flags, *_point_tokens(scene)],
+                               metrics_flags, given_ply_pattern)
                    for scene in scenes]
     jobs = []
     for scene in scenes:
         for layout in layouts:
             for setting in settings:
                 try:
-                    codec = {**extra_flags, **setting.codec_flags(scene.name)}
+                    codec = {**extra_flags, **setting.codec_flags(scene.preset_name)}
                     error = None
                 except ValueError as exc:
                     codec, error = dict(extra_flags), f"--configs {setting.name}: {exc}"
@@ -329,6 +403,10 @@ def build_plan(scenes: Sequence[SceneSpec], settings: Sequence[Setting], layouts
                                     sweep_job_dir(out_dir, scene.name, layout, setting.name),
                                     tuple(flag_tokens(codec)), metrics_flags, error))
     return SweepPlan(out_dir, tuple(scene_steps), tuple(jobs))
+
+
+def _point_tokens(scene: SceneSpec) -> list[str]:
+    return [token for key, value in scene.train_values for token in (f"--{key}", value)]
 
 
 def _scene_step(scene: SceneSpec, out_dir: Path, train_flags: Sequence[str],

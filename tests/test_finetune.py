@@ -17,12 +17,12 @@ from compression.settings import CompressionParams
 from gaussian_renderer import ft_render, render
 from scene import Scene
 from scene.gaussian_model import GaussianModel
-from scene.strategy import create_optimizer
 from tests._codec import settings_of
 from training.compress import compress_model, resolve_compression
 from training.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
                                default_test_iterations, evaluate_codec, finetune,
                                leaf_parameters, resolve_test_iterations)
+from training.optim import create_optimizer
 from training.trainer import photometric_loss
 
 PIPE = PipelineParams(backend="torch")
@@ -38,7 +38,7 @@ def sample(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     gaussians = GaussianModel(args.sh_degree)
     scene = Scene(args, gaussians, seed=0)
     gaussians.active_sh_degree = 1
-    optimizer = create_optimizer(gaussians, OptimizationParams(), scene.cameras_extent)
+    optimizer = create_optimizer(gaussians.params, OptimizationParams(), scene.cameras_extent)
     cameras = scene.getTrainCameras()
     for step in range(WARMUP_STEPS):
         camera = cameras[step % len(cameras)]

@@ -11,9 +11,9 @@ import torch
 from arguments import OptimizationParams
 from scene.gaussian_model import PARAM_NAMES, GaussianModel
 from scene.ply import read_ply
-from scene.strategy import (DefaultStrategy, clone_gaussians, create_optimizer,
-                            position_lr_schedule, remove_gaussians, reset_opacity,
-                            split_gaussians)
+from scene.strategy import (DefaultStrategy, StepInfo, clone_gaussians, remove_gaussians,
+                            reset_opacity, split_gaussians)
+from training.optim import create_optimizer, position_lr_schedule
 from utils.general_utils import build_rotation
 
 
@@ -29,7 +29,7 @@ def trained(pretrained_rows) -> tuple[GaussianModel, torch.optim.Adam, dict[str,
     """200 real Gaussians with two Adam steps of distinct moments and random statistics."""
     model = GaussianModel(3)
     model.set_params({name: torch.from_numpy(v.copy()) for name, v in pretrained_rows.items()})
-    optimizer = create_optimizer(model, OptimizationParams(), spatial_lr_scale=2.0)
+    optimizer = create_optimizer(model.params, OptimizationParams(), spatial_lr_scale=2.0)
     gen = torch.Generator().manual_seed(0)
     for _ in range(2):
         optimizer.zero_grad()
@@ -66,7 +66,7 @@ def test_optimizer_groups_and_rates():
     model = GaussianModel(3)
     model.set_params({n: torch.zeros(4, *model.row_shape(n)) for n in PARAM_NAMES})
     opt = OptimizationParams()
-    optimizer = create_optimizer(model, opt, spatial_lr_scale=3.0)
+    optimizer = create_optimizer(model.params, opt, spatial_lr_scale=3.0)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs == pytest.approx({"xyz": 1.6e-4 * 3.0, "f_dc": 2.5e-3, "f_rest": 2.5e-3 / 20,
                                  "opacity": 0.025, "scaling": 5e-3, "rotation": 1e-3})
@@ -83,7 +83,7 @@ def test_remove_keeps_rows_and_moments(trained):
     before = _snapshot(model, optimizer, state)
     mask = torch.zeros(model.num_gaussians, dtype=torch.bool)
     mask[[0, 5, 17, 199]] = True
-    remove_gaussians(model, optimizer, state, mask)
+    remove_gaussians(model.params, optimizer, state, mask)
     _assert_aligned(model, optimizer, state)
     assert model.num_gaussians == 196
     params, moments, stats = before
@@ -101,7 +101,7 @@ def test_clone_appends_copies_with_zero_moments(trained):
     params, moments, stats = _snapshot(model, optimizer, state)
     mask = torch.zeros(model.num_gaussians, dtype=torch.bool)
     mask[[3, 4, 100]] = True
-    clone_gaussians(model, optimizer, state, mask)
+    clone_gaussians(model.params, optimizer, state, mask)
     _assert_aligned(model, optimizer, state)
     assert model.num_gaussians == 203
     for name, p in model.params.items():
@@ -120,7 +120,7 @@ def test_split_replaces_selected_by_two_smaller_samples(trained):
     params, moments, stats = _snapshot(model, optimizer, state)
     mask = torch.zeros(model.num_gaussians, dtype=torch.bool)
     mask[[1, 50, 51, 150]] = True
-    split_gaussians(model, optimizer, state, mask, generator=torch.Generator().manual_seed(1))
+    split_gaussians(model.params, optimizer, state, mask, generator=torch.Generator().manual_seed(1))
     _assert_aligned(model, optimizer, state)
     assert model.num_gaussians == 200 - 4 + 8
     survivors = model.num_gaussians - 8
@@ -148,7 +148,7 @@ def test_split_replaces_selected_by_two_smaller_samples(trained):
 def test_reset_opacity_clamps_and_zeroes_only_opacity_moments(trained):
     model, optimizer, state = trained
     params, moments, _ = _snapshot(model, optimizer, state)
-    reset_opacity(model, optimizer, max_opacity=0.01)
+    reset_opacity(model.params, optimizer, max_opacity=0.01)
     _assert_aligned(model, optimizer, state)
     opacity = model.get_opacity.detach()
     expected = torch.sigmoid(params["opacity"]).clamp(max=0.01)
@@ -176,15 +176,16 @@ def test_refine_selects_clone_split_prune(trained):
     opacity = torch.full((n, 1), 2.0)
     opacity[[7, 150], 0] = -10.0  # below min_opacity
     model.set_params({"scaling": log_scales, "opacity": opacity})
-    optimizer = create_optimizer(model, OptimizationParams(), extent)
+    optimizer = create_optimizer(model.params, OptimizationParams(), extent)
     grads = torch.zeros(n)
     grads[[1, 2, 7, 101, 150]] = 1e-3  # above the 2e-4 threshold
     radii = torch.ones(n, dtype=torch.int32)
     radii[[60, 160]] = 50  # huge on screen: pruned only after the first opacity reset
     xyz_before = model.params["xyz"].detach().clone()
 
-    strategy.step_post_backward(model, optimizer, state, 1, _fake_render_pkg(n, grads, radii),
-                                extent, torch.Generator().manual_seed(0))
+    info = StepInfo(_fake_render_pkg(n, grads, radii), extent, 0.0,
+                    torch.Generator().manual_seed(0))
+    strategy.step_post_backward(model.params, optimizer, state, 1, info)
     _assert_aligned(model, optimizer, state)
     # clone 1, 2, 7 (+3); split 101, 150 (+4 children, -2 parents); prune by opacity 7, its
     # clone and the two children of 150 (-4). Step 1 is before the first reset: the wide-on-
@@ -204,12 +205,12 @@ def test_refine_selects_clone_split_prune(trained):
     log_scales = model.params["scaling"].detach().clone()
     log_scales[10] = math.log(0.5)
     model.set_params({"scaling": log_scales})
-    optimizer = create_optimizer(model, OptimizationParams(), extent)
+    optimizer = create_optimizer(model.params, OptimizationParams(), extent)
     radii = torch.ones(m, dtype=torch.int32)
     radii[[60, 140]] = 50
     xyz_before = model.params["xyz"].detach().clone()
-    strategy.step_post_backward(model, optimizer, state, 11,
-                                _fake_render_pkg(m, torch.zeros(m), radii), extent)
+    info = StepInfo(_fake_render_pkg(m, torch.zeros(m), radii), extent, 0.0)
+    strategy.step_post_backward(model.params, optimizer, state, 11, info)
     _assert_aligned(model, optimizer, state)
     kept = torch.ones(m, dtype=torch.bool)
     kept[[10, 60, 140]] = False

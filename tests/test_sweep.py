@@ -26,7 +26,8 @@ from arguments import read_cfg_args
 from compression.layouts import LAYOUTS, PAPER_LAYOUT
 from scene.formats import ply_vertex_count
 from sweeps.engine import _sigint_flag
-from sweeps.plan import build_plan, config_settings, find_scenes, flag_tokens, grid_settings
+from sweeps.plan import (build_plan, config_settings, find_scenes, flag_tokens, grid_settings,
+                         split_grid, training_points, with_training_points)
 from sweeps.published import DATASETS, PUBLISHED
 from sweeps.engine import Executor
 from sweeps.steps import JobResult, run_scene
@@ -365,6 +366,40 @@ def test_plan_commands_and_flag_checks(sample_scene: Path, tmp_path: Path) -> No
     for command in given.commands[:2]:  # train.py checks it, render.py draws it
         at = command.index("--given_ply_path")
         assert command[at + 1] == "/models/lego_sample/point_cloud.ply"
+
+
+def test_grid_over_a_training_flag_trains_once_per_value(sample_scene: Path,
+                                                         tmp_path: Path) -> None:
+    """--grid cap_max=…: one scene step per value, in its own folder, its jobs under it."""
+    codec, training = split_grid(["cap_max=100,200", "num_bits=8", "--strategy=mcmc"])
+    assert codec == ["num_bits=8"] and training == ["cap_max=100,200", "--strategy=mcmc"]
+    points = training_points(training)
+    assert points == [(("cap_max", "100"), ("strategy", "mcmc")),
+                      (("cap_max", "200"), ("strategy", "mcmc"))]
+    scenes = with_training_points(find_scenes([sample_scene]), points)
+    plan = build_plan(scenes, grid_settings(codec), ["compact"], tmp_path,
+                      {"eval": True, "iterations": 50})
+    assert [step.scene.name for step in plan.scenes] == [
+        "lego_sample/cap_max=100,strategy=mcmc", "lego_sample/cap_max=200,strategy=mcmc"]
+    for step, cap in zip(plan.scenes, ("100", "200")):
+        folder = tmp_path / "lego_sample" / f"cap_max={cap},strategy=mcmc"
+        assert step.folder == folder / "trained"
+        train = step.commands[0]
+        assert train[train.index("--cap_max") + 1] == cap
+        assert train[train.index("--strategy") + 1] == "mcmc"
+        (job,) = [j for j in plan.jobs if j.scene == step.scene]
+        assert job.folder == folder / "compact" / "num_bits=8"
+        assert "--cap_max" not in job.commands(Path("/m.ply"))[0]
+    only_training = grid_settings(split_grid(["cap_max=100"])[0])
+    assert [s.name for s in only_training] == ["default"]
+    with pytest.raises(ValueError, match="not a single-valued training flag"):
+        training_points(["test_iterations=5"])
+    with pytest.raises(ValueError, match="--cap_max is also set by --grid"):
+        build_plan(scenes, grid_settings(codec), ["compact"], tmp_path,
+                   {"eval": True, "cap_max": 5})
+    with pytest.raises(ValueError, match="needs training"):
+        build_plan(scenes, grid_settings(codec), ["compact"], tmp_path, {"eval": True},
+                   given_ply_pattern="/m/<scene>.ply")
 
 
 def test_layouts_come_from_the_registry(sample_scene: Path, tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import torch
 from arguments import ModelParams, OptimizationParams, PipelineParams, read_cfg_args
 from scene import read_scene_info
 from scene.gaussian_model import GaussianModel
-from scene.strategy import position_lr_schedule
 from training import TrainOptions, train
 from training.checkpoint import load_checkpoint
+from training.optim import position_lr_schedule
 from training.trainer import ViewSampler, sh_degree_at
 from utils.output_paths import checkpoint_path
 

@@ -1,7 +1,8 @@
 """The 3DGS training loop: one view per iteration, L1 + D-SSIM, Adam, densification hooks.
 
 The loop only wires parts together: the learning-rate and SH schedules, the loss, the
-strategy hooks (``scene/strategy.py``), evaluation (``utils/eval_utils.py``), logging,
+strategy hooks (``scene/strategy.py``: ``--strategy default``; ``scene/mcmc.py``: ``mcmc``), the
+optimizer (``training/optim.py``), evaluation (``utils/eval_utils.py``), logging,
 saving and checkpoints (``training/checkpoint.py``).
 """
 from __future__ import annotations
@@ -21,9 +22,11 @@ from gaussian_renderer import render
 from scene import Scene
 from scene.cameras import Camera
 from scene.gaussian_model import GaussianModel
-from scene.strategy import DefaultStrategy, create_optimizer, position_lr_schedule, set_group_lr
+from scene.mcmc import MCMCStrategy
+from scene.strategy import DefaultStrategy, StepInfo, Strategy
 from training.checkpoint import (capture_rng_states, load_checkpoint, restore_rng_states,
                                  save_checkpoint)
+from training.optim import create_optimizer, position_lr_schedule, set_group_lr
 from utils.eval_utils import evaluate_views
 from utils.loss_utils import l1_loss, ssim
 from utils.output_paths import checkpoint_path
@@ -134,9 +137,20 @@ def train(dataset: ModelParams, opt: OptimizationParams, pipe: PipelineParams,
     return scene, gaussians
 
 
+def make_strategy(opt: OptimizationParams, white_background: bool = False) -> Strategy:
+    """The densification strategy that ``--strategy`` names, built from its flags."""
+    if opt.strategy == "mcmc":
+        return MCMCStrategy.from_opt(opt)
+    if opt.strategy == "default":
+        return DefaultStrategy.from_opt(opt, white_background)
+    raise ValueError(f"--strategy must be default or mcmc, got {opt.strategy!r}")
+
+
 def _check_options(opt: OptimizationParams, options: TrainOptions) -> None:
     if opt.iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {opt.iterations}")
+    if opt.strategy == "mcmc":
+        MCMCStrategy.from_opt(opt)  # its flags are checked before the scene loads
     if opt.sh_increase_interval < 1:
         raise ValueError(f"--sh_increase_interval must be >= 1, got {opt.sh_increase_interval}")
     for name in ("test_iterations", "save_iterations", "checkpoint_iterations"):
@@ -155,9 +169,10 @@ class _TrainingLoop:
         self.options, self.generator, self.device = options, generator, device
         self.cameras = scene.getTrainCameras()
         self.extent = scene.cameras_extent
-        self.optimizer = create_optimizer(gaussians, opt, self.extent)
+        self.strategy = make_strategy(opt, scene.args.white_background)
+        self.strategy.initialize_params(gaussians.params, generator)
+        self.optimizer = create_optimizer(gaussians.params, opt, self.extent)
         self.xyz_lr = position_lr_schedule(opt, self.extent)
-        self.strategy = DefaultStrategy.from_opt(opt, scene.args.white_background)
         self.state = self.strategy.initialize_state(gaussians.num_gaussians, device)
         self.sampler = ViewSampler(len(self.cameras), generator)
         bg = [1.0, 1.0, 1.0] if scene.args.white_background else [0.0, 0.0, 0.0]
@@ -192,7 +207,8 @@ class _TrainingLoop:
 
     def _step(self, step: int) -> tuple[float, float]:
         """One optimisation step on one view (densification included); returns (L1, loss)."""
-        set_group_lr(self.optimizer, "xyz", self.xyz_lr(step))
+        lr = self.xyz_lr(step)
+        set_group_lr(self.optimizer, "xyz", lr)
         self.gaussians.active_sh_degree = sh_degree_at(step, self.gaussians.max_sh_degree,
                                                        self.opt.sh_increase_interval)
         camera = self.cameras[self.sampler.next()]
@@ -202,12 +218,17 @@ class _TrainingLoop:
         self.strategy.step_pre_backward(render_pkg)
         gt = camera.original_image.to(self.device)
         l1, loss = photometric_loss(render_pkg["render"], gt, self.opt.lambda_dssim)
+        regularization = self.strategy.regularization(self.gaussians.params)
+        if regularization is not None:
+            loss = loss + regularization
         loss.backward()
+        info = StepInfo(render_pkg, self.extent, lr, self.generator)
+        params = self.gaussians.params
         with torch.no_grad():
-            self.strategy.step_post_backward(self.gaussians, self.optimizer, self.state, step,
-                                             render_pkg, self.extent, self.generator)
+            self.strategy.step_post_backward(params, self.optimizer, self.state, step, info)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            self.strategy.step_post_optimizer(params, self.optimizer, self.state, step, info)
         return l1.item(), loss.item()
 
     def _after_step(self, step: int) -> None:
@@ -267,8 +288,13 @@ class _TrainingLoop:
     def _restore(self, checkpoint: dict[str, Any]) -> int:
         """Load a checkpoint into the run; returns its iteration."""
         self.gaussians.restore_state(checkpoint["model"])
-        self.optimizer = create_optimizer(self.gaussians, self.opt, self.extent)
+        self.optimizer = create_optimizer(self.gaussians.params, self.opt, self.extent)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        expected = set(self.strategy.initialize_state())
+        if set(checkpoint["strategy"]) != expected:
+            raise ValueError(f"checkpoint strategy state has keys {sorted(checkpoint['strategy'])}"
+                             f", --strategy {self.opt.strategy} keeps {sorted(expected)}: resume "
+                             "with the strategy that wrote it")
         self.state = {key: value.to(self.device) for key, value in checkpoint["strategy"].items()}
         restore_rng_states(checkpoint["rng"], self.generator)
         self.sampler.load_state_dict(checkpoint["view_order"])

@@ -132,6 +132,9 @@ class Layout:
             codes finer.
         step_weights: codecs with per-level steps: each RAHT group's step relative to the base
             step.
+        camera_free_area: without cameras, the importance weighs each opacity by the
+            Gaussian's mean projected area (``importance.mean_projected_area``); False: the
+            opacity alone (MesonGS, CODEC.md §2).
     """
 
     name: str
@@ -145,6 +148,7 @@ class Layout:
     quality_levels: Mapping[int, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     quality_without_finetune: Optional[int] = None
     step_weights: Mapping[str, float] = field(default_factory=dict, repr=False)
+    camera_free_area: bool = False
 
     def __post_init__(self) -> None:
         coded = [GROUPS[name].param for name in self.raht + self.direct + self.vq]

@@ -31,6 +31,14 @@ from compression.step_quantization import (LevelQuantizer, choose_exponents, cod
 #: Gaussians, scaled by sqrt(N / reference), rounded to a power of two, within this range
 CODEBOOK_REFERENCE_GAUSSIANS = 32768
 AUTO_CODEBOOK_RANGE = (16, 4096)
+#: levels from this one on (those without a finetune) take a model's own f_rest palette as the
+#: codebook when it has one (``pipeline.palette_rows``): at most this many distinct rows (the
+#: format's limit on K), each used 4 times on average (vq_kmeans's N // 4)
+PALETTE_MIN_QUALITY = 8
+MAX_PALETTE = 65536
+#: the grid step of a palette codebook, over ``base_step``: its rounding then costs f_rest about
+#: what the f_dc step costs f_dc (8 SH-2 rows under the finer step ≈ 3 DC values)
+PALETTE_STEP_WEIGHT = 0.25
 #: f_rest energy (importance-weighted mean square of the VQ values) up to which a level's
 #: ``codebook_reference`` suffices: the shared CPU-trained models (8.0e-4 to 1.0e-3) lie below
 #: it. A model whose f_rest carries more (converged SH bands) gets a codebook larger by the
@@ -71,14 +79,15 @@ def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
     of two within :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels:
     ``ladder.ladder_codebook_size``) times (energy / REFERENCE_F_REST_ENERGY) ^
     ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not
-    beyond N / ENERGY_TABLE_SHARE entries (vq_kmeans further caps the size at N // 4)."""
+    beyond N / ENERGY_TABLE_SHARE entries (so not always a power of two; vq_kmeans further
+    caps the size at N // 4)."""
     level = ladder_codebook_size(layout.quality_levels, position, num_gaussians,
                                  CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
     growth = min(max((energy / REFERENCE_F_REST_ENERGY) ** ENERGY_EXPONENT, 1.0),
                  ENERGY_GROWTH_MAX)
-    room = max(1.0, num_gaussians / ENERGY_TABLE_SHARE / level)
-    factor = min(2 ** round(math.log2(growth)), 2 ** math.floor(math.log2(room)))
-    return max(level, min(level * factor, AUTO_CODEBOOK_RANGE[1]))
+    grown = min(level * 2 ** round(math.log2(growth)), AUTO_CODEBOOK_RANGE[1])
+    # both bounds grow with the level: the size never falls along the ladder
+    return max(level, min(grown, int(num_gaussians / ENERGY_TABLE_SHARE)))
 
 
 def _codebook_step(state: CodecState) -> Tensor:
@@ -97,8 +106,10 @@ class CompactCodec:
                 backend: str = "auto", importance: Optional[Tensor] = None
                 ) -> tuple[CodecState, dict[str, Tensor]]:
         """Stages 1-6 (``pipeline.prepare_geometry``; a codebook of ``codebook_size`` rows, or
-        :func:`auto_codebook_size` of the f_rest energy when unset, and its grid step from the
-        k-means error; steps from ``base_step``; the scene's up vector from the cameras).
+        when unset the model's own f_rest palette at levels from :data:`PALETTE_MIN_QUALITY`
+        on, else :func:`auto_codebook_size` of the f_rest energy; its grid step from the
+        k-means error (a palette's: ``base_step`` × :data:`PALETTE_STEP_WEIGHT`); steps from
+        ``base_step``; the scene's up vector from the cameras).
 
         Returns:
             ``(state, params')`` as :meth:`codec.Codec.prepare`.
@@ -108,16 +119,25 @@ class CompactCodec:
         n = int(geometry.keys.shape[0])
         vq: dict = {}
         if pipeline.has_vq_columns(settings, geometry):
+            palette = (pipeline.palette_rows(params, settings.layout, min(MAX_PALETTE, n // 4))
+                       if settings.codebook_size is None
+                       and (settings.position or 0) >= PALETTE_MIN_QUALITY else None)
             columns = pipeline.vq_columns(geometry, settings)
-            size = (settings.codebook_size if settings.codebook_size is not None
-                    else auto_codebook_size(settings.layout, settings.position, n,
-                                            f_rest_energy(columns, geometry.voxel_scores)))
-            codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size,
-                                                                  columns)
-            with torch.no_grad():
-                vq_mse = float(((columns - codebook[indices]) ** 2).mean())
-            vq = {"codebook": codebook, "vq_indices": indices,
-                  "codebook_exponent": codebook_exponent(codebook, vq_mse)}
+            if palette is not None:
+                codebook = palette.to(columns.dtype)
+                indices = pipeline.palette_indices(columns, codebook)
+                exponent = codebook_exponent(codebook, 0.0,
+                                             step=settings.base_step * PALETTE_STEP_WEIGHT)
+            else:
+                size = (settings.codebook_size if settings.codebook_size is not None
+                        else auto_codebook_size(settings.layout, settings.position, n,
+                                                f_rest_energy(columns, geometry.voxel_scores)))
+                codebook, indices, columns = pipeline.vector_quantize(geometry, settings, size,
+                                                                      columns)
+                with torch.no_grad():
+                    vq_mse = float(((columns - codebook[indices]) ** 2).mean())
+                exponent = codebook_exponent(codebook, vq_mse)
+            vq = {"codebook": codebook, "vq_indices": indices, "codebook_exponent": exponent}
         with torch.no_grad():
             state = pipeline.new_state(settings.layout, geometry.params, geometry.depth,
                                        geometry.keys, geometry.bbox,

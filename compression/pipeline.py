@@ -32,7 +32,7 @@ from compression.importance import compute_importance, prune_mask
 from compression.octree import (codes_to_keys, decode_positions, depth_for_scales, keys_to_codes,
                                 merge_voxels, voxelize)
 from compression.raht import build_raht
-from compression.vq import vq_kmeans
+from compression.vq import assign, vq_kmeans
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +151,15 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
 
 
 def importance_of(params: Mapping[str, Tensor], cameras: Optional[Sequence], beta: float, *,
-                  backend: str = "auto") -> Tensor:
-    """[N] importance of raw parameters (stage 1, ``importance.compute_importance``)."""
+                  area: bool = False, backend: str = "auto") -> Tensor:
+    """[N] importance of raw parameters (stage 1, ``importance.compute_importance``; ``area``:
+    the layout's ``camera_free_area``)."""
     logger.info("codec: importance of %d Gaussians (%s)", params["xyz"].shape[0],
-                f"{len(cameras)} views" if cameras else "from the opacities, no views")
+                f"{len(cameras)} views" if cameras else
+                "from the opacities" + (" and areas" if area else "") + ", no views")
     return compute_importance(params["xyz"], params["rotation"], torch.exp(params["scaling"]),
                               torch.sigmoid(params["opacity"]), cameras, backend=backend,
-                              beta=beta)
+                              beta=beta, area=area)
 
 
 def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
@@ -168,7 +170,8 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
     Args:
         params: raw parameters of the trained model (on any device; everything stays there).
         cameras: training cameras for the importance (``world_to_cam``, ``K``, ``width``,
-            ``height``); None or empty: importance from the opacities.
+            ``height``); None or empty: importance from the opacities (times the mean projected
+            areas where the layout's ``camera_free_area`` asks for it).
         settings: the resolved settings; an unset depth is chosen from the kept Gaussians'
             sizes (``octree.depth_for_scales`` with ``voxel_ratio``).
         generator: torch.Generator on the parameters' device for "rand" merging and k-means;
@@ -185,7 +188,8 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
     if generator is None:
         generator = torch.Generator(device=xyz.device).manual_seed(0)
     scores = importance if importance is not None else importance_of(
-        params, cameras, settings.imp_beta, backend=backend)
+        params, cameras, settings.imp_beta, area=settings.layout.camera_free_area,
+        backend=backend)
     with torch.no_grad():
         keep = prune_mask(scores, settings.percent)
         if not bool(keep.any()):
@@ -216,6 +220,45 @@ def vq_columns(geometry: Geometry, settings: CodecSettings) -> Tensor:
     """The layout's VQ columns of the prepared Gaussians, [N, F] in column order."""
     layout = settings.layout
     return layout.columns(layout.vq, geometry.params)
+
+
+@torch.no_grad()
+def palette_rows(params: Mapping[str, Tensor], layout: Layout, limit: int) -> Optional[Tensor]:
+    """The distinct rows [P, F] of the layout's VQ columns in ``params`` (ascending order)
+    when there are at most ``limit`` of them, else None.
+
+    A model another tool vector-quantized (PlayCanvas's SOG stores the SH as a palette of up
+    to 65,536 rows) repeats a few rows many times; its palette is then a codebook that adds
+    no error. The rows are told apart by a hash first, so a model without a palette costs one
+    1-D sort of N hashes, not a sort of its rows.
+    """
+    columns = layout.columns(layout.vq, params).detach().contiguous()
+    bits = columns.to(torch.float32).view(torch.int32).to(torch.int64)
+    weights = torch.randint(1, 1 << 31, (bits.shape[1],), dtype=torch.int64,
+                            generator=torch.Generator().manual_seed(0)).to(bits.device)
+    if int(torch.unique((bits * weights).sum(dim=1)).shape[0]) > limit:  # wraps: still a hash
+        return None
+    rows = torch.unique(columns, dim=0)
+    return rows if rows.shape[0] <= limit else None
+
+
+@torch.no_grad()
+def palette_indices(columns: Tensor, palette: Tensor) -> Tensor:
+    """[N] int64 row of ``palette`` [P, F] (distinct rows) nearest to each row of ``columns``.
+
+    Rows found in the palette as they are (every Gaussian alone in its voxel) are matched by
+    one sort of the P + N rows; only the others (voxels that merged Gaussians) are searched
+    (``vq.assign``), so a 500,000-row model does not pay 500,000 × P distances.
+    """
+    together = torch.cat([palette.to(columns.dtype), columns])
+    _, inverse = torch.unique(together, dim=0, return_inverse=True)
+    owner = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.int64, device=columns.device)
+    owner[inverse[:palette.shape[0]]] = torch.arange(palette.shape[0], device=columns.device)
+    indices = owner[inverse[palette.shape[0]:]]
+    missing = indices < 0
+    if bool(missing.any()):
+        indices[missing] = assign(columns[missing], palette.to(columns.dtype))
+    return indices
 
 
 def has_vq_columns(settings: CodecSettings, geometry: Geometry) -> bool:

@@ -153,7 +153,8 @@ def search(codec: Codec, params: Mapping[str, Tensor], cameras: Optional[Sequenc
     """
     low, high = goal
     device = params["xyz"].device
-    importance = importance_of(params, cameras, base.imp_beta, backend=backend)
+    importance = importance_of(params, cameras, base.imp_beta,
+                               area=base.layout.camera_free_area, backend=backend)
     probes: list[Probe] = []
     best: dict[str, Any] = {}
 
@@ -319,7 +320,8 @@ def fit(codec: Codec, state: CodecState, params: Mapping[str, Tensor],
     with torch.no_grad():
         shown = {name: value.detach() for name, value in codec.simulate(current, values).items()}
     scores = compute_importance(shown["means"], shown["quats"], shown["scales"],
-                                shown["opacities"], cameras, backend=backend, beta=beta)
+                                shown["opacities"], cameras, backend=backend, beta=beta,
+                                area=state.layout.camera_free_area)
     order = torch.argsort(scores, stable=True)
     aim = (low + high) / 2
     over = (0, size)  # (voxels dropped, size) of the most dropped still above the top

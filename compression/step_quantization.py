@@ -24,6 +24,7 @@ need an alphabet wider than the entropy coder's (with room for the finetune's dr
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -191,11 +192,12 @@ def choose_exponents(coeffs: Tensor, slot_levels: Tensor, n_levels: int,
 
 
 @torch.no_grad()
-def codebook_exponent(codebook: Tensor, vq_mse: float) -> int:
+def codebook_exponent(codebook: Tensor, vq_mse: float, step: Optional[float] = None) -> int:
     """The step exponent of a VQ codebook's grid: the coarsest quarter-octave step whose
     rounding noise, step² / 12, is at most :data:`CODEBOOK_NOISE_SHARE` × ``vq_mse`` (the mean
-    squared error of the vectors against their codebook rows), made coarser where the codes
-    would exceed the prepared code limit.
+    squared error of the vectors against their codebook rows), or the exponent of ``step``
+    when given (a codebook that is the model's own palette has no k-means error to scale
+    with), made coarser where the codes would exceed the prepared code limit.
 
     Raises:
         ValueError: a codebook that is not finite.
@@ -205,6 +207,9 @@ def codebook_exponent(codebook: Tensor, vq_mse: float) -> int:
     largest = codebook.detach().abs().max().to(torch.float64).cpu() if codebook.numel() \
         else torch.zeros((), dtype=torch.float64)
     needed = int(_smallest_exponent_for(largest))
-    target = (math.floor(2 * math.log2(12 * CODEBOOK_NOISE_SHARE * vq_mse)) if vq_mse > 0
-              else -EXPONENT_LIMIT)
+    if step is not None:
+        target = exponent_of(step)
+    else:
+        target = (math.floor(2 * math.log2(12 * CODEBOOK_NOISE_SHARE * vq_mse)) if vq_mse > 0
+                  else -EXPONENT_LIMIT)
     return min(max(target, needed, -EXPONENT_LIMIT), EXPONENT_LIMIT)

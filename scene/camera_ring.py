@@ -7,9 +7,12 @@ The ring comes from the model's own positions, so any PLY gets one:
 * centre: the median position (robust to floaters);
 * radius r: the ``quantile`` (default 0.9) of the distances to the centre, so that the bulk of
   the model, not its farthest floater, fills the view;
-* axis: the direction in which the Gaussians within r spread least (the smallest principal
-  axis: the normal of a captured scene's ground, the thin side of an object), oriented so that
-  its largest component is positive (deterministic);
+* axis (up): the direction in which the Gaussians within r spread least (the smallest
+  principal axis: the normal of a captured scene's ground, the thin side of an object),
+  pointing to the side where their heights along it have their long tail (positive third
+  central moment): what stands on a ground plane is above it, whatever way the file's axes
+  point (PlayCanvas stores scenes Y-down); a symmetric model (third moment 0) has its axis's
+  largest component positive. So the ring views a scene upright and turns with the model;
 * cameras: ``count`` views at equal azimuth steps, ``elevation_deg`` above the ring plane, at
   distance r / sin(fov / 2) from the centre, so that the sphere of radius r just fits the
   square field of view, each looking at the centre with the axis pointing up in the image.
@@ -63,7 +66,12 @@ def ring_poses(xyz: np.ndarray | torch.Tensor, count: int = 8, fov_deg: float = 
     inner = points[distances <= radius] - centre
     _, vectors = np.linalg.eigh(inner.T @ inner)  # ascending eigenvalues
     axis = vectors[:, 0]
-    axis = axis if axis[np.argmax(np.abs(axis))] > 0 else -axis
+    heights = inner @ axis
+    skew = float(((heights - heights.mean()) ** 3).mean())
+    # the skew is a difference of cubes: below float64 rounding of its terms it has no sign
+    if abs(skew) <= 1e-9 * float((np.abs(heights) ** 3).mean()):
+        skew = float(axis[np.argmax(np.abs(axis))])
+    axis = axis if skew > 0 else -axis
     # two unit vectors spanning the ring plane
     helper = np.eye(3)[np.argmin(np.abs(axis))]
     first = np.cross(axis, helper)

@@ -145,15 +145,25 @@ def pretrained(shared_data: Path) -> GaussianModel:
 
 
 def test_without_cameras_uses_opacity(pretrained: GaussianModel) -> None:
+    """No cameras: A = the opacity (MesonGS), times the ellipsoid's mean projected area
+    (Thomsen's surface / 4) with ``area`` (the compact layout)."""
     opacities = pretrained.get_opacity.detach().reshape(-1)
     scales = pretrained.get_scaling.detach()
-    scores = compute_importance(pretrained.get_xyz, pretrained.params["rotation"], scales,
-                                opacities, None, beta=0.1)
+    plain = compute_importance(pretrained.get_xyz, pretrained.params["rotation"], scales,
+                               opacities, None, beta=0.1)
     volumes = scales.double().prod(1).numpy()
-    expected = opacities.double().numpy() * (volumes / np.percentile(volumes, 10)) ** 0.1
+    volume_term = (volumes / np.percentile(volumes, 10)) ** 0.1
+    np.testing.assert_allclose(plain.numpy(), opacities.double().numpy() * volume_term,
+                               rtol=1e-5)
+    scores = compute_importance(pretrained.get_xyz, pretrained.params["rotation"], scales,
+                                opacities, None, beta=0.1, area=True)
+    s = scales.double().numpy()
+    pairs = np.stack([s[:, 0] * s[:, 1], s[:, 0] * s[:, 2], s[:, 1] * s[:, 2]], axis=1)
+    area = math.pi * ((pairs ** 1.6075).mean(1)) ** (1 / 1.6075)
+    expected = opacities.double().numpy() * area * volume_term
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
     assert torch.equal(scores, compute_importance(pretrained.get_xyz, pretrained.params["rotation"],
-                                                  scales, opacities, [], beta=0.1))
+                                                  scales, opacities, [], beta=0.1, area=True))
 
 
 def test_prune_real_model(pretrained: GaussianModel) -> None:

@@ -298,13 +298,16 @@ def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.devic
     Raises:
         FileNotFoundError, ValueError: a missing or invalid file.
     """
-    logger.info("Reading %s", path)
     if detect_format(path) in BITSTREAM_KINDS:
-        return GaussianModel.from_params(decode_file(path, device=device))
-    gaussians = GaussianModel(sh_degree)
-    with standard_ply(path) as ply:
-        gaussians.load_ply(ply)
-    return gaussians.to(device)
+        gaussians = GaussianModel.from_params(decode_file(path, device=device))
+    else:
+        gaussians = GaussianModel(sh_degree)
+        with standard_ply(path) as ply:
+            gaussians.load_ply(ply)
+        gaussians = gaussians.to(device)
+    # logged once read: a file refused gives its one error line and nothing before it
+    logger.info("Read %s (%d Gaussians)", path, gaussians.num_gaussians)
+    return gaussians
 
 
 def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,

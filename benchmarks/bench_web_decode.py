@@ -103,42 +103,53 @@ def measure(decoders: dict[str, Callable[[Path, int], dict[str, float]]], path: 
             for name, decoder in decoders.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags choosing the decoded file and the repetitions (shared with bench_web_page)."""
     parser.add_argument("--num_gaussians", type=int, default=1_000_000)
     parser.add_argument("--quality", type=int, default=9)
     parser.add_argument("--gsc", type=Path, default=None, help="a .gsc to time instead")
     parser.add_argument("--repeat", type=int, default=3)
+
+
+def decode_report(args: argparse.Namespace, folder: Path, decoders: dict) -> dict:
+    """The decode part of a report: the file (``--gsc`` or the synthetic one written under
+    ``folder``), each decoder's seconds, gsc2ply beside render.py --export_ply and whether
+    their PLYs are identical."""
+    path = args.gsc or compact_file(args.num_gaussians, args.quality, folder / "compact")
+    decode_seconds = measure(decoders, path, args.repeat)
+    gsc2ply = command_seconds(["node", "web/gsc2ply.mjs", str(path), str(folder / "js.ply")])
+    render = command_seconds([sys.executable, "render.py", "--given_ply_path", str(path),
+                              "--export_ply", str(folder / "py.ply"), "--quiet"])
+    return {
+        "num_gaussians_coded": read_bitstream(path).num_gaussians,
+        "gsc_bytes": path.stat().st_size,
+        "decode_seconds": decode_seconds,
+        "command_seconds": {"node web/gsc2ply.mjs": round(gsc2ply, 3),
+                            "render.py --export_ply": round(render, 3)},
+        "plys_identical": (folder / "js.ply").read_bytes() == (folder / "py.ply").read_bytes(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_decode_arguments(parser)
     args = parser.parse_args()
     if shutil.which("node") is None:
         sys.exit("bench_web_decode.py: error: Node.js (node) is not installed")
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        path = args.gsc or compact_file(args.num_gaussians, args.quality, folder / "compact")
-        count = read_bitstream(path).num_gaussians
-        decode_seconds = measure({"node": node_decode_seconds, "python": python_decode_seconds},
-                                 path, args.repeat)
-        gsc2ply = command_seconds(["node", "web/gsc2ply.mjs", str(path), str(folder / "js.ply")])
-        render = command_seconds([sys.executable, "render.py", "--given_ply_path", str(path),
-                                  "--export_ply", str(folder / "py.ply"), "--quiet"])
-        same = (folder / "js.ply").read_bytes() == (folder / "py.ply").read_bytes()
-        print(json.dumps({
-            "num_gaussians_coded": count,
-            "gsc_bytes": path.stat().st_size,
-            "decode_seconds": decode_seconds,
-            "command_seconds": {"node web/gsc2ply.mjs": round(gsc2ply, 3),
-                                "render.py --export_ply": round(render, 3)},
-            "plys_identical": same,
-            "node_version": subprocess.run(["node", "--version"], capture_output=True,
-                                           text=True).stdout.strip(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-            "note": "decode_seconds: best of --repeat; wall and process CPU time",
-            "targets": {"node_decode_seconds": 1.5,
-                        "gsc2ply_seconds": "<= render.py --export_ply"},
-        }, indent=2))
-
+        report = decode_report(args, Path(tmp), {"node": node_decode_seconds,
+                                                 "python": python_decode_seconds})
+    print(json.dumps({
+        **report,
+        "node_version": subprocess.run(["node", "--version"], capture_output=True,
+                                       text=True).stdout.strip(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "note": "decode_seconds: best of --repeat; wall and process CPU time",
+        "targets": {"node_decode_seconds": 1.5,
+                    "gsc2ply_seconds": "<= render.py --export_ply"},
+    }, indent=2))
 
 if __name__ == "__main__":
     main()

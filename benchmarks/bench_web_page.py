@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_web_decode import (command_seconds, compact_file, measure,  # noqa: E402
+from bench_web_decode import (add_decode_arguments, decode_report,  # noqa: E402
                               node_decode_seconds, python_decode_seconds)
 from compression.bitstream import read_bitstream, save  # noqa: E402
 from compression.settings import CompressionParams, codec_settings, resolve_settings  # noqa: E402
@@ -169,10 +169,7 @@ def _named_file(text: str) -> tuple[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_gaussians", type=int, default=1_000_000)
-    parser.add_argument("--quality", type=int, default=9)
-    parser.add_argument("--gsc", type=Path, default=None, help="a .gsc to time instead")
-    parser.add_argument("--repeat", type=int, default=3)
+    add_decode_arguments(parser)
     parser.add_argument("--model", type=_named_file, action="append", default=[],
                         help="NAME=FILE.gsc whose page sizes to measure (repeatable)")
     parser.add_argument("--skip_decode", action="store_true", help="page sizes only")
@@ -187,20 +184,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.skip_decode:
-            path = args.gsc or compact_file(args.num_gaussians, args.quality, folder / "big")
-            result["decode"] = {
-                "num_gaussians_coded": read_bitstream(path).num_gaussians,
-                "gsc_bytes": path.stat().st_size,
-                "decode_seconds": measure({"node": node_decode_seconds,
-                                           "chromium": chromium_decode_seconds,
-                                           "python": python_decode_seconds}, path, args.repeat),
-                "command_seconds": {
-                    "node web/gsc2ply.mjs": round(command_seconds(
-                        ["node", "web/gsc2ply.mjs", str(path), str(folder / "js.ply")]), 3),
-                    "render.py --export_ply": round(command_seconds(
-                        [sys.executable, "render.py", "--given_ply_path", str(path),
-                         "--export_ply", str(folder / "py.ply"), "--quiet"]), 3)},
-            }
+            result["decode"] = decode_report(args, folder, {"node": node_decode_seconds,
+                                                            "chromium": chromium_decode_seconds,
+                                                            "python": python_decode_seconds})
         models = [*args.model, ("shared_ply_q8", shared_ply_gsc(folder / "shared"))]
         result["pages"] = {name: page_sizes(name, gsc, folder) for name, gsc in models}
         result["page_without_scene_bytes"] = len(gsc_page(None).encode())

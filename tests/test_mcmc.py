@@ -20,7 +20,7 @@ from scene.ply import read_ply
 from scene.strategy import StepInfo
 from training import TrainOptions, train
 from training.checkpoint import load_checkpoint
-from training.optim import create_optimizer
+from tests._optim import adam_after_random_steps
 from utils.output_paths import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,13 +74,8 @@ def trained(shared_data) -> tuple[dict[str, torch.nn.Parameter], torch.optim.Ada
     opacity[::8] = -8.0  # sigmoid(-8) = 3.4e-4: dead
     opacity[1::8] = 4.0  # 0.982: opaque
     model.set_params({"opacity": opacity})
-    optimizer = create_optimizer(model.params, OptimizationParams(), spatial_lr_scale=2.0)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        optimizer.zero_grad()
-        for p in model.params.values():
-            p.grad = torch.randn(p.shape, generator=gen)
-        optimizer.step()
+    optimizer = adam_after_random_steps(model.params, gen)
     return dict(model.params.items()), optimizer
 
 

@@ -14,6 +14,7 @@ from scene.ply import read_ply
 from scene.strategy import (DefaultStrategy, StepInfo, clone_gaussians, remove_gaussians,
                             reset_opacity, split_gaussians)
 from training.optim import create_optimizer, position_lr_schedule
+from tests._optim import adam_after_random_steps
 from utils.general_utils import build_rotation
 
 
@@ -29,13 +30,8 @@ def trained(pretrained_rows) -> tuple[GaussianModel, torch.optim.Adam, dict[str,
     """200 real Gaussians with two Adam steps of distinct moments and random statistics."""
     model = GaussianModel(3)
     model.set_params({name: torch.from_numpy(v.copy()) for name, v in pretrained_rows.items()})
-    optimizer = create_optimizer(model.params, OptimizationParams(), spatial_lr_scale=2.0)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        optimizer.zero_grad()
-        for p in model.params.values():
-            p.grad = torch.randn(p.shape, generator=gen)
-        optimizer.step()
+    optimizer = adam_after_random_steps(model.params, gen)
     strategy = DefaultStrategy()
     state = strategy.initialize_state(model.num_gaussians)
     for key in state:

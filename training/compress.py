@@ -2,8 +2,10 @@
 
 ``resolve_compression``: the flags resolved once per compression into a frozen
 :class:`CompressionSettings` (train.py records it in cfg_args and hands it to
-``compress_model``). ``compress_model``: the layout's codec prepares (stages 1-6) → evaluate
-and save at finetune iteration 0 → finetune (which holds the codec, its state and the
+``compress_model``). ``prepare_compression``: the layout's codec prepares (stages 1-6), or a
+size target's search, with nothing written (train.py runs it on a given model before it writes
+the model folder's files). ``compress_model``: that prepare (unless given) → evaluate and save
+at finetune iteration 0 → finetune (which holds the codec, its state and the
 parameters) with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
 writes the layout's bitstream and ``report.json`` into
 ``<model>/compression/<layout>/iteration_<k>/`` and one row of

@@ -61,7 +61,7 @@ RECIPES: dict[str, dict[str, list[str]]] = {
         "default": ["--densify_from_iter", "150", "--densify_until_iter", "750",
                     "--densification_interval", "100", "--opacity_reset_interval", "1501"],
         "mcmc": ["--refine_start_iter", "150", "--refine_stop_iter", "1250",
-                 "--refine_every", "25"],
+                 "--refine_every", "25", "--min_opacity", "0.05"],
     },
     "statuette": {
         "scene": ["-r", "4"],

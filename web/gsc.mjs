@@ -508,31 +508,51 @@ function decodeOctree(data, maxPoints) {
 
 /**
  * Permutation of the leaves (Morton order) into ascending voxel key x·2^(2D) + y·2^D + z:
- * a stable LSD radix sort on z, then y, then x (11-bit digits).
+ * a stable LSD radix sort of the keys x·2^D + y (exact in float64, carried along with the
+ * indices; digits of at most 12 bits). z needs no pass: among leaves of equal x and y, Morton
+ * order is already ascending in z.
+ * @param {Uint32Array} x @param {Uint32Array} y @param {number} depth
  * @returns {Int32Array} order[i] = Morton index of the i-th voxel in key order
  */
-function keyOrder(x, y, z, depth) {
+function keyOrder(x, y, depth) {
   const n = x.length;
+  const digits = Math.ceil((2 * depth) / 12);
+  const bits = Math.ceil((2 * depth) / digits);
+  const radix = 2 ** bits;
+  const mask = radix - 1;
+  const side = 2 ** depth;
+  let keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) keys[i] = x[i] * side + y[i];
+  /** @type {number[]} 2^(−bits·d): key × scales[d] truncates to digit d and above */
+  const scales = Array.from({ length: digits }, (_, d) => 2 ** (-bits * d));
+  // every digit's histogram in one pass, then turned into the start of each bucket
+  const starts = new Int32Array(digits * radix);
+  for (let i = 0; i < n; i++) {
+    const key = keys[i];
+    for (let d = 0; d < digits; d++) starts[d * radix + ((key * scales[d]) & mask)]++;
+  }
+  for (let d = 0; d < digits; d++) {
+    for (let j = d * radix, end = j + radix, sum = 0; j < end; j++) {
+      const count = starts[j];
+      starts[j] = sum;
+      sum += count;
+    }
+  }
   let order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   let scratch = new Int32Array(n);
-  const counts = new Int32Array(2048);
-  for (const coordinate of [z, y, x]) {
-    for (let shift = 0; shift < depth; shift += 11) {
-      counts.fill(0);
-      for (let i = 0; i < n; i++) counts[(coordinate[i] >>> shift) & 2047]++;
-      let sum = 0;
-      for (let d = 0; d < 2048; d++) {
-        const c = counts[d];
-        counts[d] = sum;
-        sum += c;
-      }
-      for (let i = 0; i < n; i++) {
-        const index = order[i];
-        scratch[counts[(coordinate[index] >>> shift) & 2047]++] = index;
-      }
-      [order, scratch] = [scratch, order];
+  let scratchKeys = new Float64Array(n);
+  for (let d = 0; d < digits; d++) {
+    const scale = scales[d];
+    const base = d * radix;
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      const at = starts[base + ((key * scale) & mask)]++;
+      scratch[at] = order[i];
+      scratchKeys[at] = key;
     }
+    [order, scratch] = [scratch, order];
+    [keys, scratchKeys] = [scratchKeys, keys];
   }
   return order;
 }
@@ -648,22 +668,40 @@ function segmentSizes(levelEnds, n) {
   return sizes;
 }
 
-/** Inverse RAHT in place (§4), coarsest level first: L = a·low − b·high, R = a·high + b·low,
- *  every product and sum rounded to float32. */
-function inverseRaht(values, plan) {
+/**
+ * Dequantization and inverse RAHT (§4) of all columns at once, coarsest level first: the high
+ * band of pair k in column c is code · step (rounded to float32), then L = a·low − b·high,
+ * R = a·high + b·low, every product and sum rounded to float32.
+ * @param {Int32Array} codes the AC codes, column after column (n − 1 each, in pair order)
+ * @param {number[][]} steps steps[c][level], float32 values
+ * @param {number[]} dc each column's DC coefficient (slot 0)
+ * @returns {Float32Array} [COLUMNS·n] the columns interleaved by slot (Morton order):
+ *   value of column c at slot s is at COLUMNS·s + c
+ */
+function inverseRaht(codes, steps, dc, plan) {
   const { left, right, weightA, weightB, levelEnds } = plan;
+  const pairs = left.length;
+  const values = new Float32Array(COLUMNS * (pairs + 1));
+  values.set(dc);
+  const step = new Float64Array(COLUMNS);
   const fround = Math.fround;
   for (let l = levelEnds.length - 1; l >= 0; l--) {
+    for (let c = 0; c < COLUMNS; c++) step[c] = steps[c][l];
     const start = l === 0 ? 0 : levelEnds[l - 1];
     for (let k = start; k < levelEnds[l]; k++) {
       const a = weightA[k];
       const b = weightB[k];
-      const low = values[left[k]];
-      const high = values[right[k]];
-      values[left[k]] = fround(fround(a * low) - fround(b * high));
-      values[right[k]] = fround(fround(a * high) + fround(b * low));
+      const lo = COLUMNS * left[k];
+      const hi = COLUMNS * right[k];
+      for (let c = 0, at = k; c < COLUMNS; c++, at += pairs) {
+        const low = values[lo + c];
+        const high = fround(codes[at] * step[c]);
+        values[lo + c] = fround(fround(a * low) - fround(b * high));
+        values[hi + c] = fround(fround(a * high) + fround(b * low));
+      }
     }
   }
+  return values;
 }
 
 // ------------------------------------------------------------------------------ rotation (§7)
@@ -815,27 +853,16 @@ export function decodeGsc(bytes, options = {}) {
     steps.push(Array.from(exponents, (e) => Math.fround(quarterPower(e))));
   }
   const sizes = segmentSizes(plan.levelEnds, n);
-  const codes = new Int32Array(n - 1);
-  /** @type {Float32Array[]} attribute columns in slot (Morton) order */
-  const columns = [];
+  const codes = new Int32Array(COLUMNS * (n - 1));
   for (let c = 0; c < COLUMNS; c++) {
-    let start = 0;
+    let start = c * (n - 1);
     for (const segmentSize of sizes) {
       reader.read(segmentSize, codes, start);
       start += segmentSize;
     }
-    const values = new Float32Array(n);
-    values[0] = dc[c];
-    let pair = 0;
-    for (let l = 0; l < levels; l++) {
-      const step = steps[c][l];
-      for (const end = plan.levelEnds[l]; pair < end; pair++) {
-        const code = codes[pair];
-        if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
-        values[plan.right[pair]] = Math.fround(code * step);
-      }
+    for (let i = c * (n - 1); i < start; i++) {
+      if (codes[i] > MAX_CODE || codes[i] < -MAX_CODE) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
     }
-    columns.push(values);
     progress(0.2 + 0.06 * (c + 1));
   }
   const vqIndices = k ? reader.read(n) : new Int32Array(0);
@@ -853,8 +880,8 @@ export function decodeGsc(bytes, options = {}) {
   }
   progress(0.85);
 
-  for (const values of columns) inverseRaht(values, plan);
-  const order = keyOrder(geometry.x, geometry.y, geometry.z, depth);
+  const attributes = inverseRaht(codes, steps, dc, plan);
+  const order = keyOrder(geometry.x, geometry.y, depth);
   const coordinates = [geometry.x, geometry.y, geometry.z];
   const positions = new Float32Array(3 * n);
   for (let axis = 0; axis < 3; axis++) {
@@ -868,18 +895,17 @@ export function decodeGsc(bytes, options = {}) {
   const logScales = new Float32Array(3 * n);
   const quaternions = new Float32Array(4 * n);
   const half = new Float32Array(6);
-  const [opacity, roll, pitch, yaw] = columns;
   const fround = Math.fround;
   for (let i = 0; i < n; i++) {
-    const s = order[i];
-    opacityLogits[i] = opacity[s];
+    const row = COLUMNS * order[i]; // opacity, roll, pitch, yaw, f_dc × 3, log-scale × 3
+    opacityLogits[i] = attributes[row];
     for (let j = 0; j < 3; j++) {
-      fDc[3 * i + j] = columns[4 + j][s];
-      logScales[3 * i + j] = columns[7 + j][s];
+      fDc[3 * i + j] = attributes[row + 4 + j];
+      logScales[3 * i + j] = attributes[row + 7 + j];
     }
-    halfAngleCosSin(roll[s], half, 0);
-    halfAngleCosSin(pitch[s], half, 2);
-    halfAngleCosSin(yaw[s], half, 4);
+    halfAngleCosSin(attributes[row + 1], half, 0);
+    halfAngleCosSin(attributes[row + 2], half, 2);
+    halfAngleCosSin(attributes[row + 3], half, 4);
     const cr = half[0]; const sr = half[1];
     const cp = half[2]; const sp = half[3];
     const cy = half[4]; const sy = half[5];

@@ -205,6 +205,31 @@ const INV_TWO32 = 1 / TWO32;
 const INV_TWO48 = 1 / TWO48;
 const LOOKUP_SHIFT = 12; // quantile >> 12 indexes a model's 4096-entry symbol lookup
 
+const TWO12 = 4096;
+const TWO20 = 1048576;
+const TWO40 = 1099511627776;
+const INV_TWO12 = 1 / TWO12;
+const INV_TWO20 = 1 / TWO20;
+const QUOTIENT_MARGIN = 2 ** -20;
+
+/**
+ * The exact quantile ⌊diff / scale⌋ from its float64 estimate q (within ±1), through the
+ * remainder diff − q·scale computed modulo 2^52 (its true value is far smaller). An estimate
+ * above 2^24 is returned as it is: the payload is refused either way.
+ * @param {number} dh @param {number} dl diff = dh·2^32 + dl
+ * @param {number} scale below 2^40 @param {number} q
+ */
+function exactQuotient(dh, dl, scale, q) {
+  if (q > PRECISION_TOTAL) return q;
+  const high = scale * Math.floor(q * INV_TWO12); // q·scale = high·2^12 + scale·(q mod 2^12)
+  const product = (high - Math.floor(high / TWO40) * TWO40) * TWO12 + scale * (q % TWO12);
+  let r = ((dh % TWO20) * TWO32 + dl) - product;
+  r -= Math.round(r / 2 ** 52) * 2 ** 52;
+  while (r < 0) { q--; r += scale; }
+  while (r >= scale) { q++; r -= scale; }
+  return q;
+}
+
 /**
  * A 24-bit model for decoding: its CDF and a lookup of the symbol at every multiple of
  * 2^12 (the search then walks forward a few entries at most, on average).
@@ -226,10 +251,11 @@ class DecoderModel {
 
 /**
  * constriction's queue RangeDecoder<u32, u64> (DefaultRangeDecoder) with 24-bit models, in
- * float64 arithmetic that stays exact: it keeps `diff` = point − lower (mod 2^64) as
- * dh·2^32 + dl and, instead of `range`, `scale` = range >> 24 as sh·2^24 + sl — the low bits
- * of `range` are dropped by the next `scale` anyway, except when renormalizing, where `range`
- * is below 2^32 and exact.
+ * float64 arithmetic that stays exact. It keeps `diff` = point − lower as dh·2^32 + dl and,
+ * instead of `range`, `scale` = range >> 24 (below 2^40, so exact): the low bits of `range`
+ * are dropped by the next `scale` anyway, except when renormalizing, where `range` is below
+ * 2^32 and exact. Every accepted symbol leaves diff < range (the next quantile is below 2^24
+ * or the payload is refused), so diff never wraps around 2^64.
  */
 class RangeDecoder {
   /** @param {Uint32Array} words */
@@ -238,8 +264,7 @@ class RangeDecoder {
     this.pos = Math.min(2, words.length);
     this.dh = words.length > 0 ? words[0] : 0;
     this.dl = words.length > 1 ? words[1] : 0;
-    this.sh = 65535; // scale of range 2^64 − 1: 2^40 − 1
-    this.sl = TWO24 - 1;
+    this.scale = TWO40 - 1; // range 2^64 − 1
     this.untouched = true;
   }
 
@@ -253,47 +278,39 @@ class RangeDecoder {
     const { cdf, lookup } = model;
     const words = this.words;
     const nWords = words.length;
-    let { sh, sl, dh, dl, pos } = this;
+    let { scale, dh, dl, pos } = this;
     for (let i = 0; i < count; i++) {
-      const scale = sh * TWO24 + sl;
-      let q = Math.floor((dh * TWO32 + dl) / scale); // within ±1 of diff / scale
-      // exact remainder diff − q·scale, computed modulo 2^48 (it is far below 2^47)
-      const qh = q * sh;
-      let r = ((dh & 0xffff) * TWO32 + dl) - (qh - Math.floor(qh * INV_TWO24) * TWO24) * TWO24 - q * sl;
-      r -= Math.round(r * INV_TWO48) * TWO48;
-      while (r < 0) { q--; r += scale; }
-      while (r >= scale) { q++; r -= scale; }
+      // diff / scale in float64 is within 2^−28 of the true quotient (below 2^24 when valid),
+      // so its floor is the quantile unless it lies that close to an integer
+      const ratio = (dh * TWO32 + dl) / scale;
+      let q = Math.floor(ratio);
+      if (ratio - q < QUOTIENT_MARGIN || ratio - q > 1 - QUOTIENT_MARGIN) q = exactQuotient(dh, dl, scale, q);
       if (q >= PRECISION_TOTAL) throw new GscFormatError('invalid range-coded payload');
       let symbol = lookup[q >>> LOOKUP_SHIFT];
       while (cdf[symbol + 1] <= q) symbol++;
       const left = cdf[symbol];
       const probability = cdf[symbol + 1] - left;
       out[offset + i] = symbol + base;
-      // diff = scale·(q − left) + r = sh·t·2^24 + (sl·t + r)
-      const t = q - left;
-      const high = sh * t;
-      const highWords = Math.floor(high * (1 / 256));
-      const low = sl * t + r + (high - highWords * 256) * TWO24;
-      const carry = Math.floor(low * INV_TWO32);
-      dl = low - carry * TWO32;
-      dh = highWords + carry;
+      // diff −= scale·left, with scale·left = A·2^12 + B (A, B < 2^52) and A = Ah·2^20 + Al
+      const a = scale * (left >>> 12);
+      const ah = Math.floor(a * INV_TWO20);
+      const low = dl - (a - ah * TWO20) * 4096 - scale * (left & 4095);
+      const borrow = Math.floor(low * INV_TWO32);
+      dl = low - borrow * TWO32;
+      dh = dh - ah + borrow;
       const range = scale * probability; // exact when below 2^32, the only case that needs it
-      if (range < TWO32) { // renormalize: range << 32, point << 32 | next word
-        const next = range * 256;
-        sh = Math.floor(next * INV_TWO24);
-        sl = next - sh * TWO24;
+      if (range < TWO32) { // renormalize: range << 32, point << 32 | next word (diff < range)
+        scale = range * 256;
         dh = dl;
         dl = pos < nWords ? words[pos++] : 0;
-      } else {
-        const lowScale = sl * probability; // < 2^48
-        const lowCarry = Math.floor(lowScale * INV_TWO24);
-        const next = sh * probability + lowCarry; // range >> 24
-        sh = Math.floor(next * INV_TWO24);
-        sl = next - sh * TWO24;
+      } else { // range >> 24 = ⌊scale·ph / 2^12 + scale·pl / 2^24⌋ with probability = ph·2^12 + pl
+        const high = scale * (probability >>> 12) * INV_TWO12;
+        const whole = Math.floor(high);
+        scale = whole + Math.floor(high - whole + scale * (probability & 4095) * INV_TWO24);
       }
     }
     this.untouched = false;
-    Object.assign(this, { sh, sl, dh, dl, pos });
+    Object.assign(this, { scale, dh, dl, pos });
   }
 
   /** constriction's maybe_exhausted(): all words read and diff < 2^33 − 1 (or nothing decoded). */

@@ -469,19 +469,26 @@ function decodeOctree(data, maxPoints) {
   const stream = new StreamReader(data.subarray(reader.position));
   /** @type {Uint8Array[]} */
   const occupancy = [];
-  let x = new Uint32Array(1);
-  let y = new Uint32Array(1);
-  let z = new Uint32Array(1);
+  // each node as xy = x·2^D + y (exact in float64) and z; this depth's nodes and the next
+  // depth's, the buffers swapped per depth
+  const side = 2 ** depth;
+  const childXy = Array.from({ length: 8 }, (_, k) => (k >> 2) * side + ((k >> 1) & 1));
+  let xy = new Float64Array(count);
+  let z = new Uint32Array(count);
+  let nextXy = new Float64Array(count);
+  let nextZ = new Uint32Array(count);
+  const symbols = new Int32Array(count);
+  let nodes = 1;
   for (const size of groupSizes) {
     if (size === 0) continue;
     const segment = stream.segment();
     let used = 0;
     while (used < size) {
-      const parents = x.length;
+      const parents = nodes;
       if (occupancy.length === depth || used + parents > size) {
         throw new GscFormatError('occupancy groups do not match the tree\'s levels');
       }
-      const symbols = segment.take(parents, new Int32Array(parents), 0);
+      segment.take(parents, symbols, 0);
       const level = occupancy.length;
       const bytes = new Uint8Array(parents);
       let children = 0;
@@ -492,54 +499,47 @@ function decodeOctree(data, maxPoints) {
         children += POPCOUNT[s];
       }
       if (children > count) throw new GscFormatError(`octree depth ${level}: more than ${count} nodes`);
-      const cx = new Uint32Array(children);
-      const cy = new Uint32Array(children);
-      const cz = new Uint32Array(children);
-      let c = 0;
-      for (let i = 0; i < parents; i++) {
+      for (let i = 0, c = 0; i < parents; i++) {
         const byte = bytes[i];
-        const px = 2 * x[i];
-        const py = 2 * y[i];
-        const pz = 2 * z[i];
+        const parentXy = 2 * xy[i];
+        const parentZ = 2 * z[i];
         for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
           const k = SET_BITS[b];
-          cx[c] = px + (k >> 2);
-          cy[c] = py + ((k >> 1) & 1);
-          cz[c] = pz + (k & 1);
+          nextXy[c] = parentXy + childXy[k];
+          nextZ[c] = parentZ + (k & 1);
         }
       }
       occupancy.push(bytes);
-      x = cx;
-      y = cy;
-      z = cz;
+      [xy, nextXy, z, nextZ] = [nextXy, xy, nextZ, z];
+      nodes = children;
       used += parents;
     }
   }
   stream.close();
-  if (occupancy.length !== depth || x.length !== count) {
-    throw new GscFormatError(`octree decodes to ${x.length} points at depth ${occupancy.length}, ` +
+  if (occupancy.length !== depth || nodes !== count) {
+    throw new GscFormatError(`octree decodes to ${nodes} points at depth ${occupancy.length}, ` +
       `expected ${count} at depth ${depth}`);
   }
-  return { depth, x, y, z, occupancy };
+  return { depth, xy, z, occupancy };
 }
 
 /**
  * Permutation of the leaves (Morton order) into ascending voxel key x·2^(2D) + y·2^D + z:
- * a stable LSD radix sort of the keys x·2^D + y (exact in float64, carried along with the
- * indices; digits of at most 12 bits). z needs no pass: among leaves of equal x and y, Morton
- * order is already ascending in z.
- * @param {Uint32Array} x @param {Uint32Array} y @param {number} depth
- * @returns {Int32Array} order[i] = Morton index of the i-th voxel in key order
+ * a stable LSD radix sort of xy = x·2^D + y (keys carried along with the indices; digits of
+ * at most 12 bits). z needs no pass: among leaves of equal x and y, Morton order is already
+ * ascending in z.
+ * @param {Float64Array} leafXy xy of every leaf in Morton order (its memory is reused)
+ * @param {number} depth
+ * @returns {{order: Int32Array, xy: Float64Array}} order[i] = Morton index of the i-th voxel
+ *   in key order, xy[i] its xy
  */
-function keyOrder(x, y, depth) {
-  const n = x.length;
+function keyOrder(leafXy, depth) {
+  const n = leafXy.length;
   const digits = Math.ceil((2 * depth) / 12);
   const bits = Math.ceil((2 * depth) / digits);
   const radix = 2 ** bits;
   const mask = radix - 1;
-  const side = 2 ** depth;
-  let keys = new Float64Array(n);
-  for (let i = 0; i < n; i++) keys[i] = x[i] * side + y[i];
+  let keys = leafXy;
   /** @type {number[]} 2^(−bits·d): key × scales[d] truncates to digit d and above */
   const scales = Array.from({ length: digits }, (_, d) => 2 ** (-bits * d));
   // every digit's histogram in one pass, then turned into the start of each bucket
@@ -571,7 +571,7 @@ function keyOrder(x, y, depth) {
     [order, scratch] = [scratch, order];
     [keys, scratchKeys] = [scratchKeys, keys];
   }
-  return order;
+  return { order, xy: keys };
 }
 
 // ------------------------------------------------------------------------------ RAHT (§4)
@@ -852,8 +852,8 @@ export function decodeGsc(bytes, options = {}) {
   progress(0.05);
 
   const geometry = decodeOctree(streams[0], n);
-  if (geometry.depth !== depth || geometry.x.length !== n) {
-    throw new GscFormatError(`geometry holds ${geometry.x.length} voxels at depth ${geometry.depth}, ` +
+  if (geometry.depth !== depth || geometry.z.length !== n) {
+    throw new GscFormatError(`geometry holds ${geometry.z.length} voxels at depth ${geometry.depth}, ` +
       `the header says ${n} at depth ${depth}`);
   }
   const plan = buildRaht(geometry.occupancy, n);
@@ -898,14 +898,16 @@ export function decodeGsc(bytes, options = {}) {
   progress(0.85);
 
   const attributes = inverseRaht(codes, steps, dc, plan);
-  const order = keyOrder(geometry.x, geometry.y, depth);
-  const coordinates = [geometry.x, geometry.y, geometry.z];
+  const { order, xy } = keyOrder(geometry.xy, depth);
+  const side = pow2(depth);
+  const min = [bbox[0], bbox[2], bbox[4]];
+  const voxel = [0, 1, 2].map((axis) => (bbox[2 * axis + 1] - min[axis]) / side);
   const positions = new Float32Array(3 * n);
-  for (let axis = 0; axis < 3; axis++) {
-    const min = bbox[2 * axis];
-    const voxel = (bbox[2 * axis + 1] - min) / pow2(depth);
-    const v = coordinates[axis];
-    for (let i = 0; i < n; i++) positions[3 * i + axis] = min + (v[order[i]] + 0.5) * voxel;
+  for (let i = 0; i < n; i++) {
+    const x = Math.floor(xy[i] / side);
+    positions[3 * i] = min[0] + (x + 0.5) * voxel[0];
+    positions[3 * i + 1] = min[1] + (xy[i] - x * side + 0.5) * voxel[1];
+    positions[3 * i + 2] = min[2] + (geometry.z[order[i]] + 0.5) * voxel[2];
   }
   const opacityLogits = new Float32Array(n);
   const fDc = new Float32Array(3 * n);

@@ -436,6 +436,20 @@ const POPCOUNT = (() => {
   for (let i = 1; i < 256; i++) table[i] = (i & 1) + table[i >> 1];
   return table;
 })();
+/** ROUND_PAIRS[256·r + byte]: the merges of RAHT round r (§4) within a node of that occupancy. */
+const ROUND_PAIRS = (() => {
+  const table = new Uint8Array(3 * 256);
+  for (let byte = 0; byte < 256; byte++) {
+    let groups = byte; // bit g: group g is not empty
+    for (let r = 0, step = 1; r < 3; r++, step *= 2) {
+      for (let g = 0; g < 8; g += 2 * step) {
+        if (groups & (1 << g) && groups & (1 << (g + step))) table[256 * r + byte]++;
+        if (groups & (1 << (g + step))) groups = (groups | (1 << g)) & ~(1 << (g + step));
+      }
+    }
+  }
+  return table;
+})();
 /** SET_BITS[8·byte + j]: the j-th set bit of byte (ascending), j < POPCOUNT[byte]. */
 const SET_BITS = (() => {
   const table = new Uint8Array(256 * 8);
@@ -590,52 +604,57 @@ function buildRaht(occupancy, n) {
   const weightB = new Float32Array(n - 1);
   /** @type {number[]} pair index where each level ends */
   const levelEnds = [];
-  // this depth's pairs of each of its three rounds: left slot, right slot, weights
-  const rounds = [0, 1, 2].map(() => ({
-    left: new Int32Array(n), right: new Int32Array(n), wl: new Int32Array(n), wr: new Int32Array(n), size: 0,
-  }));
-  let pairs = 0;
-  let slot = new Int32Array(n);
+  // weights (voxel counts) of this depth's nodes and of their parents; a node's first slot is
+  // the sum of the weights before it (its subtree's first leaf in Morton order)
   let weight = new Int32Array(n).fill(1);
-  for (let i = 0; i < n; i++) slot[i] = i;
+  let parentWeight = new Int32Array(n);
   const groupSlot = new Int32Array(8);
   const groupWeight = new Int32Array(8);
+  const cursor = new Int32Array(3);
+  let pairs = 0;
   for (let t = occupancy.length - 1; t >= 0; t--) {
     const bytes = occupancy[t];
     const parents = bytes.length;
-    const parentSlot = new Int32Array(parents);
-    const parentWeight = new Int32Array(parents);
-    for (const round of rounds) round.size = 0;
+    // where each round's pairs start: this depth's pairs, round after round
+    const counts = [0, 0, 0];
+    for (let p = 0; p < parents; p++) {
+      const byte = bytes[p];
+      if (POPCOUNT[byte] > 1) for (let r = 0; r < 3; r++) counts[r] += ROUND_PAIRS[256 * r + byte];
+    }
+    cursor[0] = pairs;
+    cursor[1] = pairs + counts[0];
+    cursor[2] = cursor[1] + counts[1];
     let child = 0;
+    let slot = 0;
     for (let p = 0; p < parents; p++) {
       const byte = bytes[p];
       if (POPCOUNT[byte] === 1) { // a single child: nothing to merge
-        parentSlot[p] = slot[child];
-        parentWeight[p] = weight[child];
-        child++;
+        const w = weight[child++];
+        parentWeight[p] = w;
+        slot += w;
         continue;
       }
       for (let k = 0; k < 8; k++) {
         if (byte & (1 << k)) {
-          groupSlot[k] = slot[child];
-          groupWeight[k] = weight[child];
-          child++;
+          const w = weight[child++];
+          groupSlot[k] = slot;
+          groupWeight[k] = w;
+          slot += w;
         } else {
           groupWeight[k] = 0;
         }
       }
       // rounds 0, 1, 2: merge groups (g, g + step) for g = 0, 2·step, … in place into g
       for (let r = 0, step = 1; r < 3; r++, step *= 2) {
-        const round = rounds[r];
         for (let g = 0; g < 8; g += 2 * step) {
           const wl = groupWeight[g];
           const wr = groupWeight[g + step];
           if (wl > 0 && wr > 0) {
-            const at = round.size++;
-            round.left[at] = groupSlot[g];
-            round.right[at] = groupSlot[g + step];
-            round.wl[at] = wl;
-            round.wr[at] = wr;
+            const at = cursor[r]++;
+            left[at] = groupSlot[g];
+            right[at] = groupSlot[g + step];
+            weightA[at] = Math.sqrt(wl / (wl + wr));
+            weightB[at] = Math.sqrt(wr / (wl + wr));
             groupWeight[g] = wl + wr;
           } else if (wr > 0) {
             groupSlot[g] = groupSlot[g + step];
@@ -643,23 +662,14 @@ function buildRaht(occupancy, n) {
           }
         }
       }
-      parentSlot[p] = groupSlot[0];
       parentWeight[p] = groupWeight[0];
     }
-    for (const round of rounds) {
-      if (round.size === 0) continue;
-      for (let i = 0; i < round.size; i++, pairs++) {
-        const wl = round.wl[i];
-        const wr = round.wr[i];
-        left[pairs] = round.left[i];
-        right[pairs] = round.right[i];
-        weightA[pairs] = Math.sqrt(wl / (wl + wr));
-        weightB[pairs] = Math.sqrt(wr / (wl + wr));
-      }
+    for (let r = 0; r < 3; r++) {
+      if (counts[r] === 0) continue;
+      pairs += counts[r];
       levelEnds.push(pairs);
     }
-    slot = parentSlot;
-    weight = parentWeight;
+    [weight, parentWeight] = [parentWeight, weight];
   }
   return { left, right, weightA, weightB, levelEnds };
 }

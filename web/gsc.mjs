@@ -78,23 +78,31 @@ function quarterPower(e) {
 
 // ------------------------------------------------------------------------------ CRC-32
 
+/** CRC_TABLE[256·k + byte]: the CRC of byte followed by k zero bytes (slicing by 4). */
 const CRC_TABLE = (() => {
-  const table = new Int32Array(256);
+  const table = new Int32Array(4 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
     table[n] = c;
   }
+  for (let i = 256; i < 4 * 256; i++) table[i] = (table[i - 256] >>> 8) ^ table[table[i - 256] & 0xff];
   return table;
 })();
 
 /**
- * CRC-32 (zlib / IEEE 802.3) of bytes[start, end).
+ * CRC-32 (zlib / IEEE 802.3) of bytes[start, end), four bytes per step.
  * @param {Uint8Array} bytes @param {number} start @param {number} end
  */
 export function crc32(bytes, start = 0, end = bytes.length) {
   let crc = -1;
-  for (let i = start; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    crc ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    crc = CRC_TABLE[768 + (crc & 0xff)] ^ CRC_TABLE[512 + ((crc >>> 8) & 0xff)]
+      ^ CRC_TABLE[256 + ((crc >>> 16) & 0xff)] ^ CRC_TABLE[crc >>> 24];
+  }
+  for (; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
   return (crc ^ -1) >>> 0;
 }
 
@@ -320,8 +328,12 @@ class RangeDecoder {
   }
 }
 
-/** Little-endian u32 words of bytes[start, end) ((end − start) % 4 == 0). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Little-endian u32 words of bytes[start, end) ((end − start) % 4 == 0): a copy of the bytes
+ * viewed as words on a little-endian machine, assembled byte by byte elsewhere. */
 function wordsOf(bytes, start, end) {
+  if (LITTLE_ENDIAN) return new Uint32Array(bytes.slice(start, end).buffer);
   const count = (end - start) / 4;
   const words = new Uint32Array(count);
   for (let i = 0, j = start; i < count; i++, j += 4) {

@@ -472,6 +472,25 @@ const SET_BITS = (() => {
 })();
 
 /**
+ * The nodes of the next depth from this depth's occupancy bytes, in Morton order.
+ * @param {Uint8Array} bytes @param {Float64Array} xy @param {Uint32Array} z this depth's nodes
+ * @param {Float64Array} nextXy @param {Uint32Array} nextZ receive the children
+ * @param {Float64Array} childXy xy offset of child k (0..7) from twice its parent's
+ */
+function childNodes(bytes, xy, z, nextXy, nextZ, childXy) {
+  for (let i = 0, c = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    const parentXy = 2 * xy[i];
+    const parentZ = 2 * z[i];
+    for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
+      const k = SET_BITS[b];
+      nextXy[c] = parentXy + childXy[k];
+      nextZ[c] = parentZ + (k & 1);
+    }
+  }
+}
+
+/**
  * Octree occupancy → the leaves in ascending Morton order as voxel coordinates, plus every
  * depth's occupancy bytes (the RAHT plan is built from them). A group (one segment) is
  * decoded depth by depth, so memory stays bounded by N nodes per depth; the symbols and the
@@ -498,7 +517,7 @@ function decodeOctree(data, maxPoints) {
   // each node as xy = x·2^D + y (exact in float64) and z; this depth's nodes and the next
   // depth's, the buffers swapped per depth
   const side = 2 ** depth;
-  const childXy = Array.from({ length: 8 }, (_, k) => (k >> 2) * side + ((k >> 1) & 1));
+  const childXy = Float64Array.from({ length: 8 }, (_, k) => (k >> 2) * side + ((k >> 1) & 1));
   let xy = new Float64Array(count);
   let z = new Uint32Array(count);
   let nextXy = new Float64Array(count);
@@ -525,16 +544,7 @@ function decodeOctree(data, maxPoints) {
         children += POPCOUNT[s];
       }
       if (children > count) throw new GscFormatError(`octree depth ${level}: more than ${count} nodes`);
-      for (let i = 0, c = 0; i < parents; i++) {
-        const byte = bytes[i];
-        const parentXy = 2 * xy[i];
-        const parentZ = 2 * z[i];
-        for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
-          const k = SET_BITS[b];
-          nextXy[c] = parentXy + childXy[k];
-          nextZ[c] = parentZ + (k & 1);
-        }
-      }
+      childNodes(bytes, xy, z, nextXy, nextZ, childXy);
       occupancy.push(bytes);
       [xy, nextXy, z, nextZ] = [nextXy, xy, nextZ, z];
       nodes = children;
@@ -770,11 +780,12 @@ const [C1, C2, C3, C4, C5, C6, C7, C8, C9] = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 /**
  * cos and sin of half an angle as float32, the reproducible way of §7: Cody–Waite reduction
  * by π/2 in float64, Taylor polynomials, the quadrant's signs, one rounding to float32.
- * @param {number} angle @param {Float32Array} out receives cos(angle/2), sin(angle/2)
- * @param {number} at where in `out`
+ * @param {Float32Array} angles @param {number} index the angle's index in `angles` (not the
+ *   angle itself: a number argument of a call that is not inlined would be boxed on the heap)
+ * @param {Float32Array} out receives cos(angle/2), sin(angle/2) @param {number} at where in `out`
  */
-function halfAngleCosSin(angle, out, at) {
-  const t = angle * 0.5;
+function halfAngleCosSin(angles, index, out, at) {
+  const t = angles[index] * 0.5;
   const k = Math.floor(t * TWO_OVER_PI + 0.5);
   let r = (t - k * PIO2_HIGH) - k * PIO2_LOW;
   r = Math.min(Math.max(r, -1), 1);
@@ -787,6 +798,95 @@ function halfAngleCosSin(angle, out, at) {
   else if (quadrant === 1) { out[at] = -s; out[at + 1] = c; }
   else if (quadrant === 2) { out[at] = -c; out[at + 1] = -s; }
   else { out[at] = s; out[at + 1] = -c; }
+}
+
+/**
+ * Whether every value of values[start, end) lies in [lo, hi].
+ * @param {Int32Array} values @param {number} start @param {number} end
+ * @param {number} lo @param {number} hi
+ */
+function within(values, start, end, lo, hi) {
+  for (let i = start; i < end; i++) if (values[i] < lo || values[i] > hi) return false;
+  return true;
+}
+
+/**
+ * The voxel centres in key order (§1, §3).
+ * @param {Float64Array} xy x·2^D + y in key order @param {Uint32Array} z in Morton order
+ * @param {Int32Array} order @param {number[]} bbox @param {number} depth
+ */
+function voxelPositions(xy, z, order, bbox, depth) {
+  const n = order.length;
+  const side = pow2(depth);
+  const [minX, , minY, , minZ] = bbox;
+  const voxelX = (bbox[1] - minX) / side;
+  const voxelY = (bbox[3] - minY) / side;
+  const voxelZ = (bbox[5] - minZ) / side;
+  const positions = new Float32Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const x = Math.floor(xy[i] / side);
+    positions[3 * i] = minX + (x + 0.5) * voxelX;
+    positions[3 * i + 1] = minY + (xy[i] - x * side + 0.5) * voxelY;
+    positions[3 * i + 2] = minZ + (z[order[i]] + 0.5) * voxelZ;
+  }
+  return positions;
+}
+
+/**
+ * The attribute columns in key order: opacity, f_dc and log-scales as they are, the Euler
+ * angles as quaternions (§7).
+ * @param {Float32Array} attributes the interleaved columns of inverseRaht (Morton order)
+ * @param {Int32Array} order
+ */
+function gatherAttributes(attributes, order) {
+  const n = order.length;
+  const opacityLogits = new Float32Array(n);
+  const fDc = new Float32Array(3 * n);
+  const logScales = new Float32Array(3 * n);
+  const quaternions = new Float32Array(4 * n);
+  const half = new Float32Array(6);
+  const fround = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const row = COLUMNS * order[i]; // opacity, roll, pitch, yaw, f_dc × 3, log-scale × 3
+    opacityLogits[i] = attributes[row];
+    for (let j = 0; j < 3; j++) {
+      fDc[3 * i + j] = attributes[row + 4 + j];
+      logScales[3 * i + j] = attributes[row + 7 + j];
+    }
+    halfAngleCosSin(attributes, row + 1, half, 0);
+    halfAngleCosSin(attributes, row + 2, half, 2);
+    halfAngleCosSin(attributes, row + 3, half, 4);
+    const cr = half[0]; const sr = half[1];
+    const cp = half[2]; const sp = half[3];
+    const cy = half[4]; const sy = half[5];
+    quaternions[4 * i] = fround(fround(fround(cr * cp) * cy) + fround(fround(sr * sp) * sy));
+    quaternions[4 * i + 1] = fround(fround(fround(sr * cp) * cy) - fround(fround(cr * sp) * sy));
+    quaternions[4 * i + 2] = fround(fround(fround(cr * sp) * cy) + fround(fround(sr * cp) * sy));
+    quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
+  }
+  return { opacityLogits, fDc, logScales, quaternions };
+}
+
+/**
+ * f_rest of every Gaussian from its codebook row, in the PLY's channel-major order: the rows
+ * reordered once, then copied per Gaussian.
+ * @param {Float32Array} codebook [K · 3·((d+1)² − 1)], coefficient-major rows
+ * @param {Int32Array} vqIndices @param {number} degree
+ */
+function restCoefficients(codebook, vqIndices, degree) {
+  const coefficients = (degree + 1) ** 2 - 1;
+  const restWidth = 3 * coefficients;
+  const rows = new Float32Array(codebook.length);
+  for (let row = 0; row < codebook.length; row += restWidth) {
+    for (let ch = 0; ch < 3; ch++) {
+      for (let j = 0; j < coefficients; j++) rows[row + ch * coefficients + j] = codebook[row + 3 * j + ch];
+    }
+  }
+  const fRest = new Float32Array(vqIndices.length * restWidth);
+  for (let i = 0, at = 0; i < vqIndices.length; i++) {
+    for (let j = vqIndices[i] * restWidth, end = j + restWidth; j < end; j++, at++) fRest[at] = rows[j];
+  }
+  return fRest;
 }
 
 // ------------------------------------------------------------------------------ the file
@@ -899,74 +999,28 @@ export function decodeGsc(bytes, options = {}) {
       reader.read(segmentSize, codes, start);
       start += segmentSize;
     }
-    for (let i = c * (n - 1); i < start; i++) {
-      if (codes[i] > MAX_CODE || codes[i] < -MAX_CODE) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
-    }
+    if (!within(codes, c * (n - 1), start, -MAX_CODE, MAX_CODE)) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
     progress(0.2 + 0.06 * (c + 1));
   }
   const vqIndices = k ? reader.read(n) : new Int32Array(0);
-  for (const index of vqIndices) {
-    if (index < 0 || index >= k) throw new GscFormatError(`VQ indices outside the ${k}-row codebook`);
+  if (!within(vqIndices, 0, vqIndices.length, 0, k - 1)) {
+    throw new GscFormatError(`VQ indices outside the ${k}-row codebook`);
   }
   const codebookCodes = k ? reader.read(k * restWidth) : new Int32Array(0);
   reader.close();
   const codebookStep = Math.fround(quarterPower(codebookExponent));
   const codebook = new Float32Array(codebookCodes.length);
-  for (let i = 0; i < codebookCodes.length; i++) {
-    const code = codebookCodes[i];
-    if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`a codebook code beyond ±${MAX_CODE}`);
-    codebook[i] = Math.fround(code * codebookStep);
+  if (!within(codebookCodes, 0, codebookCodes.length, -MAX_CODE, MAX_CODE)) {
+    throw new GscFormatError(`a codebook code beyond ±${MAX_CODE}`);
   }
+  for (let i = 0; i < codebookCodes.length; i++) codebook[i] = Math.fround(codebookCodes[i] * codebookStep);
   progress(0.85);
 
   const attributes = inverseRaht(codes, steps, dc, plan);
   const { order, xy } = keyOrder(geometry.xy, depth);
-  const side = pow2(depth);
-  const min = [bbox[0], bbox[2], bbox[4]];
-  const voxel = [0, 1, 2].map((axis) => (bbox[2 * axis + 1] - min[axis]) / side);
-  const positions = new Float32Array(3 * n);
-  for (let i = 0; i < n; i++) {
-    const x = Math.floor(xy[i] / side);
-    positions[3 * i] = min[0] + (x + 0.5) * voxel[0];
-    positions[3 * i + 1] = min[1] + (xy[i] - x * side + 0.5) * voxel[1];
-    positions[3 * i + 2] = min[2] + (geometry.z[order[i]] + 0.5) * voxel[2];
-  }
-  const opacityLogits = new Float32Array(n);
-  const fDc = new Float32Array(3 * n);
-  const logScales = new Float32Array(3 * n);
-  const quaternions = new Float32Array(4 * n);
-  const half = new Float32Array(6);
-  const fround = Math.fround;
-  for (let i = 0; i < n; i++) {
-    const row = COLUMNS * order[i]; // opacity, roll, pitch, yaw, f_dc × 3, log-scale × 3
-    opacityLogits[i] = attributes[row];
-    for (let j = 0; j < 3; j++) {
-      fDc[3 * i + j] = attributes[row + 4 + j];
-      logScales[3 * i + j] = attributes[row + 7 + j];
-    }
-    halfAngleCosSin(attributes[row + 1], half, 0);
-    halfAngleCosSin(attributes[row + 2], half, 2);
-    halfAngleCosSin(attributes[row + 3], half, 4);
-    const cr = half[0]; const sr = half[1];
-    const cp = half[2]; const sp = half[3];
-    const cy = half[4]; const sy = half[5];
-    quaternions[4 * i] = fround(fround(fround(cr * cp) * cy) + fround(fround(sr * sp) * sy));
-    quaternions[4 * i + 1] = fround(fround(fround(sr * cp) * cy) - fround(fround(cr * sp) * sy));
-    quaternions[4 * i + 2] = fround(fround(fround(cr * sp) * cy) + fround(fround(sr * cp) * sy));
-    quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
-  }
-  const coefficients = (degree + 1) ** 2 - 1;
-  // codebook rows reordered once into the PLY's channel-major order, then copied per Gaussian
-  const rows = new Float32Array(codebook.length);
-  for (let row = 0; row < codebook.length; row += restWidth) {
-    for (let ch = 0; ch < 3; ch++) {
-      for (let j = 0; j < coefficients; j++) rows[row + ch * coefficients + j] = codebook[row + 3 * j + ch];
-    }
-  }
-  const fRest = new Float32Array(n * restWidth);
-  for (let i = 0; i < vqIndices.length; i++) {
-    fRest.set(rows.subarray(vqIndices[i] * restWidth, (vqIndices[i] + 1) * restWidth), i * restWidth);
-  }
+  const positions = voxelPositions(xy, geometry.z, order, bbox, depth);
+  const { opacityLogits, fDc, logScales, quaternions } = gatherAttributes(attributes, order);
+  const fRest = restCoefficients(codebook, vqIndices, degree);
   progress(1);
   return { formatVersion: version, count: n, shDegree, quality, positions, quaternions, logScales,
     opacityLogits, fDc, fRest, up };

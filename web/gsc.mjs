@@ -57,7 +57,6 @@ const LEVEL_DELTA_M_CODE = 49152;
 const M_SCALE = 65536;
 const PRECISION_TOTAL = 2 ** 24; // constriction's DefaultContiguousCategoricalEntropyModel
 const TWO32 = 4294967296;
-const TWO48 = 281474976710656;
 // 2^(j/4), j = 0..3, exact float64 values (§2)
 const QUARTER_POWERS = [1, 0x1306fe0a31b715 / 2 ** 52, 0x16a09e667f3bcd / 2 ** 52,
   0x1ae89f995ad3ad / 2 ** 52];
@@ -210,7 +209,6 @@ const LEVEL_POWERS = (() => {
 const TWO24 = 16777216;
 const INV_TWO24 = 1 / TWO24;
 const INV_TWO32 = 1 / TWO32;
-const INV_TWO48 = 1 / TWO48;
 const LOOKUP_SHIFT = 12; // quantile >> 12 indexes a model's 4096-entry symbol lookup
 
 const TWO12 = 4096;
@@ -491,11 +489,12 @@ function childNodes(bytes, xy, z, nextXy, nextZ, childXy) {
 }
 
 /**
- * Octree occupancy → the leaves in ascending Morton order as voxel coordinates, plus every
- * depth's occupancy bytes (the RAHT plan is built from them). A group (one segment) is
- * decoded depth by depth, so memory stays bounded by N nodes per depth; the symbols and the
- * checks are those of the Python reader, which decodes a whole group at once.
+ * Octree occupancy → the leaves in ascending Morton order as voxel coordinates (xy =
+ * x·2^D + y and z), plus every depth's occupancy bytes (the RAHT plan is built from them). A
+ * group (one segment) is decoded depth by depth, so memory stays bounded by N nodes per depth;
+ * the symbols and the checks are those of the Python reader, which decodes a whole group at once.
  * @param {Uint8Array} data the geometry stream @param {number} maxPoints N from the header
+ * @returns {{depth: number, xy: Float64Array, z: Uint32Array, occupancy: Uint8Array[]}}
  */
 function decodeOctree(data, maxPoints) {
   const reader = new ByteReader(data);
@@ -724,6 +723,8 @@ function segmentSizes(levelEnds, n) {
  * @param {Int32Array} codes the AC codes, column after column (n − 1 each, in pair order)
  * @param {number[][]} steps steps[c][level], float32 values
  * @param {number[]} dc each column's DC coefficient (slot 0)
+ * @param {{left: Int32Array, right: Int32Array, weightA: Float32Array, weightB: Float32Array,
+ *   levelEnds: number[]}} plan buildRaht's pairs
  * @returns {Float32Array} [COLUMNS·n] the columns interleaved by slot (Morton order):
  *   value of column c at slot s is at COLUMNS·s + c
  */

@@ -8,7 +8,8 @@ TensorBoard events. Then, unless --skip_compress, the codec runs on the trained 
 training and compresses that model: a 3DGS PLY, a .spz, .sog, .splat, .ksplat or PlayCanvas
 compressed .ply converted by splat-transform, or one of our bitstreams (bins folder, bins.zip,
 compact .gsc) decoded (with -s: cameras for the importance, finetune and evaluation; without:
-camera-free importance, no finetune).
+camera-free importance, no finetune); the codec's prepare (a size target's search) then runs
+before anything is written, so a refused target leaves the model folder as it was.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from typing import Optional, Sequence
 from arguments import ModelParams, OptimizationParams, PipelineParams, add_arguments, extract
 from compression.settings import CompressionParams
 from training import TrainOptions, configure_logging, train
-from training.compress import compress_model, load_given_model, resolve_compression
+from training.compress import (compress_model, load_given_model, prepare_compression,
+                               resolve_compression, write_model_files)
 from utils.cli import run_main
 from utils.threads import add_threads_argument, set_threads
 
@@ -61,8 +63,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.model_path = str(Path("output") / uuid.uuid4().hex[:10])
     logger.info("Output folder: %s", args.model_path)
     dataset, pipe = extract(ModelParams, args), extract(PipelineParams, args)
+    prepared = None
     if flags.given_ply_path:
-        scene, gaussians = load_given_model(dataset, flags.given_ply_path, cfg=args)
+        scene, gaussians = load_given_model(dataset, flags.given_ply_path)
+        if not flags.skip_compress:  # a refused setting or target leaves the folder as it was
+            prepared = prepare_compression(gaussians, scene, settings, pipe, seed=args.seed)
+        write_model_files(args.model_path, scene, args)
     else:
         options = TrainOptions(test_iterations=args.test_iterations,
                                save_iterations=args.save_iterations,
@@ -76,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         logger.info("--skip_compress: no codec run.")
         return
     compress_model(gaussians, scene, settings, pipe, args.model_path, quiet=args.quiet,
-                   seed=args.seed)
+                   seed=args.seed, prepared=prepared)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """The whole scene's bytes: default training against MCMC under budgets, each compressed.
 
     python benchmarks/bench_end_to_end.py SCENE [-o WORK] [--fractions 0.5 0.25 0.125]
-        [--finetune_iterations 500] [--skip_peers] [--quiet]
+        [--default_model MODEL] [--finetune_iterations 500] [--skip_peers] [--quiet]
 
 SCENE is one of the shared scenes with a CPU recipe (:data:`RECIPES`: the README's training
 commands; ``lego_200``, ``statuette``, ``sacre_coeur``) or a scene folder whose name is one of
 them. The benchmark
 
-(a) trains the default strategy with the recipe, timed (``train.py --skip_compress``);
+(a) trains the default strategy with the recipe, timed (``train.py --skip_compress``), or
+    reads a model already trained with it (``--default_model``, left untouched: its recipe
+    flags are checked against its cfg_args, its training seconds are the span of its
+    TensorBoard events);
 (b) trains ``--strategy mcmc --cap_max round(f · N_a)`` for each fraction f of (a)'s final
     Gaussian count N_a, same iterations, with the recipe's ``--refine_*`` flags (chosen so
     that 5 % growth per refinement reaches every cap: :func:`refine_steps_to_cap`);
@@ -35,10 +38,14 @@ from typing import Any, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+import train  # noqa: E402
+from arguments import read_cfg_args  # noqa: E402
 from scene.formats import ply_vertex_count  # noqa: E402
 from scene.ply import read_ply  # noqa: E402
 from utils.cli import run_main  # noqa: E402
-from utils.output_paths import point_cloud_dir, point_cloud_path  # noqa: E402
+from utils.output_paths import CFG_ARGS, point_cloud_dir, point_cloud_path  # noqa: E402
 from utils.system_utils import searchForMaxIteration  # noqa: E402
 
 logger = logging.getLogger("bench_end_to_end")
@@ -54,7 +61,7 @@ RECIPES: dict[str, dict[str, list[str]]] = {
         "default": ["--densify_from_iter", "150", "--densify_until_iter", "750",
                     "--densification_interval", "100", "--opacity_reset_interval", "1501"],
         "mcmc": ["--refine_start_iter", "150", "--refine_stop_iter", "1250",
-                 "--refine_every", "25"],
+                 "--refine_every", "25", "--min_opacity", "0.05"],
     },
     "statuette": {
         "scene": ["-r", "4"],
@@ -118,6 +125,35 @@ def run_logged(arguments: Sequence[str], log: Path) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def recipe_mismatches(cfg: dict[str, Any], flags: Sequence[str]) -> list[str]:
+    """The ``flags`` (train.py's) whose values differ from train.py's defaults but are not
+    those recorded in a model's ``cfg``: ``["name: recipe value != model value", ...]``."""
+    parser = train.build_parser()
+    defaults = vars(parser.parse_args([]))
+    wanted = vars(parser.parse_args(list(flags)))
+    return [f"{name}: {value!r} != {cfg.get(name)!r}" for name, value in wanted.items()
+            if value != defaults[name] and cfg.get(name) != value]
+
+
+def given_run(model: Path, flags: list[str]) -> dict[str, Any]:
+    """The record of a model already trained with ``flags`` (the default strategy's recipe).
+
+    Raises:
+        ValueError: its cfg_args disagree with ``flags`` or name another strategy.
+    """
+    cfg = read_cfg_args(model / CFG_ARGS)
+    wrong = recipe_mismatches(cfg, flags)
+    if cfg.get("strategy", "default") != "default":
+        wrong.append(f"strategy: 'default' != {cfg['strategy']!r}")
+    if wrong:
+        raise ValueError(f"{model} was not trained with the recipe: {'; '.join(wrong)}")
+    events = EventAccumulator(str(model)).Reload().Scalars("total_points")
+    iteration = searchForMaxIteration(point_cloud_dir(model))
+    return {"flags": flags, "model": str(model),
+            "train_seconds": round(events[-1].wall_time - events[0].wall_time, 1),
+            "gaussians": ply_vertex_count(point_cloud_path(model, iteration))}
+
+
 def train_run(work: Path, name: str, source: Path, flags: list[str], log: Path
               ) -> dict[str, Any]:
     """Train one model into ``work/name``; its record. A train.json of the same flags is
@@ -140,9 +176,10 @@ def train_run(work: Path, name: str, source: Path, flags: list[str], log: Path
     return record
 
 
-def measure_run(work: Path, name: str, peers: bool, finetune_iterations: int, log: Path
-                ) -> dict[str, Any]:
-    """bench_peers.py on ``work/name`` (compact, plus SPZ and SOG when ``peers``)."""
+def measure_run(work: Path, name: str, model: Path, peers: bool, finetune_iterations: int,
+                log: Path) -> dict[str, Any]:
+    """bench_peers.py on ``model`` (compact, plus SPZ and SOG when ``peers``), kept as
+    ``work/name/peers.json``."""
     record_path = work / name / "peers.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
@@ -151,9 +188,10 @@ def measure_run(work: Path, name: str, peers: bool, finetune_iterations: int, lo
         shutil.rmtree(out)
     skip = ["seed", "official"] + ([] if peers else ["spz", "sog"])
     logger.info("measuring %s (skip %s)", name, " ".join(skip))
-    _, stdout = run_logged(["benchmarks/bench_peers.py", work / name, "-o", out, "--quiet",
+    _, stdout = run_logged(["benchmarks/bench_peers.py", model, "-o", out, "--quiet",
                             "--finetune_iterations", finetune_iterations, "--skip", *skip], log)
     record = json.loads(stdout)["codecs"]
+    record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1))
     return record
 
@@ -175,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="work folder (default output/bench_e2e/<scene>); reused to resume")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125],
                         help="MCMC budgets as fractions of the default's final count")
+    parser.add_argument("--default_model", default=None,
+                        help="(a): a model folder already trained with the recipe's default "
+                             "strategy (read only) instead of training it")
     parser.add_argument("--finetune_iterations", type=int, default=500,
                         help="compact finetune steps (500)")
     parser.add_argument("--skip_peers", action="store_true", help="no SPZ / SOG for (a)")
@@ -199,11 +240,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log = work / "bench.log"
     common = recipe["scene"] + recipe["schedule"]
     rows = []
-    default = train_run(work, "default", source, common + recipe["default"], log)
+    if args.default_model:
+        default_model = Path(args.default_model)
+        default = given_run(default_model, common + recipe["default"])
+    else:
+        default_model = work / "default"
+        default = train_run(work, "default", source, common + recipe["default"], log)
     rows.append(summarize("default", default,
-                          measure_run(work, "default", not args.skip_peers,
+                          measure_run(work, "default", default_model, not args.skip_peers,
                                       args.finetune_iterations, log)))
-    start = len(read_ply(work / "default" / "input.ply")["xyz"])
+    start = len(read_ply(default_model / "input.ply")["xyz"])
     steps = (_flag(recipe["mcmc"], "--refine_stop_iter") - 1
              - _flag(recipe["mcmc"], "--refine_start_iter")) // _flag(recipe["mcmc"],
                                                                       "--refine_every")
@@ -216,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name = f"mcmc_{fraction:g}"
         trained = train_run(work, name, source, common + recipe["mcmc"] + [
             "--strategy", "mcmc", "--cap_max", str(cap)], log)
-        row = summarize(name, trained, measure_run(work, name, False,
+        row = summarize(name, trained, measure_run(work, name, work / name, False,
                                                    args.finetune_iterations, log))
         row.update(cap_max=cap, refinements_to_cap=needed, refinements=steps)
         rows.append(row)

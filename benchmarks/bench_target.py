@@ -5,9 +5,12 @@ background; the latest ``point_cloud/iteration_<N>/point_cloud.ply`` is compress
 ``--quality`` level of ``--levels``: compress at that level with the finetune, then with
 ``--target_size`` set to the level's finetuned size, so that the target's file and the
 level's file have about the same size and their PSNRs compare directly. One evaluation (the
-held-out test views) at the end of each finetune. Prints one JSON object: per model and level
-the ladder's size and PSNR, the target's size reached, whether it lies in [97 %, 100 %], its
-PSNR and the difference, the ladder position found, the probes and the search's seconds.
+held-out test views) at the end of each finetune, and the level's file is also saved before
+its finetune (its growth through the finetune, what ``FINETUNE_SIZE_RATIO`` predicts). Prints
+one JSON object (with the date, the load average at start and end, and the ratio the search
+used): per model and level the ladder's size, growth and PSNR, the target's size reached,
+whether it lies in [97 %, 100 %], its PSNR and the difference, the ladder position found, the
+probes, the voxels the fit dropped and the search's seconds.
 
 Usage: ``python benchmarks/bench_target.py MODEL [MODEL ...] [--levels 3 5 7]
 [--finetune_iterations 500] [--out DIR]``.
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +36,8 @@ from scene import Scene  # noqa: E402
 from scene.formats import ply_vertex_count  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
 from training import configure_logging  # noqa: E402
-from training.compress import compress_model, resolve_compression  # noqa: E402
+from training.compress import (FINETUNE_SIZE_RATIO, compress_model,  # noqa: E402
+                               resolve_compression)
 from utils.system_utils import searchForMaxIteration  # noqa: E402
 
 
@@ -48,18 +54,18 @@ def _scene(model: Path, out: Path) -> tuple[Scene, Path, ModelParams]:
 
 
 def _compress(scene: Scene, ply: Path, dataset: ModelParams, out: Path, iterations: int,
-              quiet: bool, **flags) -> dict:
-    """compress_model on a fresh copy of the model into ``out``: the last save's report and
-    the run's seconds."""
+              quiet: bool, tests: list[int], **flags) -> tuple[dict, dict]:
+    """compress_model on a fresh copy of the model into ``out``, saved at ``tests``: the first
+    and the last save's reports, the last with the run's seconds."""
     shutil.rmtree(out, ignore_errors=True)
     gaussians = GaussianModel(dataset.sh_degree)
     gaussians.load_ply(ply)
     cfg = CompressionParams(layout="compact", finetune_iterations=iterations,
-                            finetune_test_iterations=[iterations], **flags)
+                            finetune_test_iterations=tests, **flags)
     start = time.perf_counter()
-    report = compress_model(gaussians, scene, resolve_compression(cfg, scene=True),
-                            PipelineParams(), out, quiet=quiet).reports[-1]
-    return {**report, "run_seconds": time.perf_counter() - start}
+    reports = compress_model(gaussians, scene, resolve_compression(cfg, scene=True),
+                             PipelineParams(), out, quiet=quiet).reports
+    return reports[0], {**reports[-1], "run_seconds": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -72,21 +78,25 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(args.quiet)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_target_"))
+    started, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()
     results = {}
     for folder in map(Path, args.models):
         scene, ply, dataset = _scene(folder, work / folder.name)
         rows = []
         for level in args.levels:
-            ladder = _compress(scene, ply, dataset, work / folder.name / f"q{level}",
-                               args.finetune_iterations, args.quiet, quality=level)
+            unfinetuned, ladder = _compress(scene, ply, dataset, work / folder.name / f"q{level}",
+                                            args.finetune_iterations, args.quiet,
+                                            [0, args.finetune_iterations], quality=level)
             target_bytes = ladder["size_bytes"]
-            sized = _compress(scene, ply, dataset, work / folder.name / f"t{level}",
-                              args.finetune_iterations, args.quiet,
-                              target_size=ByteSize(target_bytes))
+            _, sized = _compress(scene, ply, dataset, work / folder.name / f"t{level}",
+                                 args.finetune_iterations, args.quiet,
+                                 [args.finetune_iterations], target_size=ByteSize(target_bytes))
             target = sized["target"]
             rows.append({
                 "quality": level, "ladder_bytes": ladder["size_bytes"],
-                "ladder_psnr": round(ladder["psnr"], 3), "target_bytes": target_bytes,
+                "ladder_psnr": round(ladder["psnr"], 3),
+                "ladder_growth": round(ladder["size_bytes"] / unfinetuned["size_bytes"], 4),
+                "target_bytes": target_bytes,
                 "reached_bytes": sized["size_bytes"],
                 "share_of_target": round(sized["size_bytes"] / target_bytes, 4),
                 "within": target["within"], "target_psnr": round(sized["psnr"], 3),
@@ -94,6 +104,8 @@ def main() -> None:
                 "ladder_position": round(target["settings"]["ladder_position"], 3),
                 "outcome": target["outcome"], "probes": len(target["search"]["probes"]),
                 "fit_probes": len((target["fit"] or {}).get("probes", [])),
+                "fit_dropped_voxels": (target["fit"]["probes"][0]["num_gaussians"]
+                                       - sized["num_gaussians"]) if target["fit"] else None,
                 "search_seconds": round(target["search"]["seconds"], 1),
                 "ladder_run_seconds": round(ladder["run_seconds"], 1),
                 "target_run_seconds": round(sized["run_seconds"], 1),
@@ -105,7 +117,10 @@ def main() -> None:
             print(json.dumps({"model": folder.name, **rows[-1]}), file=sys.stderr, flush=True)
         results[folder.name] = {"num_gaussians": ply_vertex_count(ply),
                                 "test_views": len(scene.getTestCameras()), "levels": rows}
-    print(json.dumps({"finetune_iterations": args.finetune_iterations, "models": results,
+    print(json.dumps({"date": started,
+                      "load_average": [[round(x, 2) for x in v] for v in (load, os.getloadavg())],
+                      "finetune_size_ratio": FINETUNE_SIZE_RATIO,
+                      "finetune_iterations": args.finetune_iterations, "models": results,
                       "work": str(work)}, indent=1))
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,7 +159,7 @@ def test_train_without_a_scene_writes_a_quality_0_file_within_the_target(
     """--target_size without a scene: one save, within the window, quality byte 0, report.json
     with the target, the settings found and the probes; a target above the finest settings
     writes the finest file and says so in one line; one below the coarsest is exit 2, one
-    line, no file."""
+    line, no file (no model folder)."""
     model = tmp_path / "m"
     status, _ = _train(["--given_ply_path", str(shared_ply), "-m", str(model), "--quiet",
                         "--layout", "compact", "--target_size", "48KiB"], capsys)
@@ -188,7 +189,7 @@ def test_train_without_a_scene_writes_a_quality_0_file_within_the_target(
     assert lines[0].startswith("train.py: error: --target_size 2,000 bytes is below what "
                                "--layout compact reaches on this model: ")
     assert "is its coarsest" in lines[0]
-    assert not (low / "compression").exists()
+    assert not low.exists()  # not even cfg_args
 
 
 @pytest.mark.slow
@@ -240,3 +241,35 @@ def test_last_save_after_the_finetune_is_within_the_target(sample_scene: Path,
                (reports[0], reports[20]))
     assert read_compact(model / "compression" / "compact" / "iteration_40" / COMPACT.file_name,
                         COMPACT_LAYOUT).quality == 0
+
+
+@pytest.mark.slow
+def test_unreachable_target_with_a_scene_leaves_the_model_folder_as_it_was(
+        shared_data: Path, sample_scene: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    """-s with --given_ply_path and a target below the coarsest settings: exit 2, one line,
+    and the search (which renders the scene's views) runs before cfg_args, cameras.json or
+    input.ply is written: a new model folder is not created, an existing one is unchanged."""
+    from scene.ply import read_ply, write_ply
+
+    arrays = {k: v[:500] for k, v in read_ply(shared_data / "pretrained_ply" /
+                                              "small_3dgs_sh3.ply").items()}
+    centre = arrays["xyz"].mean(axis=0)
+    radius = float(np.abs(arrays["xyz"] - centre).max())
+    arrays["xyz"] = (arrays["xyz"] - centre) / radius  # inside the sample scene's views
+    arrays["scaling"] = arrays["scaling"] - np.float32(np.log(radius))
+    ply = write_ply(tmp_path / "given.ply", arrays)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("kept")
+    for model in (tmp_path / "new", existing):
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        status, lines = _train(["-s", str(sample_scene), "-m", str(model), "--given_ply_path",
+                                str(ply), "-r", "8", "--eval", "--white_background",
+                                "--backend", "torch", "--quiet", "--layout", "compact",
+                                "--target_size", "100"], capsys)
+        assert status == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("train.py: error: --target_size 100 bytes is below what "
+                                   "--layout compact reaches on this model: "), lines
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (existing / "notes.txt").read_text() == "kept"

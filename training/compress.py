@@ -2,8 +2,10 @@
 
 ``resolve_compression``: the flags resolved once per compression into a frozen
 :class:`CompressionSettings` (train.py records it in cfg_args and hands it to
-``compress_model``). ``compress_model``: the layout's codec prepares (stages 1-6) → evaluate
-and save at finetune iteration 0 → finetune (which holds the codec, its state and the
+``compress_model``). ``prepare_compression``: the layout's codec prepares (stages 1-6), or a
+size target's search, with nothing written (train.py runs it on a given model before it writes
+the model folder's files). ``compress_model``: that prepare (unless given) → evaluate and save
+at finetune iteration 0 → finetune (which holds the codec, its state and the
 parameters) with an evaluation + save at each ``--finetune_test_iterations`` step. Every save
 writes the layout's bitstream and ``report.json`` into
 ``<model>/compression/<layout>/iteration_<k>/`` and one row of
@@ -190,9 +192,44 @@ class TargetSearch:
         }
 
 
+@dataclass
+class PreparedCompression:
+    """The codec's state and parameters before the finetune: stages 1-6 at the given
+    settings, or the size target's search (``sized``; None without a target)."""
+
+    state: CodecState
+    params: dict[str, Any]
+    sized: Optional[TargetSearch] = None
+
+
+def prepare_compression(gaussians: GaussianModel, scene: Any, settings: CompressionSettings,
+                        pipe: Any, *, seed: int = 0) -> PreparedCompression:
+    """The codec's prepare, or a target's search, for ``gaussians`` (arguments as in
+    :func:`compress_model`); nothing is written, so train.py runs it before it writes into the
+    model folder and a refused target leaves the folder as it was.
+
+    Raises:
+        ValueError: invalid settings; ``TargetUnreachable`` (a ValueError): a target below the
+            coarsest settings.
+    """
+    codec = settings.codec.layout.codec
+    train_views = scene.getTrainCameras() if scene is not None else []
+    if settings.target is None:
+        state, prepared = codec.prepare(gaussians.params, train_views or None, settings.codec,
+                                        torch.Generator(device=gaussians.device).manual_seed(seed),
+                                        backend=pipe.backend)
+        return PreparedCompression(state, prepared)
+    finetuned = scene is not None and resolve_test_iterations(
+        settings.finetune_iterations, settings.finetune_test_iterations)[-1] > 0
+    sized = TargetSearch.run(gaussians, train_views or None, settings, finetuned,
+                             backend=pipe.backend, seed=seed)
+    return PreparedCompression(sized.state, sized.params, sized)
+
+
 def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSettings,
                    pipe: Any, model_path: str | os.PathLike, *, quiet: bool = False,
-                   seed: int = 0) -> CompressionRun:
+                   seed: int = 0, prepared: Optional[PreparedCompression] = None
+                   ) -> CompressionRun:
     """Compress a trained model and save it at every finetune test iteration.
 
     Args:
@@ -205,6 +242,7 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
         model_path: the model folder.
         quiet: no progress bars.
         seed: seed of the codec's random choices and of the finetune view order.
+        prepared: :func:`prepare_compression`'s result for these arguments (None: run here).
 
     Raises:
         ValueError: invalid settings (see the codec's ``prepare`` and the finetune).
@@ -217,16 +255,10 @@ def compress_model(gaussians: GaussianModel, scene: Any, settings: CompressionSe
     ply_size_bytes = standard_ply_size_bytes(gaussians.num_gaussians, gaussians.max_sh_degree)
     device = gaussians.device
     train_views = scene.getTrainCameras() if scene is not None else []
-    sized: Optional[TargetSearch] = None
-    if settings.target is None:
-        state, prepared = codec.prepare(gaussians.params, train_views or None, settings.codec,
-                                        torch.Generator(device=device).manual_seed(seed),
-                                        backend=pipe.backend)
-    else:
-        sized = TargetSearch.run(gaussians, train_views or None, settings, tests[-1] > 0,
-                                 backend=pipe.backend, seed=seed)
-        state, prepared = sized.state, sized.params
-    params = leaf_parameters(prepared)
+    if prepared is None:
+        prepared = prepare_compression(gaussians, scene, settings, pipe, seed=seed)
+    state, sized = prepared.state, prepared.sized
+    params = leaf_parameters(prepared.params)
     eval_views, eval_split = [], None
     if scene is not None:
         eval_views = scene.getTestCameras() or train_views
@@ -310,15 +342,13 @@ def load_model_file(path: str | os.PathLike, sh_degree: int, device: torch.devic
     return gaussians
 
 
-def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
-                     cfg: Optional[Any] = None) -> tuple[Optional[Scene], GaussianModel]:
+def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike
+                     ) -> tuple[Optional[Scene], GaussianModel]:
     """A trained model file to compress instead of training (``--given_ply_path``): any file
     :func:`load_model_file` reads (a PLY, another tool's format, or one of our bitstreams,
-    decoded).
-
-    With ``dataset.source_path`` the scene is built (cameras for the importance, finetune and
-    evaluation) and cfg_args / cameras.json / input.ply are written; without it there is no
-    scene and only cfg_args is written. The model goes to ``dataset.data_device``.
+    decoded), and the scene of ``dataset.source_path`` when it is set (cameras for the
+    importance, finetune and evaluation). Nothing is written (:func:`write_model_files`).
+    The model goes to ``dataset.data_device``.
 
     Returns:
         ``(scene or None, gaussians)``.
@@ -327,12 +357,16 @@ def load_given_model(dataset: ModelParams, ply_path: str | os.PathLike,
         FileNotFoundError, ValueError: a missing or invalid model file or scene.
     """
     gaussians = load_model_file(ply_path, dataset.sh_degree, torch.device(dataset.data_device))
-    if not dataset.source_path:
-        write_cfg_args(dataset.model_path, cfg if cfg is not None else dataclasses.asdict(dataset))
-        return None, gaussians
-    scene = Scene(dataset, None)
-    scene.write_model_files(cfg)
-    return scene, gaussians
+    return (Scene(dataset, None) if dataset.source_path else None), gaussians
+
+
+def write_model_files(model_path: str | os.PathLike, scene: Optional[Scene], cfg: Any) -> None:
+    """The model folder's files of a run on a given model: cfg_args (``cfg``), and with a
+    scene its cameras.json and input.ply (``Scene.write_model_files``)."""
+    if scene is None:
+        write_cfg_args(model_path, cfg)
+    else:
+        scene.write_model_files(cfg)
 
 
 # ------------------------------------------------------------------------ finding bitstreams

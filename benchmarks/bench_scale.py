@@ -3,9 +3,12 @@ prints JSON.
 
 The models look trained: the Gaussians of a trained PLY (default: the shared
 ``pretrained_ply/small_3dgs_sh3.ply``, 9,080 Gaussians, SH 3) copied side by side on a square
-grid, every copy's positions jittered by a tenth of each Gaussian's size and its DC colour by
-0.02, the whole grid scaled into the bundled lego scene's cube (half-width 1.2, log-scales
-shifted to match) so that its cameras see it. Built once per size and kept in ``--work_dir``.
+grid, every copy's positions jittered by a tenth of each Gaussian's size, its DC colour by 0.02
+and its f_rest row by a tenth of that row's spread (a hundredth of the median row's spread for
+an all-zero row): as in a trained model no two f_rest rows are equal, so the codec runs its
+k-means rather than taking a palette of repeated rows. The whole grid is scaled into the bundled
+lego scene's cube (half-width 1.2, log-scales shifted to match) so that its cameras see it.
+Built once per size and kept in ``--work_dir``.
 
 Each size runs, as separate processes (wall time and peak resident set from ``os.wait4``, the
 largest of the process and the children it waited for):
@@ -49,13 +52,17 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "pretrained_ply" / "small_3dg
 SCENE = ROOT / "data" / "lego_sample"
 STEPS = ("read_ply", "encode", "decode", "export_spz", "finetune")
 HALF_WIDTH = 1.2
+#: f_rest jitter, over each row's standard deviation
+F_REST_JITTER = 0.1
 TARGETS_6M = {"encode_seconds": 120, "encode_peak_rss_gb": 12, "decode_seconds": 20}
 
 
 def tiled_model(source: dict[str, np.ndarray], n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """``n`` Gaussians: copies of ``source`` on a square grid (spacing: the source's 1st-99th
-    percentile extent), positions jittered by 0.1 × each Gaussian's mean scale and DC by 0.02,
-    scaled into the cube of half-width :data:`HALF_WIDTH` around the origin."""
+    percentile extent), positions jittered by 0.1 × each Gaussian's mean scale, DC by 0.02 and
+    f_rest by 0.1 × the standard deviation of the row's values (at least a tenth of the median
+    row's: every row unique), scaled into the cube of half-width :data:`HALF_WIDTH` around the
+    origin."""
     rng = np.random.default_rng(seed)
     m = source["xyz"].shape[0]
     copies = math.ceil(n / m)
@@ -72,9 +79,13 @@ def tiled_model(source: dict[str, np.ndarray], n: int, seed: int = 0) -> dict[st
     xyz += 0.1 * size * rng.standard_normal((n, 3))
     factor = HALF_WIDTH / np.abs(xyz).max()
     f_dc = source["f_dc"][rows] + 0.02 * rng.standard_normal((n, 1, 3))
+    f_rest = source["f_rest"][rows]
+    spread = f_rest.reshape(n, -1).std(1)
+    spread = F_REST_JITTER * np.maximum(spread, 0.1 * np.median(spread))[:, None, None]
+    f_rest += spread * rng.standard_normal(f_rest.shape, dtype=np.float32)
     return {"xyz": (xyz * factor).astype(np.float32),
             "f_dc": f_dc.astype(np.float32),
-            "f_rest": source["f_rest"][rows],
+            "f_rest": f_rest,
             "opacity": source["opacity"][rows],
             "scaling": (source["scaling"][rows] + np.log(factor)).astype(np.float32),
             "rotation": source["rotation"][rows]}
@@ -82,7 +93,7 @@ def tiled_model(source: dict[str, np.ndarray], n: int, seed: int = 0) -> dict[st
 
 def model_path(work_dir: Path, source: Path, n: int) -> Path:
     """The cached model of ``n`` Gaussians built from ``source`` (built on first use)."""
-    path = work_dir / f"{source.stem}_x{n}.ply"
+    path = work_dir / f"{source.stem}_x{n}_unique_rest.ply"
     if not path.is_file():
         work_dir.mkdir(parents=True, exist_ok=True)
         print(f"building {path} ({n:,} Gaussians)", file=sys.stderr, flush=True)

@@ -31,6 +31,10 @@ def _inverse_factorials(count: int) -> list[float]:
     return values
 
 
+#: rows of angles :func:`euler_to_quat_exact` converts at a time: the float64 temporaries of
+#: one chunk stay in the caches (half the time at a million rows; elementwise: same bits)
+_EXACT_CHUNK_ROWS = 65536
+
 _INVERSE_FACTORIALS = _inverse_factorials(19)
 _SIN_COEFFICIENTS = [(-1.0) ** i * _INVERSE_FACTORIALS[2 * i + 1] for i in range(1, 9)]
 _COS_COEFFICIENTS = [(-1.0) ** i * _INVERSE_FACTORIALS[2 * i] for i in range(1, 10)]
@@ -132,6 +136,13 @@ def euler_to_quat_exact(euler: Tensor) -> Tensor:
         [..., 4] wxyz quaternions in the same dtype (unit up to its rounding).
     """
     _check_last_dim("euler", euler, 3)
+    rows = euler.reshape(-1, 3)
+    quats = torch.cat([_exact_quats(part) for part in rows.split(_EXACT_CHUNK_ROWS)])
+    return quats.reshape(*euler.shape[:-1], 4)
+
+
+def _exact_quats(euler: Tensor) -> Tensor:
+    """:func:`euler_to_quat_exact` of [R, 3] angles."""
     cos, sin = half_angle_cos_sin(euler)
     cr, cp, cy = cos.unbind(-1)
     sr, sp, sy = sin.unbind(-1)

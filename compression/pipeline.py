@@ -36,6 +36,9 @@ from compression.vq import assign, vq_kmeans
 
 logger = logging.getLogger(__name__)
 
+#: rows per chunk of :func:`palette_rows`'s hash
+_HASH_CHUNK_ROWS = 65536
+
 
 def check_params(state: CodecState, params: Mapping[str, Tensor]) -> None:
     """Raises ValueError when ``params`` do not hold the state's N Gaussians."""
@@ -233,10 +236,12 @@ def palette_rows(params: Mapping[str, Tensor], layout: Layout, limit: int) -> Op
     1-D sort of N hashes, not a sort of its rows.
     """
     columns = layout.columns(layout.vq, params).detach().contiguous()
-    bits = columns.to(torch.float32).view(torch.int32).to(torch.int64)
-    weights = torch.randint(1, 1 << 31, (bits.shape[1],), dtype=torch.int64,
-                            generator=torch.Generator().manual_seed(0)).to(bits.device)
-    if int(torch.unique((bits * weights).sum(dim=1)).shape[0]) > limit:  # wraps: still a hash
+    weights = torch.randint(1, 1 << 31, (columns.shape[1],), dtype=torch.int64,
+                            generator=torch.Generator().manual_seed(0)).to(columns.device)
+    # a chunk of rows at a time: no [N, F] int64 temporaries (2 GB each at 6 M rows)
+    hashes = torch.cat([(part.to(torch.float32).view(torch.int32).to(torch.int64) * weights)
+                        .sum(dim=1) for part in torch.split(columns, _HASH_CHUNK_ROWS)])
+    if int(torch.unique(hashes).shape[0]) > limit:  # wraps: still a hash
         return None
     rows = torch.unique(columns, dim=0)
     return rows if rows.shape[0] <= limit else None

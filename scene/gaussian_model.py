@@ -10,7 +10,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from torch import nn
 
 from compression.bitstream import read_bitstream, save
@@ -39,6 +38,10 @@ def nearest_neighbour_sq_dist(points: np.ndarray, k: int = 3) -> np.ndarray:
     n_other = min(k, len(points) - 1)
     if n_other <= 0:
         return np.zeros(len(points))
+    # imported here: scipy.spatial is about a quarter of the imports of a process that never
+    # builds a model from points (render.py, train.py --given_ply_path)
+    from scipy.spatial import cKDTree
+
     # The first hit is the point itself (or an exact duplicate, at the same distance 0).
     dists, _ = cKDTree(points).query(points, k=n_other + 1, workers=-1)
     return (dists[:, 1:] ** 2).mean(axis=1)

@@ -180,6 +180,9 @@ def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path
         start += len(cols)
     dtype = np.dtype([(name, "<f4") for cols in names.values() for name in cols])
     vertex = table.view(dtype).reshape(n)
-    with atomic_path(path) as tmp:
-        PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(str(tmp))
+    header = PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").header
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        # plyfile's own write copies the whole table into one bytes object first
+        handle.write(header.encode("ascii") + b"\n")
+        table.tofile(handle)
     return path

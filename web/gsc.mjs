@@ -57,7 +57,6 @@ const LEVEL_DELTA_M_CODE = 49152;
 const M_SCALE = 65536;
 const PRECISION_TOTAL = 2 ** 24; // constriction's DefaultContiguousCategoricalEntropyModel
 const TWO32 = 4294967296;
-const TWO48 = 281474976710656;
 // 2^(j/4), j = 0..3, exact float64 values (§2)
 const QUARTER_POWERS = [1, 0x1306fe0a31b715 / 2 ** 52, 0x16a09e667f3bcd / 2 ** 52,
   0x1ae89f995ad3ad / 2 ** 52];
@@ -78,23 +77,31 @@ function quarterPower(e) {
 
 // ------------------------------------------------------------------------------ CRC-32
 
+/** CRC_TABLE[256·k + byte]: the CRC of byte followed by k zero bytes (slicing by 4). */
 const CRC_TABLE = (() => {
-  const table = new Int32Array(256);
+  const table = new Int32Array(4 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
     table[n] = c;
   }
+  for (let i = 256; i < 4 * 256; i++) table[i] = (table[i - 256] >>> 8) ^ table[table[i - 256] & 0xff];
   return table;
 })();
 
 /**
- * CRC-32 (zlib / IEEE 802.3) of bytes[start, end).
+ * CRC-32 (zlib / IEEE 802.3) of bytes[start, end), four bytes per step.
  * @param {Uint8Array} bytes @param {number} start @param {number} end
  */
 export function crc32(bytes, start = 0, end = bytes.length) {
   let crc = -1;
-  for (let i = start; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    crc ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    crc = CRC_TABLE[768 + (crc & 0xff)] ^ CRC_TABLE[512 + ((crc >>> 8) & 0xff)]
+      ^ CRC_TABLE[256 + ((crc >>> 16) & 0xff)] ^ CRC_TABLE[crc >>> 24];
+  }
+  for (; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
   return (crc ^ -1) >>> 0;
 }
 
@@ -202,8 +209,32 @@ const LEVEL_POWERS = (() => {
 const TWO24 = 16777216;
 const INV_TWO24 = 1 / TWO24;
 const INV_TWO32 = 1 / TWO32;
-const INV_TWO48 = 1 / TWO48;
 const LOOKUP_SHIFT = 12; // quantile >> 12 indexes a model's 4096-entry symbol lookup
+
+const TWO12 = 4096;
+const TWO20 = 1048576;
+const TWO40 = 1099511627776;
+const INV_TWO12 = 1 / TWO12;
+const INV_TWO20 = 1 / TWO20;
+const QUOTIENT_MARGIN = 2 ** -20;
+
+/**
+ * The exact quantile ⌊diff / scale⌋ from its float64 estimate q (within ±1), through the
+ * remainder diff − q·scale computed modulo 2^52 (its true value is far smaller). An estimate
+ * above 2^24 is returned as it is: the payload is refused either way.
+ * @param {number} dh @param {number} dl diff = dh·2^32 + dl
+ * @param {number} scale below 2^40 @param {number} q
+ */
+function exactQuotient(dh, dl, scale, q) {
+  if (q > PRECISION_TOTAL) return q;
+  const high = scale * Math.floor(q * INV_TWO12); // q·scale = high·2^12 + scale·(q mod 2^12)
+  const product = (high - Math.floor(high / TWO40) * TWO40) * TWO12 + scale * (q % TWO12);
+  let r = ((dh % TWO20) * TWO32 + dl) - product;
+  r -= Math.round(r / 2 ** 52) * 2 ** 52;
+  while (r < 0) { q--; r += scale; }
+  while (r >= scale) { q++; r -= scale; }
+  return q;
+}
 
 /**
  * A 24-bit model for decoding: its CDF and a lookup of the symbol at every multiple of
@@ -226,10 +257,11 @@ class DecoderModel {
 
 /**
  * constriction's queue RangeDecoder<u32, u64> (DefaultRangeDecoder) with 24-bit models, in
- * float64 arithmetic that stays exact: it keeps `diff` = point − lower (mod 2^64) as
- * dh·2^32 + dl and, instead of `range`, `scale` = range >> 24 as sh·2^24 + sl — the low bits
- * of `range` are dropped by the next `scale` anyway, except when renormalizing, where `range`
- * is below 2^32 and exact.
+ * float64 arithmetic that stays exact. It keeps `diff` = point − lower as dh·2^32 + dl and,
+ * instead of `range`, `scale` = range >> 24 (below 2^40, so exact): the low bits of `range`
+ * are dropped by the next `scale` anyway, except when renormalizing, where `range` is below
+ * 2^32 and exact. Every accepted symbol leaves diff < range (the next quantile is below 2^24
+ * or the payload is refused), so diff never wraps around 2^64.
  */
 class RangeDecoder {
   /** @param {Uint32Array} words */
@@ -238,8 +270,7 @@ class RangeDecoder {
     this.pos = Math.min(2, words.length);
     this.dh = words.length > 0 ? words[0] : 0;
     this.dl = words.length > 1 ? words[1] : 0;
-    this.sh = 65535; // scale of range 2^64 − 1: 2^40 − 1
-    this.sl = TWO24 - 1;
+    this.scale = TWO40 - 1; // range 2^64 − 1
     this.untouched = true;
   }
 
@@ -253,47 +284,39 @@ class RangeDecoder {
     const { cdf, lookup } = model;
     const words = this.words;
     const nWords = words.length;
-    let { sh, sl, dh, dl, pos } = this;
+    let { scale, dh, dl, pos } = this;
     for (let i = 0; i < count; i++) {
-      const scale = sh * TWO24 + sl;
-      let q = Math.floor((dh * TWO32 + dl) / scale); // within ±1 of diff / scale
-      // exact remainder diff − q·scale, computed modulo 2^48 (it is far below 2^47)
-      const qh = q * sh;
-      let r = ((dh & 0xffff) * TWO32 + dl) - (qh - Math.floor(qh * INV_TWO24) * TWO24) * TWO24 - q * sl;
-      r -= Math.round(r * INV_TWO48) * TWO48;
-      while (r < 0) { q--; r += scale; }
-      while (r >= scale) { q++; r -= scale; }
+      // diff / scale in float64 is within 2^−28 of the true quotient (below 2^24 when valid),
+      // so its floor is the quantile unless it lies that close to an integer
+      const ratio = (dh * TWO32 + dl) / scale;
+      let q = Math.floor(ratio);
+      if (ratio - q < QUOTIENT_MARGIN || ratio - q > 1 - QUOTIENT_MARGIN) q = exactQuotient(dh, dl, scale, q);
       if (q >= PRECISION_TOTAL) throw new GscFormatError('invalid range-coded payload');
       let symbol = lookup[q >>> LOOKUP_SHIFT];
       while (cdf[symbol + 1] <= q) symbol++;
       const left = cdf[symbol];
       const probability = cdf[symbol + 1] - left;
       out[offset + i] = symbol + base;
-      // diff = scale·(q − left) + r = sh·t·2^24 + (sl·t + r)
-      const t = q - left;
-      const high = sh * t;
-      const highWords = Math.floor(high * (1 / 256));
-      const low = sl * t + r + (high - highWords * 256) * TWO24;
-      const carry = Math.floor(low * INV_TWO32);
-      dl = low - carry * TWO32;
-      dh = highWords + carry;
+      // diff −= scale·left, with scale·left = A·2^12 + B (A, B < 2^52) and A = Ah·2^20 + Al
+      const a = scale * (left >>> 12);
+      const ah = Math.floor(a * INV_TWO20);
+      const low = dl - (a - ah * TWO20) * 4096 - scale * (left & 4095);
+      const borrow = Math.floor(low * INV_TWO32);
+      dl = low - borrow * TWO32;
+      dh = dh - ah + borrow;
       const range = scale * probability; // exact when below 2^32, the only case that needs it
-      if (range < TWO32) { // renormalize: range << 32, point << 32 | next word
-        const next = range * 256;
-        sh = Math.floor(next * INV_TWO24);
-        sl = next - sh * TWO24;
+      if (range < TWO32) { // renormalize: range << 32, point << 32 | next word (diff < range)
+        scale = range * 256;
         dh = dl;
         dl = pos < nWords ? words[pos++] : 0;
-      } else {
-        const lowScale = sl * probability; // < 2^48
-        const lowCarry = Math.floor(lowScale * INV_TWO24);
-        const next = sh * probability + lowCarry; // range >> 24
-        sh = Math.floor(next * INV_TWO24);
-        sl = next - sh * TWO24;
+      } else { // range >> 24 = ⌊scale·ph / 2^12 + scale·pl / 2^24⌋ with probability = ph·2^12 + pl
+        const high = scale * (probability >>> 12) * INV_TWO12;
+        const whole = Math.floor(high);
+        scale = whole + Math.floor(high - whole + scale * (probability & 4095) * INV_TWO24);
       }
     }
     this.untouched = false;
-    Object.assign(this, { sh, sl, dh, dl, pos });
+    Object.assign(this, { scale, dh, dl, pos });
   }
 
   /** constriction's maybe_exhausted(): all words read and diff < 2^33 − 1 (or nothing decoded). */
@@ -303,8 +326,12 @@ class RangeDecoder {
   }
 }
 
-/** Little-endian u32 words of bytes[start, end) ((end − start) % 4 == 0). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** Little-endian u32 words of bytes[start, end) ((end − start) % 4 == 0): a copy of the bytes
+ * viewed as words on a little-endian machine, assembled byte by byte elsewhere. */
 function wordsOf(bytes, start, end) {
+  if (LITTLE_ENDIAN) return new Uint32Array(bytes.slice(start, end).buffer);
   const count = (end - start) / 4;
   const words = new Uint32Array(count);
   for (let i = 0, j = start; i < count; i++, j += 4) {
@@ -419,6 +446,20 @@ const POPCOUNT = (() => {
   for (let i = 1; i < 256; i++) table[i] = (i & 1) + table[i >> 1];
   return table;
 })();
+/** ROUND_PAIRS[256·r + byte]: the merges of RAHT round r (§4) within a node of that occupancy. */
+const ROUND_PAIRS = (() => {
+  const table = new Uint8Array(3 * 256);
+  for (let byte = 0; byte < 256; byte++) {
+    let groups = byte; // bit g: group g is not empty
+    for (let r = 0, step = 1; r < 3; r++, step *= 2) {
+      for (let g = 0; g < 8; g += 2 * step) {
+        if (groups & (1 << g) && groups & (1 << (g + step))) table[256 * r + byte]++;
+        if (groups & (1 << (g + step))) groups = (groups | (1 << g)) & ~(1 << (g + step));
+      }
+    }
+  }
+  return table;
+})();
 /** SET_BITS[8·byte + j]: the j-th set bit of byte (ascending), j < POPCOUNT[byte]. */
 const SET_BITS = (() => {
   const table = new Uint8Array(256 * 8);
@@ -429,11 +470,31 @@ const SET_BITS = (() => {
 })();
 
 /**
- * Octree occupancy → the leaves in ascending Morton order as voxel coordinates, plus every
- * depth's occupancy bytes (the RAHT plan is built from them). A group (one segment) is
- * decoded depth by depth, so memory stays bounded by N nodes per depth; the symbols and the
- * checks are those of the Python reader, which decodes a whole group at once.
+ * The nodes of the next depth from this depth's occupancy bytes, in Morton order.
+ * @param {Uint8Array} bytes @param {Float64Array} xy @param {Uint32Array} z this depth's nodes
+ * @param {Float64Array} nextXy @param {Uint32Array} nextZ receive the children
+ * @param {Float64Array} childXy xy offset of child k (0..7) from twice its parent's
+ */
+function childNodes(bytes, xy, z, nextXy, nextZ, childXy) {
+  for (let i = 0, c = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    const parentXy = 2 * xy[i];
+    const parentZ = 2 * z[i];
+    for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
+      const k = SET_BITS[b];
+      nextXy[c] = parentXy + childXy[k];
+      nextZ[c] = parentZ + (k & 1);
+    }
+  }
+}
+
+/**
+ * Octree occupancy → the leaves in ascending Morton order as voxel coordinates (xy =
+ * x·2^D + y and z), plus every depth's occupancy bytes (the RAHT plan is built from them). A
+ * group (one segment) is decoded depth by depth, so memory stays bounded by N nodes per depth;
+ * the symbols and the checks are those of the Python reader, which decodes a whole group at once.
  * @param {Uint8Array} data the geometry stream @param {number} maxPoints N from the header
+ * @returns {{depth: number, xy: Float64Array, z: Uint32Array, occupancy: Uint8Array[]}}
  */
 function decodeOctree(data, maxPoints) {
   const reader = new ByteReader(data);
@@ -452,19 +513,26 @@ function decodeOctree(data, maxPoints) {
   const stream = new StreamReader(data.subarray(reader.position));
   /** @type {Uint8Array[]} */
   const occupancy = [];
-  let x = new Uint32Array(1);
-  let y = new Uint32Array(1);
-  let z = new Uint32Array(1);
+  // each node as xy = x·2^D + y (exact in float64) and z; this depth's nodes and the next
+  // depth's, the buffers swapped per depth
+  const side = 2 ** depth;
+  const childXy = Float64Array.from({ length: 8 }, (_, k) => (k >> 2) * side + ((k >> 1) & 1));
+  let xy = new Float64Array(count);
+  let z = new Uint32Array(count);
+  let nextXy = new Float64Array(count);
+  let nextZ = new Uint32Array(count);
+  const symbols = new Int32Array(count);
+  let nodes = 1;
   for (const size of groupSizes) {
     if (size === 0) continue;
     const segment = stream.segment();
     let used = 0;
     while (used < size) {
-      const parents = x.length;
+      const parents = nodes;
       if (occupancy.length === depth || used + parents > size) {
         throw new GscFormatError('occupancy groups do not match the tree\'s levels');
       }
-      const symbols = segment.take(parents, new Int32Array(parents), 0);
+      segment.take(parents, symbols, 0);
       const level = occupancy.length;
       const bytes = new Uint8Array(parents);
       let children = 0;
@@ -475,66 +543,70 @@ function decodeOctree(data, maxPoints) {
         children += POPCOUNT[s];
       }
       if (children > count) throw new GscFormatError(`octree depth ${level}: more than ${count} nodes`);
-      const cx = new Uint32Array(children);
-      const cy = new Uint32Array(children);
-      const cz = new Uint32Array(children);
-      let c = 0;
-      for (let i = 0; i < parents; i++) {
-        const byte = bytes[i];
-        const px = 2 * x[i];
-        const py = 2 * y[i];
-        const pz = 2 * z[i];
-        for (let b = 8 * byte, end = b + POPCOUNT[byte]; b < end; b++, c++) {
-          const k = SET_BITS[b];
-          cx[c] = px + (k >> 2);
-          cy[c] = py + ((k >> 1) & 1);
-          cz[c] = pz + (k & 1);
-        }
-      }
+      childNodes(bytes, xy, z, nextXy, nextZ, childXy);
       occupancy.push(bytes);
-      x = cx;
-      y = cy;
-      z = cz;
+      [xy, nextXy, z, nextZ] = [nextXy, xy, nextZ, z];
+      nodes = children;
       used += parents;
     }
   }
   stream.close();
-  if (occupancy.length !== depth || x.length !== count) {
-    throw new GscFormatError(`octree decodes to ${x.length} points at depth ${occupancy.length}, ` +
+  if (occupancy.length !== depth || nodes !== count) {
+    throw new GscFormatError(`octree decodes to ${nodes} points at depth ${occupancy.length}, ` +
       `expected ${count} at depth ${depth}`);
   }
-  return { depth, x, y, z, occupancy };
+  return { depth, xy, z, occupancy };
 }
 
 /**
  * Permutation of the leaves (Morton order) into ascending voxel key x·2^(2D) + y·2^D + z:
- * a stable LSD radix sort on z, then y, then x (11-bit digits).
- * @returns {Int32Array} order[i] = Morton index of the i-th voxel in key order
+ * a stable LSD radix sort of xy = x·2^D + y (keys carried along with the indices; digits of
+ * at most 12 bits). z needs no pass: among leaves of equal x and y, Morton order is already
+ * ascending in z.
+ * @param {Float64Array} leafXy xy of every leaf in Morton order (its memory is reused)
+ * @param {number} depth
+ * @returns {{order: Int32Array, xy: Float64Array}} order[i] = Morton index of the i-th voxel
+ *   in key order, xy[i] its xy
  */
-function keyOrder(x, y, z, depth) {
-  const n = x.length;
+function keyOrder(leafXy, depth) {
+  const n = leafXy.length;
+  const digits = Math.ceil((2 * depth) / 12);
+  const bits = Math.ceil((2 * depth) / digits);
+  const radix = 2 ** bits;
+  const mask = radix - 1;
+  let keys = leafXy;
+  /** @type {number[]} 2^(−bits·d): key × scales[d] truncates to digit d and above */
+  const scales = Array.from({ length: digits }, (_, d) => 2 ** (-bits * d));
+  // every digit's histogram in one pass, then turned into the start of each bucket
+  const starts = new Int32Array(digits * radix);
+  for (let i = 0; i < n; i++) {
+    const key = keys[i];
+    for (let d = 0; d < digits; d++) starts[d * radix + ((key * scales[d]) & mask)]++;
+  }
+  for (let d = 0; d < digits; d++) {
+    for (let j = d * radix, end = j + radix, sum = 0; j < end; j++) {
+      const count = starts[j];
+      starts[j] = sum;
+      sum += count;
+    }
+  }
   let order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   let scratch = new Int32Array(n);
-  const counts = new Int32Array(2048);
-  for (const coordinate of [z, y, x]) {
-    for (let shift = 0; shift < depth; shift += 11) {
-      counts.fill(0);
-      for (let i = 0; i < n; i++) counts[(coordinate[i] >>> shift) & 2047]++;
-      let sum = 0;
-      for (let d = 0; d < 2048; d++) {
-        const c = counts[d];
-        counts[d] = sum;
-        sum += c;
-      }
-      for (let i = 0; i < n; i++) {
-        const index = order[i];
-        scratch[counts[(coordinate[index] >>> shift) & 2047]++] = index;
-      }
-      [order, scratch] = [scratch, order];
+  let scratchKeys = new Float64Array(n);
+  for (let d = 0; d < digits; d++) {
+    const scale = scales[d];
+    const base = d * radix;
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      const at = starts[base + ((key * scale) & mask)]++;
+      scratch[at] = order[i];
+      scratchKeys[at] = key;
     }
+    [order, scratch] = [scratch, order];
+    [keys, scratchKeys] = [scratchKeys, keys];
   }
-  return order;
+  return { order, xy: keys };
 }
 
 // ------------------------------------------------------------------------------ RAHT (§4)
@@ -553,52 +625,57 @@ function buildRaht(occupancy, n) {
   const weightB = new Float32Array(n - 1);
   /** @type {number[]} pair index where each level ends */
   const levelEnds = [];
-  // this depth's pairs of each of its three rounds: left slot, right slot, weights
-  const rounds = [0, 1, 2].map(() => ({
-    left: new Int32Array(n), right: new Int32Array(n), wl: new Int32Array(n), wr: new Int32Array(n), size: 0,
-  }));
-  let pairs = 0;
-  let slot = new Int32Array(n);
+  // weights (voxel counts) of this depth's nodes and of their parents; a node's first slot is
+  // the sum of the weights before it (its subtree's first leaf in Morton order)
   let weight = new Int32Array(n).fill(1);
-  for (let i = 0; i < n; i++) slot[i] = i;
+  let parentWeight = new Int32Array(n);
   const groupSlot = new Int32Array(8);
   const groupWeight = new Int32Array(8);
+  const cursor = new Int32Array(3);
+  let pairs = 0;
   for (let t = occupancy.length - 1; t >= 0; t--) {
     const bytes = occupancy[t];
     const parents = bytes.length;
-    const parentSlot = new Int32Array(parents);
-    const parentWeight = new Int32Array(parents);
-    for (const round of rounds) round.size = 0;
+    // where each round's pairs start: this depth's pairs, round after round
+    const counts = [0, 0, 0];
+    for (let p = 0; p < parents; p++) {
+      const byte = bytes[p];
+      if (POPCOUNT[byte] > 1) for (let r = 0; r < 3; r++) counts[r] += ROUND_PAIRS[256 * r + byte];
+    }
+    cursor[0] = pairs;
+    cursor[1] = pairs + counts[0];
+    cursor[2] = cursor[1] + counts[1];
     let child = 0;
+    let slot = 0;
     for (let p = 0; p < parents; p++) {
       const byte = bytes[p];
       if (POPCOUNT[byte] === 1) { // a single child: nothing to merge
-        parentSlot[p] = slot[child];
-        parentWeight[p] = weight[child];
-        child++;
+        const w = weight[child++];
+        parentWeight[p] = w;
+        slot += w;
         continue;
       }
       for (let k = 0; k < 8; k++) {
         if (byte & (1 << k)) {
-          groupSlot[k] = slot[child];
-          groupWeight[k] = weight[child];
-          child++;
+          const w = weight[child++];
+          groupSlot[k] = slot;
+          groupWeight[k] = w;
+          slot += w;
         } else {
           groupWeight[k] = 0;
         }
       }
       // rounds 0, 1, 2: merge groups (g, g + step) for g = 0, 2·step, … in place into g
       for (let r = 0, step = 1; r < 3; r++, step *= 2) {
-        const round = rounds[r];
         for (let g = 0; g < 8; g += 2 * step) {
           const wl = groupWeight[g];
           const wr = groupWeight[g + step];
           if (wl > 0 && wr > 0) {
-            const at = round.size++;
-            round.left[at] = groupSlot[g];
-            round.right[at] = groupSlot[g + step];
-            round.wl[at] = wl;
-            round.wr[at] = wr;
+            const at = cursor[r]++;
+            left[at] = groupSlot[g];
+            right[at] = groupSlot[g + step];
+            weightA[at] = Math.sqrt(wl / (wl + wr));
+            weightB[at] = Math.sqrt(wr / (wl + wr));
             groupWeight[g] = wl + wr;
           } else if (wr > 0) {
             groupSlot[g] = groupSlot[g + step];
@@ -606,23 +683,14 @@ function buildRaht(occupancy, n) {
           }
         }
       }
-      parentSlot[p] = groupSlot[0];
       parentWeight[p] = groupWeight[0];
     }
-    for (const round of rounds) {
-      if (round.size === 0) continue;
-      for (let i = 0; i < round.size; i++, pairs++) {
-        const wl = round.wl[i];
-        const wr = round.wr[i];
-        left[pairs] = round.left[i];
-        right[pairs] = round.right[i];
-        weightA[pairs] = Math.sqrt(wl / (wl + wr));
-        weightB[pairs] = Math.sqrt(wr / (wl + wr));
-      }
+    for (let r = 0; r < 3; r++) {
+      if (counts[r] === 0) continue;
+      pairs += counts[r];
       levelEnds.push(pairs);
     }
-    slot = parentSlot;
-    weight = parentWeight;
+    [weight, parentWeight] = [parentWeight, weight];
   }
   return { left, right, weightA, weightB, levelEnds };
 }
@@ -648,22 +716,42 @@ function segmentSizes(levelEnds, n) {
   return sizes;
 }
 
-/** Inverse RAHT in place (§4), coarsest level first: L = a·low − b·high, R = a·high + b·low,
- *  every product and sum rounded to float32. */
-function inverseRaht(values, plan) {
+/**
+ * Dequantization and inverse RAHT (§4) of all columns at once, coarsest level first: the high
+ * band of pair k in column c is code · step (rounded to float32), then L = a·low − b·high,
+ * R = a·high + b·low, every product and sum rounded to float32.
+ * @param {Int32Array} codes the AC codes, column after column (n − 1 each, in pair order)
+ * @param {number[][]} steps steps[c][level], float32 values
+ * @param {number[]} dc each column's DC coefficient (slot 0)
+ * @param {{left: Int32Array, right: Int32Array, weightA: Float32Array, weightB: Float32Array,
+ *   levelEnds: number[]}} plan buildRaht's pairs
+ * @returns {Float32Array} [COLUMNS·n] the columns interleaved by slot (Morton order):
+ *   value of column c at slot s is at COLUMNS·s + c
+ */
+function inverseRaht(codes, steps, dc, plan) {
   const { left, right, weightA, weightB, levelEnds } = plan;
+  const pairs = left.length;
+  const values = new Float32Array(COLUMNS * (pairs + 1));
+  values.set(dc);
+  const step = new Float64Array(COLUMNS);
   const fround = Math.fround;
   for (let l = levelEnds.length - 1; l >= 0; l--) {
+    for (let c = 0; c < COLUMNS; c++) step[c] = steps[c][l];
     const start = l === 0 ? 0 : levelEnds[l - 1];
     for (let k = start; k < levelEnds[l]; k++) {
       const a = weightA[k];
       const b = weightB[k];
-      const low = values[left[k]];
-      const high = values[right[k]];
-      values[left[k]] = fround(fround(a * low) - fround(b * high));
-      values[right[k]] = fround(fround(a * high) + fround(b * low));
+      const lo = COLUMNS * left[k];
+      const hi = COLUMNS * right[k];
+      for (let c = 0, at = k; c < COLUMNS; c++, at += pairs) {
+        const low = values[lo + c];
+        const high = fround(codes[at] * step[c]);
+        values[lo + c] = fround(fround(a * low) - fround(b * high));
+        values[hi + c] = fround(fround(a * high) + fround(b * low));
+      }
     }
   }
+  return values;
 }
 
 // ------------------------------------------------------------------------------ rotation (§7)
@@ -693,11 +781,12 @@ const [C1, C2, C3, C4, C5, C6, C7, C8, C9] = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 /**
  * cos and sin of half an angle as float32, the reproducible way of §7: Cody–Waite reduction
  * by π/2 in float64, Taylor polynomials, the quadrant's signs, one rounding to float32.
- * @param {number} angle @param {Float32Array} out receives cos(angle/2), sin(angle/2)
- * @param {number} at where in `out`
+ * @param {Float32Array} angles @param {number} index the angle's index in `angles` (not the
+ *   angle itself: a number argument of a call that is not inlined would be boxed on the heap)
+ * @param {Float32Array} out receives cos(angle/2), sin(angle/2) @param {number} at where in `out`
  */
-function halfAngleCosSin(angle, out, at) {
-  const t = angle * 0.5;
+function halfAngleCosSin(angles, index, out, at) {
+  const t = angles[index] * 0.5;
   const k = Math.floor(t * TWO_OVER_PI + 0.5);
   let r = (t - k * PIO2_HIGH) - k * PIO2_LOW;
   r = Math.min(Math.max(r, -1), 1);
@@ -710,6 +799,95 @@ function halfAngleCosSin(angle, out, at) {
   else if (quadrant === 1) { out[at] = -s; out[at + 1] = c; }
   else if (quadrant === 2) { out[at] = -c; out[at + 1] = -s; }
   else { out[at] = s; out[at + 1] = -c; }
+}
+
+/**
+ * Whether every value of values[start, end) lies in [lo, hi].
+ * @param {Int32Array} values @param {number} start @param {number} end
+ * @param {number} lo @param {number} hi
+ */
+function within(values, start, end, lo, hi) {
+  for (let i = start; i < end; i++) if (values[i] < lo || values[i] > hi) return false;
+  return true;
+}
+
+/**
+ * The voxel centres in key order (§1, §3).
+ * @param {Float64Array} xy x·2^D + y in key order @param {Uint32Array} z in Morton order
+ * @param {Int32Array} order @param {number[]} bbox @param {number} depth
+ */
+function voxelPositions(xy, z, order, bbox, depth) {
+  const n = order.length;
+  const side = pow2(depth);
+  const [minX, , minY, , minZ] = bbox;
+  const voxelX = (bbox[1] - minX) / side;
+  const voxelY = (bbox[3] - minY) / side;
+  const voxelZ = (bbox[5] - minZ) / side;
+  const positions = new Float32Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const x = Math.floor(xy[i] / side);
+    positions[3 * i] = minX + (x + 0.5) * voxelX;
+    positions[3 * i + 1] = minY + (xy[i] - x * side + 0.5) * voxelY;
+    positions[3 * i + 2] = minZ + (z[order[i]] + 0.5) * voxelZ;
+  }
+  return positions;
+}
+
+/**
+ * The attribute columns in key order: opacity, f_dc and log-scales as they are, the Euler
+ * angles as quaternions (§7).
+ * @param {Float32Array} attributes the interleaved columns of inverseRaht (Morton order)
+ * @param {Int32Array} order
+ */
+function gatherAttributes(attributes, order) {
+  const n = order.length;
+  const opacityLogits = new Float32Array(n);
+  const fDc = new Float32Array(3 * n);
+  const logScales = new Float32Array(3 * n);
+  const quaternions = new Float32Array(4 * n);
+  const half = new Float32Array(6);
+  const fround = Math.fround;
+  for (let i = 0; i < n; i++) {
+    const row = COLUMNS * order[i]; // opacity, roll, pitch, yaw, f_dc × 3, log-scale × 3
+    opacityLogits[i] = attributes[row];
+    for (let j = 0; j < 3; j++) {
+      fDc[3 * i + j] = attributes[row + 4 + j];
+      logScales[3 * i + j] = attributes[row + 7 + j];
+    }
+    halfAngleCosSin(attributes, row + 1, half, 0);
+    halfAngleCosSin(attributes, row + 2, half, 2);
+    halfAngleCosSin(attributes, row + 3, half, 4);
+    const cr = half[0]; const sr = half[1];
+    const cp = half[2]; const sp = half[3];
+    const cy = half[4]; const sy = half[5];
+    quaternions[4 * i] = fround(fround(fround(cr * cp) * cy) + fround(fround(sr * sp) * sy));
+    quaternions[4 * i + 1] = fround(fround(fround(sr * cp) * cy) - fround(fround(cr * sp) * sy));
+    quaternions[4 * i + 2] = fround(fround(fround(cr * sp) * cy) + fround(fround(sr * cp) * sy));
+    quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
+  }
+  return { opacityLogits, fDc, logScales, quaternions };
+}
+
+/**
+ * f_rest of every Gaussian from its codebook row, in the PLY's channel-major order: the rows
+ * reordered once, then copied per Gaussian.
+ * @param {Float32Array} codebook [K · 3·((d+1)² − 1)], coefficient-major rows
+ * @param {Int32Array} vqIndices @param {number} degree
+ */
+function restCoefficients(codebook, vqIndices, degree) {
+  const coefficients = (degree + 1) ** 2 - 1;
+  const restWidth = 3 * coefficients;
+  const rows = new Float32Array(codebook.length);
+  for (let row = 0; row < codebook.length; row += restWidth) {
+    for (let ch = 0; ch < 3; ch++) {
+      for (let j = 0; j < coefficients; j++) rows[row + ch * coefficients + j] = codebook[row + 3 * j + ch];
+    }
+  }
+  const fRest = new Float32Array(vqIndices.length * restWidth);
+  for (let i = 0, at = 0; i < vqIndices.length; i++) {
+    for (let j = vqIndices[i] * restWidth, end = j + restWidth; j < end; j++, at++) fRest[at] = rows[j];
+  }
+  return fRest;
 }
 
 // ------------------------------------------------------------------------------ the file
@@ -797,8 +975,8 @@ export function decodeGsc(bytes, options = {}) {
   progress(0.05);
 
   const geometry = decodeOctree(streams[0], n);
-  if (geometry.depth !== depth || geometry.x.length !== n) {
-    throw new GscFormatError(`geometry holds ${geometry.x.length} voxels at depth ${geometry.depth}, ` +
+  if (geometry.depth !== depth || geometry.z.length !== n) {
+    throw new GscFormatError(`geometry holds ${geometry.z.length} voxels at depth ${geometry.depth}, ` +
       `the header says ${n} at depth ${depth}`);
   }
   const plan = buildRaht(geometry.occupancy, n);
@@ -815,91 +993,35 @@ export function decodeGsc(bytes, options = {}) {
     steps.push(Array.from(exponents, (e) => Math.fround(quarterPower(e))));
   }
   const sizes = segmentSizes(plan.levelEnds, n);
-  const codes = new Int32Array(n - 1);
-  /** @type {Float32Array[]} attribute columns in slot (Morton) order */
-  const columns = [];
+  const codes = new Int32Array(COLUMNS * (n - 1));
   for (let c = 0; c < COLUMNS; c++) {
-    let start = 0;
+    let start = c * (n - 1);
     for (const segmentSize of sizes) {
       reader.read(segmentSize, codes, start);
       start += segmentSize;
     }
-    const values = new Float32Array(n);
-    values[0] = dc[c];
-    let pair = 0;
-    for (let l = 0; l < levels; l++) {
-      const step = steps[c][l];
-      for (const end = plan.levelEnds[l]; pair < end; pair++) {
-        const code = codes[pair];
-        if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
-        values[plan.right[pair]] = Math.fround(code * step);
-      }
-    }
-    columns.push(values);
+    if (!within(codes, c * (n - 1), start, -MAX_CODE, MAX_CODE)) throw new GscFormatError(`an AC code beyond ±${MAX_CODE}`);
     progress(0.2 + 0.06 * (c + 1));
   }
   const vqIndices = k ? reader.read(n) : new Int32Array(0);
-  for (const index of vqIndices) {
-    if (index < 0 || index >= k) throw new GscFormatError(`VQ indices outside the ${k}-row codebook`);
+  if (!within(vqIndices, 0, vqIndices.length, 0, k - 1)) {
+    throw new GscFormatError(`VQ indices outside the ${k}-row codebook`);
   }
   const codebookCodes = k ? reader.read(k * restWidth) : new Int32Array(0);
   reader.close();
   const codebookStep = Math.fround(quarterPower(codebookExponent));
   const codebook = new Float32Array(codebookCodes.length);
-  for (let i = 0; i < codebookCodes.length; i++) {
-    const code = codebookCodes[i];
-    if (code > MAX_CODE || code < -MAX_CODE) throw new GscFormatError(`a codebook code beyond ±${MAX_CODE}`);
-    codebook[i] = Math.fround(code * codebookStep);
+  if (!within(codebookCodes, 0, codebookCodes.length, -MAX_CODE, MAX_CODE)) {
+    throw new GscFormatError(`a codebook code beyond ±${MAX_CODE}`);
   }
+  for (let i = 0; i < codebookCodes.length; i++) codebook[i] = Math.fround(codebookCodes[i] * codebookStep);
   progress(0.85);
 
-  for (const values of columns) inverseRaht(values, plan);
-  const order = keyOrder(geometry.x, geometry.y, geometry.z, depth);
-  const coordinates = [geometry.x, geometry.y, geometry.z];
-  const positions = new Float32Array(3 * n);
-  for (let axis = 0; axis < 3; axis++) {
-    const min = bbox[2 * axis];
-    const voxel = (bbox[2 * axis + 1] - min) / pow2(depth);
-    const v = coordinates[axis];
-    for (let i = 0; i < n; i++) positions[3 * i + axis] = min + (v[order[i]] + 0.5) * voxel;
-  }
-  const opacityLogits = new Float32Array(n);
-  const fDc = new Float32Array(3 * n);
-  const logScales = new Float32Array(3 * n);
-  const quaternions = new Float32Array(4 * n);
-  const half = new Float32Array(6);
-  const [opacity, roll, pitch, yaw] = columns;
-  const fround = Math.fround;
-  for (let i = 0; i < n; i++) {
-    const s = order[i];
-    opacityLogits[i] = opacity[s];
-    for (let j = 0; j < 3; j++) {
-      fDc[3 * i + j] = columns[4 + j][s];
-      logScales[3 * i + j] = columns[7 + j][s];
-    }
-    halfAngleCosSin(roll[s], half, 0);
-    halfAngleCosSin(pitch[s], half, 2);
-    halfAngleCosSin(yaw[s], half, 4);
-    const cr = half[0]; const sr = half[1];
-    const cp = half[2]; const sp = half[3];
-    const cy = half[4]; const sy = half[5];
-    quaternions[4 * i] = fround(fround(fround(cr * cp) * cy) + fround(fround(sr * sp) * sy));
-    quaternions[4 * i + 1] = fround(fround(fround(sr * cp) * cy) - fround(fround(cr * sp) * sy));
-    quaternions[4 * i + 2] = fround(fround(fround(cr * sp) * cy) + fround(fround(sr * cp) * sy));
-    quaternions[4 * i + 3] = fround(fround(fround(cr * cp) * sy) - fround(fround(sr * sp) * cy));
-  }
-  const coefficients = (degree + 1) ** 2 - 1;
-  // codebook rows reordered once into the PLY's channel-major order, then copied per Gaussian
-  const rows = new Float32Array(codebook.length);
-  for (let row = 0; row < codebook.length; row += restWidth) {
-    for (let ch = 0; ch < 3; ch++) {
-      for (let j = 0; j < coefficients; j++) rows[row + ch * coefficients + j] = codebook[row + 3 * j + ch];
-    }
-  }
-  const fRest = new Float32Array(n * restWidth);
-  for (let i = 0; i < vqIndices.length; i++) {
-    fRest.set(rows.subarray(vqIndices[i] * restWidth, (vqIndices[i] + 1) * restWidth), i * restWidth);
-  }
+  const attributes = inverseRaht(codes, steps, dc, plan);
+  const { order, xy } = keyOrder(geometry.xy, depth);
+  const positions = voxelPositions(xy, geometry.z, order, bbox, depth);
+  const { opacityLogits, fDc, logScales, quaternions } = gatherAttributes(attributes, order);
+  const fRest = restCoefficients(codebook, vqIndices, degree);
   progress(1);
   return { formatVersion: version, count: n, shDegree, quality, positions, quaternions, logScales,
     opacityLogits, fDc, fRest, up };

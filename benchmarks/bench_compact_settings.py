@@ -1,5 +1,6 @@
-"""Compact-layout settings on one trained model: bits, the f_rest energy that sized the codebook,
-and the PSNR change on the test views before and after the finetune, one JSON line per setting.
+"""Compact-layout settings on one trained model: bits (in all and per part of the file:
+``CompactBitstream.part_bytes``), the f_rest energy that sized the codebook, and the PSNR change
+on the test views before and after the finetune, one JSON line per setting.
 
     python benchmarks/bench_compact_settings.py <model folder> [--finetune_iterations 500]
         [--views V] '{"quality": 5}' '{"quality": 5, "codebook_size": 256}' ...
@@ -92,10 +93,14 @@ def main(argv: list[str] | None = None) -> None:
         state.eval()
         with tempfile.TemporaryDirectory() as folder:
             info = save(state, params, folder)
+        parts = codec.encode(state, params).part_bytes()
         print(json.dumps({"settings": json.loads(text), "coded": state.num_gaussians,
                           "codebook": info["codebook_size"],
                           "f_rest_energy": energies[0] if energies else None,
                           "bits_per_input_gaussian": round(info["bits_per_input_gaussian"], 2),
+                          "part_bits_per_input_gaussian": {
+                              name: round(8 * size / state.num_input, 2)
+                              for name, size in parts.items()},
                           "psnr_change": change,
                           "seconds": round(time.perf_counter() - start)}), flush=True)
 

@@ -30,13 +30,13 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from compression.entropy import EntropyError, StreamReader, StreamWriter
-from compression.codec import Container, Layout
+from compression.codec import GROUPS, Container, Layout
 from compression.octree import MAX_DEPTH
 from compression.octree_coding import decode_octree, encode_octree
 from compression.raht import RahtPlan, build_raht
@@ -147,6 +147,35 @@ class CompactBitstream:
         return LevelQuantizer.dequantize(torch.from_numpy(self.codebook_codes),
                                          step_values([self.codebook_exponent])).numpy()
 
+    def _attribute_segments(self) -> Iterator[tuple[str, np.ndarray]]:
+        """The attribute stream's segments in file order (§5), each with the part it codes:
+        ``exponents``, the RAHT group of its column (``opacity``, ``euler``, ``f_dc``,
+        ``scaling``), ``vq_indices``, ``codebook``."""
+        layout = self.layout
+        names = [name for name in layout.raht
+                 for _ in range(GROUPS[name].width(self.sh_degree))]
+        for column in range(len(names)):
+            yield "exponents", self.exponents[column]
+        grouped = self.codes[self.plan.high_slots().numpy() - 1]  # AC rows level by level
+        bounds = np.cumsum(segment_sizes(self.plan))[:-1]
+        for column, name in enumerate(names):
+            for segment in np.split(grouped[:, column], bounds):
+                yield name, segment
+        if self.codebook_size:
+            yield "vq_indices", self.vq_indices
+            yield "codebook", self.codebook_codes.reshape(-1)
+
+    def part_bytes(self) -> dict[str, int]:
+        """Where the bytes go: ``geometry`` (the octree stream) and each part of the attribute
+        stream (:meth:`_attribute_segments`) coded as a stream of its own, so each figure
+        carries its own stream overhead (a few bytes) and they sum to about the file's size
+        less its fixed header."""
+        writers: dict[str, StreamWriter] = {}
+        for name, segment in self._attribute_segments():
+            writers.setdefault(name, StreamWriter()).write(segment)
+        return {"geometry": len(encode_octree(self.voxels, self.depth)),
+                **{name: len(writer.to_bytes()) for name, writer in writers.items()}}
+
     def to_bytes(self) -> bytes:
         """The file's bytes (module docstring); the same content always gives the same bytes.
 
@@ -185,16 +214,8 @@ class CompactBitstream:
         header += self.bbox.astype("<f8").tobytes() + self.dc.astype("<f4").tobytes()
         header += (np.zeros(3) if self.up is None else np.asarray(self.up)).astype("<f4").tobytes()
         attributes = StreamWriter()
-        for column in range(columns):
-            attributes.write(self.exponents[column])
-        grouped = self.codes[self.plan.high_slots().numpy() - 1]  # AC rows level by level
-        bounds = np.cumsum(segment_sizes(self.plan))[:-1]
-        for column in range(columns):
-            for segment in np.split(grouped[:, column], bounds):
-                attributes.write(segment)
-        if k:
-            attributes.write(self.vq_indices)
-            attributes.write(self.codebook_codes.reshape(-1))
+        for _, segment in self._attribute_segments():
+            attributes.write(segment)
         streams = (encode_octree(self.voxels, self.depth), attributes.to_bytes())
         body = header + b"".join(_LENGTH.pack(len(s)) + s for s in streams)
         if n > 8 * (len(body) + _CRC_BYTES):

@@ -235,6 +235,22 @@ def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict
     assert len(np.unique(stored.codebook_codes)) < 2 ** 10
 
 
+def test_part_bytes_say_where_the_file_goes(compact_file: dict) -> None:
+    """Each part of the file coded on its own: the octree, the step exponents, the four RAHT
+    groups, the indices and the codebook, every one non-empty, summing to the file less its
+    fixed header, length fields and CRC within a few bytes of stream overhead per part."""
+    stored = read_compact(compact_file["path"], LAYOUTS["compact"])
+    parts = stored.part_bytes()
+    assert list(parts) == ["geometry", "exponents", "opacity", "euler", "f_dc", "scaling",
+                           "vq_indices", "codebook"]
+    assert all(size > 0 for size in parts.values())
+    body = len(compact_file["data"]) - 117 - 8 - 4
+    assert body <= sum(parts.values()) <= body + 8 * len(parts)
+    # the geometry stream is written as it stands in the file
+    (geometry_bytes,) = struct.unpack_from("<I", compact_file["data"], 117)
+    assert parts["geometry"] == geometry_bytes
+
+
 def test_ac_segments_are_runs_of_whole_levels(compact_file: dict) -> None:
     """Each column's AC codes are cut into runs of whole RAHT levels of at least N / 4 codes."""
     plan = compact_file["state"].plan

@@ -3,7 +3,8 @@
 on the test views before and after the finetune, one JSON line per setting.
 
     python benchmarks/bench_compact_settings.py <model folder> [--finetune_iterations 500]
-        [--views V] '{"quality": 5}' '{"quality": 5, "codebook_size": 256}' ...
+        [--test_iterations 0 250 500] [--views V] '{"quality": 5}'
+        '{"quality": 5, "codebook_size": 256}' ...
 
 Each setting is a JSON object of ``CompressionParams`` fields (the compact layout's flags). The
 codec runs as ``train.py --given_ply_path`` runs it (the scene's training cameras, seed 0), in
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="trained model folder (cfg_args names its scene)")
     parser.add_argument("settings", nargs="+", help="JSON objects of CompressionParams fields")
     parser.add_argument("--finetune_iterations", type=int, default=500)
+    parser.add_argument("--test_iterations", type=int, nargs="*", default=[],
+                        help="finetune steps after which the PSNR change is measured "
+                             "(always also 0 and the last)")
     parser.add_argument("--views", type=int, default=0, help="every k-th test view so that "
                         "about V remain (0: all)")
     args = parser.parse_args(argv)
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
         iterations = args.finetune_iterations
         finetune(codec, state, params, scene.getTrainCameras(), pipe, background,
-                 iterations=iterations, test_iterations=sorted({0, iterations}),
+                 iterations=iterations,
+                 test_iterations=sorted({0, *args.test_iterations, iterations}),
                  on_test=on_test, quiet=True)
         state.eval()
         with tempfile.TemporaryDirectory() as folder:

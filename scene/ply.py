@@ -40,7 +40,8 @@ _REST_FIELD = re.compile(r"f_rest_(\d+)$")
 #: 1 - 2^-23, is below 1 and maps back to the same logit through log(p / (1 - p)); beyond it
 #: torch's float32 sigmoid reaches 1 and the logit of that is inf. Its negative is the mirror.
 MAX_OPACITY_LOGIT = float(np.float32(math.log(2**23 - 1)))
-#: rows of the vertex table :func:`read_ply` gathers at a time (1 MB of a 62-column table)
+#: rows of the vertex table :func:`read_ply` gathers and :func:`write_ply` writes at a time
+#: (1 MB of a 62-column table)
 _GATHER_ROWS = 4096
 
 logger = logging.getLogger(__name__)
@@ -177,25 +178,31 @@ def write_ply(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path
     columns = {"normals": np.zeros((n, 3), np.float32), **arrays,
                "f_rest": rest.transpose(0, 2, 1)}
     names = field_names(degree)
-    table = np.empty((n, sum(len(cols) for cols in names.values())), dtype="<f4")
+    slabs = []  # (first column, [N, S, W] values: S slabs of W columns each)
     start = 0
     for key, cols in names.items():
         block = np.asarray(columns[key], dtype=np.float32)
         if block.ndim < 1 or (len(block), math.prod(block.shape[1:])) != (n, len(cols)):
             raise ValueError(f"write_ply({path}): '{key}' must hold {len(cols)} values for each "
                              f"of the {n} Gaussians, got shape {block.shape}")
-        # each value copied once: a 3-D block ([N, 3, K-1] f_rest transposed channel-major,
-        # [N, 1, 3] f_dc) one [N, last] slab at a time
-        slabs = block if block.ndim == 3 else block.reshape(n, 1, -1)
-        width = slabs.shape[-1]
-        for j in range(slabs.shape[1]):
-            table[:, start + j * width:start + (j + 1) * width] = slabs[:, j]
+        # a 3-D block ([N, 3, K-1] f_rest transposed channel-major, [N, 1, 3] f_dc) goes in
+        # [N, last] slabs
+        slabs.append((start, block if block.ndim == 3 else block.reshape(n, 1, -1)))
         start += len(cols)
     dtype = np.dtype([(name, "<f4") for cols in names.values() for name in cols])
-    vertex = table.view(dtype).reshape(n)
-    header = PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").header
+    # the header of n rows from a zero-stride view: no table of the whole file in memory
+    header = PlyData([PlyElement.describe(np.broadcast_to(np.zeros(1, dtype), (n,)), "vertex")],
+                     byte_order="<").header
+    rows = np.empty((min(n, _GATHER_ROWS), start), dtype="<f4")
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        # plyfile's own write copies the whole table into one bytes object first
         handle.write(header.encode("ascii") + b"\n")
-        table.tofile(handle)
+        # a block of rows at a time, each value copied once into a block in the caches
+        for first in range(0, n, _GATHER_ROWS):
+            part = rows[:min(_GATHER_ROWS, n - first)]
+            for column, values in slabs:
+                width = values.shape[-1]
+                for j in range(values.shape[1]):
+                    part[:, column + j * width:column + (j + 1) * width] = \
+                        values[first:first + len(part), j]
+            handle.write(memoryview(part).cast("B"))
     return path

@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--out", type=str, default=None, help="work folder (default: temp)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    configure_logging(args.quiet)
+    configure_logging(args.quiet, sys.stderr)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_target_"))
     started, load = datetime.now(timezone.utc).isoformat(timespec="seconds"), os.getloadavg()
     results = {}

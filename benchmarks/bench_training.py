@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     if not SCENE.is_dir():
         raise SystemExit(f"{SCENE} not found (../shared/data is needed for this benchmark)")
-    configure_logging(args.quiet)
+    configure_logging(args.quiet, sys.stderr)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_training_"))
     dataset = ModelParams(source_path=str(SCENE), model_path=str(out),
                           resolution=args.resolution, eval=True)

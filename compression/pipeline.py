@@ -33,6 +33,7 @@ from compression.octree import (codes_to_keys, decode_positions, depth_for_scale
                                 merge_voxels, voxelize)
 from compression.raht import build_raht
 from compression.vq import assign, vq_kmeans
+from utils.threads import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -132,11 +133,13 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
            settings: CodecSettings, generator: torch.Generator) -> Geometry:
     """Voxelize the kept Gaussians at ``depth`` and merge each voxel's members."""
     xyz = params["xyz"]
-    codes, bbox = voxelize(xyz[keep], depth)
+    if not bool(keep.all()):  # (nothing pruned: no copies, 1.5 GB at 6 M Gaussians)
+        params, scores = {name: value[keep] for name, value in params.items()}, scores[keep]
+    codes, bbox = voxelize(params["xyz"], depth)
     keys = codes_to_keys(codes, depth)
     unique_keys, merged = merge_voxels(
-        keys, {name: params[name][keep].detach() for name in CODED_PARAMS}, settings.oct_merge,
-        importance=scores[keep], generator=generator)
+        keys, {name: params[name].detach() for name in CODED_PARAMS}, settings.oct_merge,
+        importance=scores, generator=generator)
     n = int(unique_keys.shape[0])
     needed, rule = ((2, "2") if settings.n_block is None
                     else (settings.n_block + 1, "n_block + 1"))
@@ -148,7 +151,7 @@ def _merge(params: Mapping[str, Tensor], keep: Tensor, scores: Tensor, depth: in
     means = decode_positions(keys_to_codes(unique_keys, depth), bbox, depth)
     # A voxel's importance is the total of its members' (it weights the k-means).
     inverse = torch.unique(keys, sorted=True, return_inverse=True)[1]
-    voxel_scores = scores[keep].new_zeros(n).index_add_(0, inverse, scores[keep])
+    voxel_scores = scores.new_zeros(n).index_add_(0, inverse, scores)
     return Geometry({"xyz": means.to(xyz.dtype), **merged}, unique_keys, bbox, depth,
                     voxel_scores, int(xyz.shape[0]), generator)
 
@@ -207,15 +210,17 @@ def prepare_geometry(params: Mapping[str, Tensor], cameras: Optional[Sequence],
 def vector_quantize(geometry: Geometry, settings: CodecSettings, size: int,
                     columns: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
     """Stage 5: a ``size``-row k-means codebook of the layout's VQ columns (``columns`` when
-    the caller has them already), weighted by the voxels' importance: ``(codebook [K, F],
-    indices [N], columns [N, F])``."""
+    the caller has them already), weighted by the voxels' importance (every row's final
+    assignment on all the CPUs this process may use): ``(codebook [K, F], indices [N],
+    columns [N, F])``."""
     if columns is None:
         columns = vq_columns(geometry, settings)
     logger.info("codec: k-means codebook of %d entries for %d rows of %d values (%d steps of "
                 "%d rows, then every row assigned)", size, columns.shape[0], columns.shape[1],
                 settings.vq_steps, settings.vq_batch)
     codebook, indices = vq_kmeans(columns, geometry.voxel_scores, size, settings.vq_steps,
-                                  settings.vq_batch, geometry.generator)
+                                  settings.vq_batch, geometry.generator,
+                                  workers=available_cpus())
     return codebook, indices, columns
 
 
@@ -232,18 +237,25 @@ def palette_rows(params: Mapping[str, Tensor], layout: Layout, limit: int) -> Op
 
     A model another tool vector-quantized (PlayCanvas's SOG stores the SH as a palette of up
     to 65,536 rows) repeats a few rows many times; its palette is then a codebook that adds
-    no error. The rows are told apart by a hash first, so a model without a palette costs one
-    1-D sort of N hashes, not a sort of its rows.
+    no error. The rows are told apart by a hash first, a chunk of rows at a time (no [N, F]
+    temporaries: 1 to 2 GB each at 6 M rows); distinct hashes are distinct rows, so a model
+    without a palette stops at the chunk where its hashes pass ``limit`` (a trained model at
+    the first), and a model with one sorts at most ``limit`` + 65,536 hashes per chunk, not
+    its rows.
     """
-    columns = layout.columns(layout.vq, params).detach().contiguous()
-    weights = torch.randint(1, 1 << 31, (columns.shape[1],), dtype=torch.int64,
-                            generator=torch.Generator().manual_seed(0)).to(columns.device)
-    # a chunk of rows at a time: no [N, F] int64 temporaries (2 GB each at 6 M rows)
-    hashes = torch.cat([(part.to(torch.float32).view(torch.int32).to(torch.int64) * weights)
-                        .sum(dim=1) for part in torch.split(columns, _HASH_CHUNK_ROWS)])
-    if int(torch.unique(hashes).shape[0]) > limit:  # wraps: still a hash
-        return None
-    rows = torch.unique(columns, dim=0)
+    hashes = weights = None
+    for start in range(0, params["opacity"].shape[0], _HASH_CHUNK_ROWS):
+        part = layout.columns(layout.vq, {name: value[start:start + _HASH_CHUNK_ROWS].detach()
+                                          for name, value in params.items()})
+        if weights is None:
+            weights = torch.randint(1, 1 << 31, (part.shape[1],), dtype=torch.int64,
+                                    generator=torch.Generator().manual_seed(0)).to(part.device)
+            hashes = weights.new_zeros(0)
+        part_hashes = (part.to(torch.float32).view(torch.int32).to(torch.int64) * weights).sum(1)
+        hashes = torch.unique(torch.cat([hashes, part_hashes]))  # wraps: still a hash
+        if int(hashes.shape[0]) > limit:
+            return None
+    rows = torch.unique(layout.columns(layout.vq, params).detach(), dim=0)
     return rows if rows.shape[0] <= limit else None
 
 

@@ -11,9 +11,9 @@ searched instead, which moves the size a Gaussian at a time.
 
 The finetune moves the coefficients the fixed steps quantize, so the size after it differs from
 the probe's by a few percent. :func:`fit` corrects the finetuned state without training: steps
-a quarter octave finer at a time while the file is below the window, then the least important
-voxels dropped (bisection on their count) while it is above the target; the finetuned values of
-the others are kept.
+a quarter octave finer at a time while the file is below the window, then the fewest of the
+least important voxels dropped (bisection on their count) that bring it under the target; the
+finetuned values of the others are kept.
 """
 from __future__ import annotations
 
@@ -241,7 +241,8 @@ def _pruning(run: Callable[[CodecSettings, str], Probe], fixed: CodecSettings, s
     upwards from its own until a probe lands in ``goal`` or the bracket is a single
     Gaussian's worth (secant steps on the size, kept inside the bracket)."""
     low, high = goal
-    aim = (low + high) / 2
+    near_top = high - (high - low) // 4
+    aim = (near_top + high) / 2
     over = (fixed.percent, float(size))  # (pruned fraction, size) still above the top
     under: Optional[tuple[float, float]] = None
     for _ in range(MAX_PROBES // 2):
@@ -290,8 +291,9 @@ def fit(codec: Codec, state: CodecState, params: Mapping[str, Tensor],
     ``(state, params, probes)``, the input itself when its file already fits.
 
     The voxels dropped are the least important under the finetuned values (importance
-    exponent ``beta`` on ``cameras``; None: by opacity), as few as bring the file to the
-    goal's top (bisection on their count, secant steps on the size).
+    exponent ``beta`` on ``cameras``; None: by opacity), as few as bring the file into the
+    goal's top quarter, or else the fewest that bring it under the top (bisection on their
+    count, secant steps on the size): every voxel dropped without training costs quality.
     """
     low, high = goal
     probes: list[Probe] = []
@@ -323,7 +325,8 @@ def fit(codec: Codec, state: CodecState, params: Mapping[str, Tensor],
                                 shown["opacities"], cameras, backend=backend, beta=beta,
                                 area=state.layout.camera_free_area)
     order = torch.argsort(scores, stable=True)
-    aim = (low + high) / 2
+    near_top = high - (high - low) // 4
+    aim = (near_top + high) / 2
     over = (0, size)  # (voxels dropped, size) of the most dropped still above the top
     under: Optional[tuple[int, int]] = None
     fallback = (current, values)
@@ -345,6 +348,6 @@ def fit(codec: Codec, state: CodecState, params: Mapping[str, Tensor],
                 break
             continue
         under, fallback = (dropped, size), (candidate, kept)
-        if size >= low:
+        if size >= near_top:
             break
     return (*fallback, probes)

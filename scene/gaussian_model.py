@@ -216,7 +216,8 @@ class GaussianModel:
         if rest.shape[1] > k_rest:
             raise ValueError(f"{path}: file holds {rest.shape[1]} f_rest coefficients per "
                              f"channel, more than sh_degree {self.max_sh_degree} allows ({k_rest})")
-        arrays["f_rest"] = np.pad(rest, ((0, 0), (0, k_rest - rest.shape[1]), (0, 0)))
+        if rest.shape[1] < k_rest:  # (np.pad copies even when it adds nothing)
+            arrays["f_rest"] = np.pad(rest, ((0, 0), (0, k_rest - rest.shape[1]), (0, 0)))
         self._set_from_numpy(arrays)
         self.active_sh_degree = self.max_sh_degree
 

@@ -3,6 +3,7 @@ run equals an uninterrupted one; schedules; checkpoint errors."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from scene.gaussian_model import GaussianModel
 from training import TrainOptions, train
 from training.checkpoint import load_checkpoint
 from training.optim import position_lr_schedule
-from training.trainer import ViewSampler, sh_degree_at
+from training.trainer import ViewSampler, configure_logging, sh_degree_at
 from utils.output_paths import checkpoint_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,21 @@ def test_sh_degree_schedule():
     assert [sh_degree_at(s, 3, 1000) for s in (1, 999, 1000, 1999, 2000, 3000, 30_000)] == \
         [0, 0, 1, 1, 2, 3, 3]
     assert sh_degree_at(30_000, 1, 1000) == 1
+
+
+def test_logging_stream_keeps_json_stdout_clean(capsys):
+    """Benchmarks print JSON on stdout: their log lines (e.g. 'LPIPS skipped') go to stderr."""
+    try:
+        configure_logging(quiet=True, stream=sys.stderr)
+        logging.getLogger("utils.lpips").warning("LPIPS skipped: offline")
+        logging.getLogger("utils.lpips").info("not shown with quiet")
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == "LPIPS skipped: offline\n"
+        configure_logging(quiet=False)
+        logging.getLogger("training").info("to stdout")
+        assert capsys.readouterr().out == "to stdout\n"
+    finally:
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
 
 
 def test_view_sampler_passes_are_permutations():

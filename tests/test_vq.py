@@ -6,6 +6,7 @@ import logging
 import pytest
 import torch
 
+from compression import vq
 from compression.vq import _distances_argmin, _pivot_argmin, assign, vq_kmeans
 
 
@@ -72,12 +73,13 @@ def test_invalid_arguments():
         vq_kmeans(torch.randn(0, 3), torch.ones(0), 2)
 
 
-def test_assign_does_not_depend_on_the_chunk_or_the_pivots(shared_data):
+def test_assign_does_not_depend_on_the_chunk_the_pivots_or_the_workers(shared_data,
+                                                                       monkeypatch):
     """Real f_rest rows (the shared trained PLY, 9,080 × 45) against a 1,024-entry codebook
     k-means made of them: the pivot search (groups of 40 rows, the last of each pivot shorter
     and padded; pivot pass 100 rows at a time) and the plain search in chunks of 100 (a last
     partial one) give the one-chunk plain search's indices, which are the nearest rows up to
-    float32 rounding."""
+    float32 rounding; so do three threads searching a third of the rows each (both searches)."""
     from scene.ply import read_ply
 
     rows = torch.from_numpy(read_ply(shared_data / "pretrained_ply" / "small_3dgs_sh3.ply")
@@ -89,5 +91,9 @@ def test_assign_does_not_depend_on_the_chunk_or_the_pivots(shared_data):
     assert torch.equal(_distances_argmin(rows, codebook, c_sq, chunk=100), whole)
     assert torch.equal(_pivot_argmin(rows, codebook, c_sq, chunk=100, group=40), whole)
     assert torch.equal(assign(rows, codebook), whole)  # the pivot search at its defaults
+    monkeypatch.setattr(vq, "PARALLEL_MIN_ROWS", 1000)  # three threads, parts of 3,026 rows
+    assert torch.equal(assign(rows, codebook, workers=3), whole)
+    assert torch.equal(assign(rows, codebook[:100], workers=3),  # the plain search
+                       _distances_argmin(rows, codebook[:100], c_sq[:100], chunk=rows.shape[0]))
     chosen = (rows - codebook[whole]).square().sum(1)
     assert float((chosen - torch.cdist(rows, codebook).square().amin(1)).abs().max()) < 1e-5

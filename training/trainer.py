@@ -11,7 +11,7 @@ import logging
 import random
 from argparse import Namespace
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import numpy as np
 import torch
@@ -81,13 +81,18 @@ class ViewSampler:
 class TqdmLoggingHandler(logging.Handler):
     """Send log records through ``tqdm.write`` so they do not break the progress bar."""
 
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream  # None: tqdm.write's default, stdout
+
     def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record))
+        tqdm.write(self.format(record), file=self.stream)
 
 
-def configure_logging(quiet: bool = False) -> None:
-    """Root logging for the entry points: INFO through tqdm, or warnings only with ``quiet``."""
-    handler = TqdmLoggingHandler()
+def configure_logging(quiet: bool = False, stream: TextIO | None = None) -> None:
+    """Root logging for the entry points: INFO through tqdm, or warnings only with ``quiet``;
+    ``stream`` (default stdout) is ``sys.stderr`` for tools whose stdout is JSON."""
+    handler = TqdmLoggingHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler],
                         force=True)

@@ -44,7 +44,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train  # noqa: E402
 from arguments import read_cfg_args  # noqa: E402
 from scene.formats import ply_vertex_count  # noqa: E402
-from scene.ply import read_ply  # noqa: E402
 from utils.cli import run_main  # noqa: E402
 from utils.output_paths import CFG_ARGS, point_cloud_dir, point_cloud_path  # noqa: E402
 from utils.system_utils import searchForMaxIteration  # noqa: E402
@@ -53,7 +52,7 @@ logger = logging.getLogger("bench_end_to_end")
 
 #: the README's CPU training commands per shared scene: scene flags, shared schedule, the
 #: default strategy's densification flags, the MCMC refinement flags, and where MCMC trains
-#: longer than the default (its cheaper iterations at about the default's wall time) its own
+#: longer than the default (its cheaper iterations in about the default's CPU time) its own
 #: schedule ("mcmc_schedule", in place of "schedule")
 RECIPES: dict[str, dict[str, list[str]]] = {
     "lego_200": {
@@ -256,7 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows.append(summarize("default", default,
                           measure_run(work, "default", default_model, not args.skip_peers,
                                       args.finetune_iterations, log)))
-    start = len(read_ply(default_model / "input.ply")["xyz"])
+    start = ply_vertex_count(default_model / "input.ply")
     steps = (_flag(recipe["mcmc"], "--refine_stop_iter") - 1
              - _flag(recipe["mcmc"], "--refine_start_iter")) // _flag(recipe["mcmc"],
                                                                       "--refine_every")

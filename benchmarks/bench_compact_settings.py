@@ -3,7 +3,8 @@
 on the test views before and after the finetune, one JSON line per setting.
 
     python benchmarks/bench_compact_settings.py <model folder> [--finetune_iterations 500]
-        [--views V] '{"quality": 5}' '{"quality": 5, "codebook_size": 256}' ...
+        [--views V] [--codebook_noise_share S] '{"quality": 5}'
+        '{"quality": 5, "codebook_size": 256}' ...
 
 Each setting is a JSON object of ``CompressionParams`` fields (the compact layout's flags). The
 codec runs as ``train.py --given_ply_path`` runs it (the scene's training cameras, seed 0), in
@@ -48,7 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--finetune_iterations", type=int, default=500)
     parser.add_argument("--views", type=int, default=0, help="every k-th test view so that "
                         "about V remain (0: all)")
+    parser.add_argument("--codebook_noise_share", type=float,
+                        default=compact_codec.CODEBOOK_NOISE_SHARE,
+                        help="the finetuned levels' codebook grid noise over the k-means error "
+                             "(compact_codec.CODEBOOK_NOISE_SHARE; default: the code's)")
     args = parser.parse_args(argv)
+    compact_codec.CODEBOOK_NOISE_SHARE = args.codebook_noise_share
     model = Path(args.model)
     dataset = extract(ModelParams, {**read_cfg_args(model / "cfg_args"), "model_path": str(model)})
     scene = Scene(dataset, None, shuffle=False)

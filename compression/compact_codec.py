@@ -24,7 +24,8 @@ from compression.compact_format import (COMPACT, CompactBitstream, camera_up, is
 from compression.ladder import ladder_codebook_size
 from compression.octree import decode_positions, keys_to_codes
 from compression.pipeline import coefficients, to_numpy
-from compression.step_quantization import (LevelQuantizer, choose_exponents, codebook_exponent,
+from compression.step_quantization import (CODEBOOK_NOISE_SHARE, FAITHFUL_CODEBOOK_NOISE_SHARE,
+                                           LevelQuantizer, choose_exponents, codebook_exponent,
                                            fake_quantize, grid_codes, step_values)
 
 #: auto codebook size: ``codebook_reference`` entries for a model of this many coded
@@ -90,6 +91,16 @@ def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
     return max(level, min(grown, int(num_gaussians / ENERGY_TABLE_SHARE)))
 
 
+def codebook_noise_share(layout: Layout, position: Optional[float]) -> float:
+    """The codebook grid's rounding noise over the k-means error at a ``--quality`` position:
+    :data:`FAITHFUL_CODEBOOK_NOISE_SHARE` from the layout's level without a finetune on (the
+    faithful copies keep their rates), else :data:`CODEBOOK_NOISE_SHARE` (settings given
+    explicitly, position None, count as the finetuned default)."""
+    faithful = (layout.quality_without_finetune is not None
+                and (position or 0) >= layout.quality_without_finetune)
+    return FAITHFUL_CODEBOOK_NOISE_SHARE if faithful else CODEBOOK_NOISE_SHARE
+
+
 def _codebook_step(state: CodecState) -> Tensor:
     """The float32 step of the grid codebook, on the codebook's device."""
     return step_values([state.codebook_exponent]).to(state.codebook.device)
@@ -136,7 +147,9 @@ class CompactCodec:
                                                                       columns)
                 with torch.no_grad():
                     vq_mse = float(((columns - codebook[indices]) ** 2).mean())
-                exponent = codebook_exponent(codebook, vq_mse)
+                exponent = codebook_exponent(
+                    codebook, vq_mse,
+                    share=codebook_noise_share(settings.layout, settings.position))
             vq = {"codebook": codebook, "vq_indices": indices, "codebook_exponent": exponent}
         with torch.no_grad():
             state = pipeline.new_state(settings.layout, geometry.params, geometry.depth,

@@ -23,7 +23,8 @@ from compression.bitstream import save
 from compression import pipeline
 from compression.compact_codec import (AUTO_CODEBOOK_RANGE, ENERGY_GROWTH_MAX,
                                        ENERGY_TABLE_SHARE, REFERENCE_F_REST_ENERGY,
-                                       auto_codebook_size, f_rest_energy)
+                                       auto_codebook_size, codebook_noise_share,
+                                       f_rest_energy)
 from compression.compact_format import (COMPACT, COMPACT_MAGIC, FORMAT_VERSION, SEGMENT_SHARE,
                                         CompactFormatError, read_compact, segment_sizes)
 from compression.entropy import StreamWriter
@@ -31,7 +32,7 @@ from compression.layouts import LAYOUTS
 from compression.octree import AUTO_DEPTH_RANGE, depth_for_scales
 from compression.pipeline import coefficients, trainable
 from compression.settings import CompressionParams, resolve_settings
-from compression.step_quantization import CODEBOOK_NOISE_SHARE
+from compression.step_quantization import CODEBOOK_NOISE_SHARE, FAITHFUL_CODEBOOK_NOISE_SHARE
 from gaussian_renderer import render
 from scene.gaussian_model import GaussianModel
 from tests._codec import decode, prepare, settings_of, simulate
@@ -233,6 +234,22 @@ def test_codebook_grid_noise_is_a_small_share_of_the_vq_error(compact_file: dict
     assert error.max() <= step / 2 and stored.codebook_codes.dtype == np.int64
     # the grid costs a fraction of float16's 16 bits per entry
     assert len(np.unique(stored.codebook_codes)) < 2 ** 10
+
+
+@pytest.mark.slow
+def test_levels_without_finetune_keep_the_finer_codebook_grid(real_params: dict,
+                                                                tmp_path: Path) -> None:
+    """Level 8 (the default without a finetune) stores its codebook on the grid whose
+    rounding noise is within FAITHFUL_CODEBOOK_NOISE_SHARE of the k-means error, finer than
+    the finetuned levels' CODEBOOK_NOISE_SHARE."""
+    layout = LAYOUTS["compact"]
+    assert codebook_noise_share(layout, 5) == codebook_noise_share(layout, None) \
+        == CODEBOOK_NOISE_SHARE > FAITHFUL_CODEBOOK_NOISE_SHARE == codebook_noise_share(layout, 8)
+    state, params, _, _ = _compressed(real_params, tmp_path, quality=8, codebook_size=256)
+    columns = layout.columns(layout.vq, params)
+    vq_mse = float(((columns - state.codebook.detach()[state.vq_indices]) ** 2).mean())
+    step = 2.0 ** (state.codebook_exponent / 4)
+    assert step ** 2 / 12 <= FAITHFUL_CODEBOOK_NOISE_SHARE * vq_mse < (step * 2 ** 0.25) ** 2 / 12
 
 
 def test_part_bytes_say_where_the_file_goes(compact_file: dict) -> None:

@@ -213,10 +213,12 @@ def test_standard_weights_from_torch_cache(reference, sample_pairs, expected, tm
 
 
 def test_offline_without_cache_skips_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 capsys: pytest.CaptureFixture) -> None:
     cache = _offline(monkeypatch, tmp_path)
     with pytest.raises(LpipsUnavailable, match=f"not in {cache} and could not be fetched"):
         standard_lpips(progress=False)
+    assert capsys.readouterr().out == ""  # torch.hub's "Downloading: ..." went to stderr
     caplog.clear()
     assert lpips_for_evaluation(None, "cpu", progress=False) is None
     lines = [r.getMessage() for r in caplog.records]

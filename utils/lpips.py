@@ -25,9 +25,11 @@ the distances equal the lpips package's (tests/test_lpips_reference.py).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -189,9 +191,11 @@ def standard_lpips(device: torch.device | str | None = None, progress: bool = Tr
         LpipsUnavailable: the weights are not cached and cannot be fetched (offline), or the
             cached file is unreadable.
     """
-    try:
-        vgg = torch.hub.load_state_dict_from_url(VGG16_URL, map_location="cpu", progress=progress,
-                                                 check_hash=True, weights_only=True)
+    try:  # torch.hub announces a download on stdout: stderr keeps a JSON stdout clean
+        with contextlib.redirect_stdout(sys.stderr):
+            vgg = torch.hub.load_state_dict_from_url(VGG16_URL, map_location="cpu",
+                                                     progress=progress, check_hash=True,
+                                                     weights_only=True)
     except Exception as exc:  # URLError/OSError offline, RuntimeError on a hash mismatch, ...
         raise LpipsUnavailable(f"torchvision's VGG16 weights are not in {cached_vgg16_path()} "
                                f"and could not be fetched from {VGG16_URL} "

@@ -20,7 +20,7 @@ import torch
 
 from utils.cli import run_main
 from utils.lpips import lpips_for_evaluation
-from utils.metrics_utils import evaluate_model, format_table
+from utils.metrics_utils import evaluate_model, format_table, rendered_methods
 from utils.render_utils import default_device
 from utils.threads import add_threads_argument, set_threads
 
@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(message)s")
     set_threads(args.threads)
 
+    for model_path in args.model_paths:  # every input checked before LPIPS loads (or downloads)
+        rendered_methods(model_path)
     device = pick_device(args.device)
     lpips_net = lpips_for_evaluation(args.lpips_weights, device, progress=not args.quiet)
     for model_path in args.model_paths:

@@ -92,6 +92,19 @@ def compression_report(model_dir: Path, method: str) -> dict[str, Any]:
     return {label: report[key] for key, label in _REPORT_FIELDS.items()}
 
 
+def rendered_methods(model_dir: str | os.PathLike) -> list[str]:
+    """The method folders under ``<model_dir>/test`` (render.py's outputs), sorted.
+
+    Raises:
+        FileNotFoundError: ``<model_dir>/test`` is missing or has no method folder.
+    """
+    test_dir = Path(model_dir) / TEST_SPLIT
+    methods = sorted(p.name for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
+    if not methods:
+        raise FileNotFoundError(f"{test_dir}: no rendered test methods found (run render.py)")
+    return methods
+
+
 def evaluate_model(model_dir: str | os.PathLike, lpips_net: LPIPS | None = None,
                    device: torch.device | None = None, progress: bool = True
                    ) -> dict[str, dict[str, Any]]:
@@ -105,9 +118,7 @@ def evaluate_model(model_dir: str | os.PathLike, lpips_net: LPIPS | None = None,
     """
     model_dir = Path(model_dir)
     test_dir = model_dir / TEST_SPLIT
-    methods = sorted(p.name for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []
-    if not methods:
-        raise FileNotFoundError(f"{test_dir}: no rendered test methods found (run render.py)")
+    methods = rendered_methods(model_dir)
     results: dict[str, dict[str, Any]] = {}
     per_view: dict[str, dict[str, dict[str, float]]] = {}
     for method in methods:

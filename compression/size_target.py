@@ -241,8 +241,7 @@ def _pruning(run: Callable[[CodecSettings, str], Probe], fixed: CodecSettings, s
     upwards from its own until a probe lands in ``goal`` or the bracket is a single
     Gaussian's worth (secant steps on the size, kept inside the bracket)."""
     low, high = goal
-    near_top = high - (high - low) // 4
-    aim = (near_top + high) / 2
+    aim = (low + high) / 2
     over = (fixed.percent, float(size))  # (pruned fraction, size) still above the top
     under: Optional[tuple[float, float]] = None
     for _ in range(MAX_PROBES // 2):

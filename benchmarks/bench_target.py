@@ -13,7 +13,8 @@ whether it lies in [97 %, 100 %], its PSNR and the difference, the ladder positi
 probes, the voxels the fit dropped and the search's seconds.
 
 Usage: ``python benchmarks/bench_target.py MODEL [MODEL ...] [--levels 3 5 7]
-[--finetune_iterations 500] [--out DIR]``.
+[--finetune_iterations 500] [--seed 0] [--out DIR]``; ``--seed`` is ``train.py``'s (the
+finetune's randomness), the same for the ladder's and the target's runs.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _scene(model: Path, out: Path) -> tuple[Scene, Path, ModelParams]:
 
 
 def _compress(scene: Scene, ply: Path, dataset: ModelParams, out: Path, iterations: int,
-              quiet: bool, tests: list[int], **flags) -> tuple[dict, dict]:
+              quiet: bool, tests: list[int], seed: int, **flags) -> tuple[dict, dict]:
     """compress_model on a fresh copy of the model into ``out``, saved at ``tests``: the first
     and the last save's reports, the last with the run's seconds."""
     shutil.rmtree(out, ignore_errors=True)
@@ -64,7 +65,7 @@ def _compress(scene: Scene, ply: Path, dataset: ModelParams, out: Path, iteratio
                             finetune_test_iterations=tests, **flags)
     start = time.perf_counter()
     reports = compress_model(gaussians, scene, resolve_compression(cfg, scene=True),
-                             PipelineParams(), out, quiet=quiet).reports
+                             PipelineParams(), out, quiet=quiet, seed=seed).reports
     return reports[0], {**reports[-1], "run_seconds": time.perf_counter() - start}
 
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="trained model folders")
     parser.add_argument("--levels", nargs="+", type=int, default=[3, 5, 7])
     parser.add_argument("--finetune_iterations", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0, help="train.py's --seed (0)")
     parser.add_argument("--out", type=str, default=None, help="work folder (default: temp)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -86,11 +88,13 @@ def main() -> None:
         for level in args.levels:
             unfinetuned, ladder = _compress(scene, ply, dataset, work / folder.name / f"q{level}",
                                             args.finetune_iterations, args.quiet,
-                                            [0, args.finetune_iterations], quality=level)
+                                            [0, args.finetune_iterations], args.seed,
+                                            quality=level)
             target_bytes = ladder["size_bytes"]
             _, sized = _compress(scene, ply, dataset, work / folder.name / f"t{level}",
                                  args.finetune_iterations, args.quiet,
-                                 [args.finetune_iterations], target_size=ByteSize(target_bytes))
+                                 [args.finetune_iterations], args.seed,
+                                 target_size=ByteSize(target_bytes))
             target = sized["target"]
             rows.append({
                 "quality": level, "ladder_bytes": ladder["size_bytes"],
@@ -120,7 +124,8 @@ def main() -> None:
     print(json.dumps({"date": started,
                       "load_average": [[round(x, 2) for x in v] for v in (load, os.getloadavg())],
                       "finetune_size_ratio": FINETUNE_SIZE_RATIO,
-                      "finetune_iterations": args.finetune_iterations, "models": results,
+                      "finetune_iterations": args.finetune_iterations, "seed": args.seed,
+                      "models": results,
                       "work": str(work)}, indent=1))
 
 

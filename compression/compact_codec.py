@@ -41,17 +41,19 @@ MAX_PALETTE = 65536
 #: what the f_dc step costs f_dc (8 SH-2 rows under the finer step ≈ 3 DC values)
 PALETTE_STEP_WEIGHT = 0.25
 #: f_rest energy (importance-weighted mean square of the VQ values) up to which a level's
-#: ``codebook_reference`` suffices: the shared CPU-trained models (8.0e-4 to 1.0e-3) lie below
-#: it. A model whose f_rest carries more (converged SH bands) gets a codebook larger by the
-#: ratio to the power ENERGY_EXPONENT, at most ENERGY_GROWTH_MAX times (README, "codebook
-#: size"): at a fixed k-means error the entries grow as energy^(F/2) for F effective
-#: dimensions, and the tuned model's k-means error falls as K^-0.28 (F ≈ 7)
-REFERENCE_F_REST_ENERGY = 1.0e-3
+#: ``codebook_reference`` suffices. A model whose f_rest carries more (converged SH bands) gets a
+#: codebook larger by the ratio to the power ENERGY_EXPONENT, at most ENERGY_GROWTH_MAX times
+#: (README, "codebook size"): at a fixed k-means error the entries grow as energy^(F/2) for F
+#: effective dimensions, and the k-means error falls as K^-0.28 (F ≈ 7). The reference is set
+#: where two converged SH-3 models (1.25e-3 and 1.46e-3) get the 8× codebook that brings them
+#: within 0.1 dB of SOG; the bundled scene (8.0e-4) keeps its level's size
+REFERENCE_F_REST_ENERGY = 0.75e-3
 ENERGY_EXPONENT = 3.5
-ENERGY_GROWTH_MAX = 4.0
-#: the energy grows the codebook up to N / ENERGY_TABLE_SHARE entries at most (never below
-#: the level's own size): beyond, its table (K × F values) outweighs what the finer indices
-#: save (the shared PLY without a scene: 100.7 → 160.3 bits per Gaussian at quality 8)
+ENERGY_GROWTH_MAX = 8.0
+#: the energy grows the codebook up to the power of two nearest N / ENERGY_TABLE_SHARE entries
+#: at most (never below the level's own size): beyond, its table (K × F values) outweighs what
+#: the finer indices save (the shared PLY without a scene: 100.7 → 160.3 bits per Gaussian at
+#: quality 8)
 ENERGY_TABLE_SHARE = 16
 #: rows per chunk of the energy sum (no [N, F] temporary at million scale)
 _ENERGY_CHUNK_ROWS = 65536
@@ -79,16 +81,17 @@ def auto_codebook_size(layout: Layout, position: float, num_gaussians: int,
     The ladder's size (a level's ``codebook_reference`` × sqrt(N / 32768), rounded to a power
     of two within :data:`AUTO_CODEBOOK_RANGE`, interpolated between levels:
     ``ladder.ladder_codebook_size``) times (energy / REFERENCE_F_REST_ENERGY) ^
-    ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not
-    beyond N / ENERGY_TABLE_SHARE entries (so not always a power of two; vq_kmeans further
-    caps the size at N // 4)."""
+    ENERGY_EXPONENT rounded to a power of two in [1, ENERGY_GROWTH_MAX], the growth not beyond
+    the power of two nearest N / ENERGY_TABLE_SHARE entries (vq_kmeans further caps the size at
+    N // 4)."""
     level = ladder_codebook_size(layout.quality_levels, position, num_gaussians,
                                  CODEBOOK_REFERENCE_GAUSSIANS, AUTO_CODEBOOK_RANGE)
     growth = min(max((energy / REFERENCE_F_REST_ENERGY) ** ENERGY_EXPONENT, 1.0),
                  ENERGY_GROWTH_MAX)
     grown = min(level * 2 ** round(math.log2(growth)), AUTO_CODEBOOK_RANGE[1])
+    table_cap = 2 ** round(math.log2(max(num_gaussians / ENERGY_TABLE_SHARE, 1.0)))
     # both bounds grow with the level: the size never falls along the ladder
-    return max(level, min(grown, int(num_gaussians / ENERGY_TABLE_SHARE)))
+    return max(level, min(grown, table_cap))
 
 
 def codebook_noise_share(layout: Layout, position: Optional[float]) -> float:

@@ -13,15 +13,18 @@
   ``<model>/test/compressed_<layout>_<k>/renders`` (decoded from the bitstream) and
   ``<model>/test/peer_<codec>/renders`` (decoded from another tool's file);
 - 3D viewer pages, linked when present, are ``<model>/viewer/<method>.html`` (written by
-  ``reporting.viewer_pages``).
+  ``reporting.viewer_pages``);
+- other trainings of the same scene (``trainings``: e.g. an MCMC run with a Gaussian budget)
+  add their saved bitstreams as rows, their quality from their own ``results.json``, their
+  rate counted over this model's Gaussians (the whole scene's bytes at equal footing).
 
 Every path comes from ``utils/output_paths.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from arguments import read_cfg_args
 from compression.layouts import LAYOUTS
@@ -63,6 +66,8 @@ class Variant:
     source: Optional[Path] = None   # the model file: the trained PLY, the saved bitstream or
                                     # the other tool's file
     codec: Optional[str] = None     # another tool's codec (spz, sog); None for ours
+    training: Optional[str] = None  # the other training's folder name (a budgeted model of the
+                                    # same scene); None for this model's own bitstreams
 
     @property
     def compressed(self) -> bool:
@@ -108,12 +113,15 @@ class ReportData:
         return 8.0 * size_bytes / max(self.variants[0].num_gaussians, 1)
 
 
-def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
+def collect_report(model_path: str | Path, max_views: int = 6,
+                   trainings: Sequence[str | Path] = ()) -> ReportData:
     """Read every source of the report from ``model_path``.
 
     Args:
         model_path: model folder written by train.py / render.py / metrics.py.
         max_views: at most this many test views get pictures (all keep their numbers).
+        trainings: model folders of other trainings of the same scene whose saved bitstreams
+            are shown beside this model's (no pictures of them).
 
     Raises:
         FileNotFoundError: the trained PLY, results.json or the uncompressed renders are missing.
@@ -128,7 +136,8 @@ def collect_report(model_path: str | Path, max_views: int = 6) -> ReportData:
         raise FileNotFoundError(f"{ply}: trained PLY not found")
     results = read_json(model / RESULTS_JSON)
     variants = [_uncompressed_variant(ply, train_iter, results),
-                *_compressed_variants(model, results), *_peer_variants(model, results)]
+                *_compressed_variants(model, results), *_peer_variants(model, results),
+                *(v for other in map(Path, trainings) for v in _training_variants(other))]
     rendered = [v.method for v in variants
                 if (render_dir(model, TEST_SPLIT, v.method) / "renders").is_dir()]
     if variants[0].method not in rendered:
@@ -183,6 +192,15 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
             settings=dict(rep.get("settings") or {}),
             source=_bitstream_beside(report_path, rep)))
     return variants
+
+
+def _training_variants(model: Path) -> list[Variant]:
+    """Another training's saved bitstreams, named after its folder."""
+    if not (model / RESULTS_JSON).is_file():
+        raise FileNotFoundError(f"{model / RESULTS_JSON}: not found (run metrics.py -m {model})")
+    return [replace(v, label=f"{v.label}, {model.name}", method=f"{model.name}_{v.method}",
+                    training=model.name)
+            for v in _compressed_variants(model, read_json(model / RESULTS_JSON))]
 
 
 def _peer_variants(model: Path, results: dict[str, Any]) -> list[Variant]:

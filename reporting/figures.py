@@ -61,14 +61,16 @@ def rd_plot_png(data: ReportData) -> bytes:
     that prunes or merges is not credited for it). One colour per layout: its sweeps as lines
     (results.csv rows ``<layout>_<k>_b<bits>`` of the bit-depth sweep solid,
     ``<layout>_q<quality>`` of the quality sweep dashed), its saved iterations (report.json)
-    as squares; other tools' codecs (peer.json) as their own markers; the uncompressed model
-    as a star.
+    as squares; other tools' codecs (peer.json) as their own markers, other trainings' bitstreams
+    (a budgeted model) as diamonds; the uncompressed model as a star.
     """
     fig, ax = rd_figure((7.0, 4.2))
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     for index, layout in enumerate(layouts):
         _draw_layout(ax, data, layout, f"C{index}")
     _draw_peers(ax, data, first_colour=len(layouts))
+    _draw_trainings(ax, data, first_colour=len(layouts) + sum(v.codec is not None
+                                                              for v in data.variants))
     plain = data.variants[0]
     return finish_rd_plot(fig, ax, "bits per input Gaussian", None if plain.psnr is None
                           else (plain.bits_per_gaussian, plain.psnr))
@@ -101,7 +103,8 @@ def _draw_layout(ax: Any, data: ReportData, layout: str, colour: str) -> None:
         for x, (tag, row) in zip(xs, points):
             ax.annotate(tag, (x, row.psnr), textcoords="offset points",
                         xytext=(4, -10), fontsize=8, color=colour)
-    saved = [v for v in data.variants if v.layout == layout and v.psnr is not None]
+    saved = [v for v in data.variants
+             if v.layout == layout and v.training is None and v.psnr is not None]
     ax.scatter([data.bits_per_input_gaussian(v.size_bytes) for v in saved],
                [v.psnr for v in saved], marker="s", s=60, zorder=3,
                color=colour, edgecolors="black", label=f"{layout}: saved iterations")
@@ -114,6 +117,15 @@ def _draw_peers(ax: Any, data: ReportData, first_colour: int) -> None:
         ax.scatter([data.bits_per_input_gaussian(v.size_bytes)], [v.psnr],
                    marker=PEER_MARKERS.get(v.codec, "P"), s=80, zorder=3,
                    color=f"C{first_colour + index}", edgecolors="black", label=v.label)
+
+
+def _draw_trainings(ax: Any, data: ReportData, first_colour: int) -> None:
+    """Other trainings' bitstreams (a budgeted model of the scene), one diamond each."""
+    others = [v for v in data.variants if v.training is not None and v.psnr is not None]
+    for index, v in enumerate(others):
+        ax.scatter([data.bits_per_input_gaussian(v.size_bytes)], [v.psnr], marker="D", s=70,
+                   zorder=3, color=f"C{first_colour + index}", edgecolors="black",
+                   label=v.label)
 
 
 def rd_figure(figsize: tuple[float, float]) -> tuple[Any, Any]:

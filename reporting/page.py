@@ -12,7 +12,7 @@ import html
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from reporting.collect import ReportData, ViewImages, collect_report
 from reporting.figures import (HEATMAP_CMAP, HEATMAP_MAX_ERROR, error_heatmap, load_rgb,
@@ -26,13 +26,15 @@ from utils.system_utils import atomic_path
 logger = logging.getLogger(__name__)
 
 
-def write_report(model_path: str | Path, max_views: int = 6) -> tuple[Path, ReportData]:
-    """Collect, build and atomically write ``<model_path>/report.html``.
+def write_report(model_path: str | Path, max_views: int = 6,
+                 trainings: Sequence[str | Path] = ()) -> tuple[Path, ReportData]:
+    """Collect (:func:`collect_report`, ``trainings`` included), build and atomically write
+    ``<model_path>/report.html``.
 
     Returns:
         The written path and the data it shows.
     """
-    data = collect_report(model_path, max_views=max_views)
+    data = collect_report(model_path, max_views=max_views, trainings=trainings)
     out = data.model_path / REPORT_HTML
     with atomic_path(out) as tmp:
         tmp.write_text(build_html(data), encoding="utf-8")

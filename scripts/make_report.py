@@ -1,7 +1,11 @@
 """Print the summary table of a model folder and write its self-contained ``report.html``.
 
-Usage: python scripts/make_report.py -m <model> [--max_views 6] [--no_viewers] [--quiet]
-       [--threads N]
+Usage: python scripts/make_report.py -m <model> [--trainings <model> ...] [--max_views 6]
+       [--no_viewers] [--quiet] [--threads N]
+
+``--trainings`` adds the saved bitstreams of other trainings of the same scene (a budgeted MCMC
+model: ``train.py --strategy mcmc --cap_max N``, compressed, rendered and measured by
+metrics.py in its own folder) as rows and RD points, their rate over this model's Gaussians.
 
 With Node.js available, a 3D viewer page of the uncompressed model and of each decoded
 bitstream is written to ``<model>/viewer/`` first and linked from the report; without it, the
@@ -30,6 +34,8 @@ logger = logging.getLogger("make_report")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model_path", required=True, help="model folder")
+    parser.add_argument("--trainings", nargs="+", default=[], metavar="MODEL",
+                        help="model folders of other trainings of the scene to show beside it")
     parser.add_argument("--max_views", type=int, default=6,
                         help="test views shown as pictures (default: 6)")
     parser.add_argument("--no_viewers", action="store_true",
@@ -44,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)  # the viewer pages decode bitstreams with torch
     if not args.no_viewers:
         try:
-            write_viewer_pages(collect_report(args.model_path, max_views=args.max_views))
+            write_viewer_pages(collect_report(args.model_path, max_views=args.max_views,
+                                              trainings=args.trainings))
         except SplatTransformUnavailable as exc:
             logger.warning("no 3D viewer pages: %s", exc)
-    out, data = write_report(args.model_path, max_views=args.max_views)
+    out, data = write_report(args.model_path, max_views=args.max_views,
+                             trainings=args.trainings)
     print(format_table(data))
     print(f"\nreport: {out}")
     return 0

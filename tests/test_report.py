@@ -296,6 +296,41 @@ def test_missing_and_malformed_sources(model_dir: Path, tmp_path: Path) -> None:
         collect_report(tmp_path / "nowhere")
 
 
+def test_other_trainings_add_rows_at_this_models_rate(model_dir: Path, tmp_path: Path) -> None:
+    """A budgeted training of the scene (``--trainings``): each of its saved bitstreams one more
+    row (quality from its own results.json, the report's where metrics.py did not measure it)
+    and one more RD point, its rate over this model's Gaussians; no pictures of it; a folder
+    without results.json is refused by name."""
+    other = tmp_path / "lego_mcmc"
+    shutil.copytree(model_dir, other, ignore=shutil.ignore_patterns("report.html"))
+    reports = sorted((other / "compression").glob("*/iteration_*/report.json"))
+    for report_path in reports:  # the budgeted files: a third of the size
+        rep = json.loads(report_path.read_text())
+        report_path.write_text(json.dumps({**rep, "size_bytes": rep["size_bytes"] // 3}))
+    theirs = json.loads((other / "results.json").read_text())
+    plain_count = ply_vertex_count(model_dir / "point_cloud" / f"iteration_{TRAIN_ITER}"
+                                   / "point_cloud.ply")
+    data = collect_report(model_dir, max_views=NUM_VIEWS, trainings=[other])
+    added = [v for v in data.variants if v.training == "lego_mcmc"]
+    assert len(added) == len(reports) and len(data.variants) == 1 + 2 * len(reports)
+    for v in added:
+        rep = json.loads((other / "compression" / v.layout / f"iteration_{v.iteration}"
+                          / "report.json").read_text())
+        measured = theirs.get(f"compressed_{v.layout}_{v.iteration}")
+        assert v.psnr == (measured["PSNR"] if measured else rep["psnr"])
+        assert v.size_bytes == rep["size_bytes"] and v.label.endswith(", lego_mcmc")
+        assert data.bits_per_input_gaussian(v.size_bytes) == pytest.approx(
+            8 * rep["size_bytes"] / plain_count)
+        assert all(v.method not in view.renders for view in data.views)
+    out, shown = write_report(model_dir, max_views=NUM_VIEWS, trainings=[other])
+    rows = {r[0].rstrip("*"): r for r in _parse(out.read_text(encoding="utf-8")).tables[0][1:]}
+    assert {v.label for v in added} <= set(rows) and len(shown.variants) == len(data.variants)
+    (other / "results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="lego_mcmc/results.json"):
+        collect_report(model_dir, trainings=[other])
+    write_report(model_dir, max_views=NUM_VIEWS)  # the module's report as the others read it
+
+
 @pytest.mark.slow
 def test_make_report_cli(model_dir: Path, tmp_path: Path) -> None:
     script = REPO / "scripts" / "make_report.py"

@@ -54,7 +54,7 @@ logger = logging.getLogger("bench_end_to_end")
 #: default strategy's densification flags, the MCMC refinement flags, and where MCMC trains
 #: longer than the default its own schedule ("mcmc_schedule", in place of "schedule";
 #: lego_200: 4,000 iterations, refinement scaled with them, measured 1.3-1.4x (a)'s training
-#: time, README)
+#: time; sacre_coeur: 3,000, 0.64x, its MCMC steps costing about half a default one; README)
 RECIPES: dict[str, dict[str, list[str]]] = {
     "lego_200": {
         "scene": ["-r", "1", "--white_background", "--num_random_points", "10000"],
@@ -88,7 +88,10 @@ RECIPES: dict[str, dict[str, list[str]]] = {
         "default": ["--densify_from_iter", "200", "--densify_until_iter", "1000",
                     "--densification_interval", "100", "--opacity_reset_interval", "1000",
                     "--densify_grad_threshold", "0.0001"],
-        "mcmc": ["--refine_start_iter", "200", "--refine_stop_iter", "1700",
+        "mcmc_schedule": ["--iterations", "3000", "--position_lr_max_steps", "3000",
+                          "--sh_increase_interval", "300", "--test_iterations", "3000",
+                          "--save_iterations", "3000"],
+        "mcmc": ["--refine_start_iter", "300", "--refine_stop_iter", "2550",
                  "--refine_every", "15"],
     },
 }

@@ -252,3 +252,26 @@ def test_short_training_against_the_default_at_the_same_count(sample_scene, tmp_
     assert mcmc_count == default_count
     print(json.dumps(runs))
     assert mcmc_psnr >= default_psnr - SHORT_RUN_MARGIN_DB, runs
+
+
+@pytest.mark.cuda
+def test_relocation_correction_matches_gsplats_cuda_kernel():
+    """Our float64 equation (9) against gsplat's CUDA ``compute_relocation`` on the same
+    sources (gsplat ≥ 1.0's signature: opacities, scales, ratios, its binomial table of
+    MAX_COPIES rows), in float32 as gsplat computes. Runs where a GPU is lent (the device tool,
+    scripts/gpu_check.sh's ``-m cuda`` step)."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    relocation = pytest.importorskip("gsplat.relocation")
+    gen = torch.Generator().manual_seed(1)
+    alphas = torch.rand(500, generator=gen) * 0.98 + 0.01
+    scales = torch.rand(500, 3, generator=gen) + 0.01
+    copies = torch.randint(1, MAX_COPIES + 1, (500,), generator=gen)
+    binoms = torch.tensor([[math.comb(n, k) for k in range(MAX_COPIES)]
+                           for n in range(MAX_COPIES)], dtype=torch.float32)
+    theirs = relocation.compute_relocation(alphas.cuda(), scales.cuda(), copies.cuda(),
+                                           binoms.cuda())
+    ours = relocation_correction(alphas, scales, copies)
+    torch.testing.assert_close(theirs[0].cpu(), ours[0], rtol=1e-5, atol=1e-7)
+    # float32 alternating sums of up to MAX_COPIES terms: a relative error of 1e-3 at most
+    torch.testing.assert_close(theirs[1].cpu(), ours[1], rtol=1e-3, atol=1e-7)

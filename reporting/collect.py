@@ -195,9 +195,8 @@ def _compressed_variants(model: Path, results: dict[str, Any]) -> list[Variant]:
 
 
 def _training_variants(model: Path) -> list[Variant]:
-    """Another training's saved bitstreams, named after its folder."""
-    if not (model / RESULTS_JSON).is_file():
-        raise FileNotFoundError(f"{model / RESULTS_JSON}: not found (run metrics.py -m {model})")
+    """Another training's saved bitstreams, named after its folder (its results.json is
+    required: they are compared by metrics.py's quality)."""
     return [replace(v, label=f"{v.label}, {model.name}", method=f"{model.name}_{v.method}",
                     training=model.name)
             for v in _compressed_variants(model, read_json(model / RESULTS_JSON))]

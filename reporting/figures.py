@@ -68,9 +68,7 @@ def rd_plot_png(data: ReportData) -> bytes:
     layouts = sorted({v.layout for v in data.variants if v.layout} | {p.layout for p in data.sweep})
     for index, layout in enumerate(layouts):
         _draw_layout(ax, data, layout, f"C{index}")
-    _draw_peers(ax, data, first_colour=len(layouts))
-    _draw_trainings(ax, data, first_colour=len(layouts) + sum(v.codec is not None
-                                                              for v in data.variants))
+    _draw_single_points(ax, data, first_colour=len(layouts))
     plain = data.variants[0]
     return finish_rd_plot(fig, ax, "bits per input Gaussian", None if plain.psnr is None
                           else (plain.bits_per_gaussian, plain.psnr))
@@ -110,20 +108,14 @@ def _draw_layout(ax: Any, data: ReportData, layout: str, colour: str) -> None:
                color=colour, edgecolors="black", label=f"{layout}: saved iterations")
 
 
-def _draw_peers(ax: Any, data: ReportData, first_colour: int) -> None:
-    """Other tools' codecs, one marker each, colours from ``C<first_colour>`` on."""
-    peers = [v for v in data.variants if v.codec is not None and v.psnr is not None]
-    for index, v in enumerate(peers):
-        ax.scatter([data.bits_per_input_gaussian(v.size_bytes)], [v.psnr],
-                   marker=PEER_MARKERS.get(v.codec, "P"), s=80, zorder=3,
-                   color=f"C{first_colour + index}", edgecolors="black", label=v.label)
-
-
-def _draw_trainings(ax: Any, data: ReportData, first_colour: int) -> None:
-    """Other trainings' bitstreams (a budgeted model of the scene), one diamond each."""
-    others = [v for v in data.variants if v.training is not None and v.psnr is not None]
-    for index, v in enumerate(others):
-        ax.scatter([data.bits_per_input_gaussian(v.size_bytes)], [v.psnr], marker="D", s=70,
+def _draw_single_points(ax: Any, data: ReportData, first_colour: int) -> None:
+    """One point each, colours from ``C<first_colour>`` on: other tools' codecs with their own
+    markers, then other trainings' bitstreams (a budgeted model of the scene) as diamonds."""
+    singles = [v for v in data.variants if (v.codec is not None or v.training is not None)
+               and v.psnr is not None]
+    for index, v in enumerate(singles):  # peers first: the order of data.variants
+        marker = "D" if v.codec is None else PEER_MARKERS.get(v.codec, "P")
+        ax.scatter([data.bits_per_input_gaussian(v.size_bytes)], [v.psnr], marker=marker, s=80,
                    zorder=3, color=f"C{first_colour + index}", edgecolors="black",
                    label=v.label)
 

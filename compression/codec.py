@@ -23,6 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -106,6 +108,24 @@ class Container:
     folder_name: Optional[str]
 
 
+@dataclass(frozen=True)
+class FinetuneSchedule:
+    """The finetune's learning rates over its steps, as factors on its base rates
+    (``training.finetune.FINETUNE_LRS`` × ``--finetune_lr_scale``): a trained tensor's rate
+    starts at ``peaks[name]`` (1 for a tensor not named) times its base and falls along a half
+    cosine to ``final`` times that at the last step. The default is CODEC.md §7's constant
+    rates."""
+
+    peaks: Mapping[str, float] = field(default_factory=dict)
+    final: float = 1.0
+
+    def factor(self, name: str, step: int, iterations: int) -> float:
+        """The factor on tensor ``name``'s rate at finetune step ``step`` of ``iterations``
+        (1-based)."""
+        fall = 0.5 * (1.0 + math.cos(math.pi * min(step / max(iterations, 1), 1.0)))
+        return self.peaks.get(name, 1.0) * (self.final + (1.0 - self.final) * fall)
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """One codec layout (``layouts.py`` holds the records).
@@ -135,6 +155,8 @@ class Layout:
         camera_free_area: without cameras, the importance weighs each opacity by the
             Gaussian's mean projected area (``importance.mean_projected_area``); False: the
             opacity alone (MesonGS, CODEC.md §2).
+        finetune_schedule: the finetune's learning rates over its steps; the default keeps
+            them constant (CODEC.md §7).
     """
 
     name: str
@@ -149,6 +171,7 @@ class Layout:
     quality_without_finetune: Optional[int] = None
     step_weights: Mapping[str, float] = field(default_factory=dict, repr=False)
     camera_free_area: bool = False
+    finetune_schedule: FinetuneSchedule = FinetuneSchedule()
 
     def __post_init__(self) -> None:
         coded = [GROUPS[name].param for name in self.raht + self.direct + self.vq]

@@ -144,6 +144,44 @@ def test_optimizer_trains_what_the_layout_trains(sample: dict) -> None:
         create_finetune_optimizer(codec, state, params, 0.0)
 
 
+def test_finetune_schedules() -> None:
+    """Seed and official keep CODEC.md §7's constant rates; compact's start at each tensor's
+    peak and fall along a half cosine to peak × final at the last step."""
+    for name in ("seed", "official"):
+        schedule = LAYOUTS[name].finetune_schedule
+        assert {schedule.factor(tensor, step, 500) for tensor in FINETUNE_LRS
+                for step in (1, 250, 500)} == {1.0}
+    schedule = LAYOUTS["compact"].finetune_schedule
+    for tensor in LAYOUTS["compact"].trains:
+        peak = schedule.peaks.get(tensor, 1.0)
+        factors = [schedule.factor(tensor, step, 500) for step in range(1, 501)]
+        assert factors[0] == pytest.approx(peak, rel=1e-4)
+        assert factors[249] == pytest.approx(peak * (1 + schedule.final) / 2)
+        assert factors[-1] == pytest.approx(peak * schedule.final)
+        assert all(a > b for a, b in zip(factors, factors[1:]))
+
+
+@pytest.mark.parametrize("layout", ["seed", "compact"])
+def test_first_finetune_step_moves_by_the_scheduled_rate(sample: dict, layout: str) -> None:
+    """Adam's first step moves every value with a gradient by exactly its rate: f_dc moves by
+    FINETUNE_LRS × the layout's schedule at step 1, no more and no less."""
+    scene = sample["scene"]
+    flags = {} if layout == "seed" else {"layout": "compact", "n_block": None,
+                                          "codebook_size": None}
+    codec, state, params = _prepared(sample, scene.getTrainCameras(), **flags)
+    before = params["f_dc"].detach().clone()
+    after_first: list[torch.Tensor] = []
+    finetune(codec, state, params, scene.getTrainCameras(), PIPE, torch.zeros(3),
+             iterations=4, test_iterations=[1],
+             on_test=lambda step: after_first.append(params["f_dc"].detach().clone()),
+             quiet=True)
+    moved = (after_first[0] - before).abs()
+    rate = FINETUNE_LRS["f_dc"] * state.layout.finetune_schedule.factor("f_dc", 1, 4)
+    assert int((moved > 0).sum()) > moved.numel() // 2
+    torch.testing.assert_close(moved[moved > 0], torch.full_like(moved[moved > 0], rate),
+                               rtol=1e-3, atol=0)
+
+
 @pytest.mark.slow
 def test_what_you_train_is_what_you_ship(sample: dict, tmp_path: Path) -> None:
     """After a finetune save, load_npz decodes the evaluation-mode simulation, and renders

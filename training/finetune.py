@@ -29,8 +29,9 @@ from utils.lpips import LPIPS, lpips_for_evaluation
 
 logger = logging.getLogger(__name__)
 
-#: constant finetune learning rates per trained tensor (times ``--finetune_lr_scale``); the VQ
-#: codebook learns at the rate of the f_rest it replaces
+#: finetune learning rates per trained tensor (times ``--finetune_lr_scale``), constant in the
+#: seed and official layouts (CODEC.md §7), varied over the steps by the compact layout's
+#: ``Layout.finetune_schedule``; the VQ codebook learns at the rate of the f_rest it replaces
 FINETUNE_LRS: dict[str, float] = {"f_dc": 2.5e-3, "f_rest": 1.25e-4, "codebook": 1.25e-4,
                                   "opacity": 0.05, "scaling": 5e-3, "rotation": 1e-3}
 #: learning rate of the LSQ steps (their own Adam group, CODEC.md §6; not scaled)
@@ -149,7 +150,8 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
         test_iterations: steps after which ``on_test(step)`` runs (0 = before any step).
         on_test: evaluates and saves; may return a PSNR logged as ``finetune/psnr``. The
             codec state is switched back to training mode afterwards.
-        lr_scale: factor on every attribute learning rate.
+        lr_scale: factor on every attribute learning rate (the layout's
+            ``finetune_schedule`` then varies every rate over the steps).
         generator: CPU torch.Generator of the view order (None: seeded with 0).
         quiet: no progress bar.
         writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``).
@@ -158,6 +160,8 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
         ValueError: bad iteration settings or learning-rate scale.
     """
     optimizer = create_finetune_optimizer(codec, state, params, lr_scale)
+    base_rates = [group["lr"] for group in optimizer.param_groups]
+    schedule = state.layout.finetune_schedule
     tests = set(resolve_test_iterations(iterations, test_iterations))
     sampler = ViewSampler(len(cameras), generator if generator is not None
                           else torch.Generator().manual_seed(0))
@@ -175,6 +179,8 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
     bar = tqdm(range(1, iterations + 1), desc="Finetune", disable=quiet, dynamic_ncols=True)
     try:
         for step in bar:
+            for group, rate in zip(optimizer.param_groups, base_rates):
+                group["lr"] = rate * schedule.factor(group["name"], step, iterations)
             camera = cameras[sampler.next()]
             image = ft_render(camera, codec.simulate(state, params), pipe, background)["render"]
             _, loss = photometric_loss(image, camera.original_image.to(device), LAMBDA_DSSIM)

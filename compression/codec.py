@@ -111,19 +111,18 @@ class Container:
 @dataclass(frozen=True)
 class FinetuneSchedule:
     """The finetune's learning rates over its steps, as factors on its base rates
-    (``training.finetune.FINETUNE_LRS`` × ``--finetune_lr_scale``): a trained tensor's rate
-    starts at ``peaks[name]`` (1 for a tensor not named) times its base and falls along a half
-    cosine to ``final`` times that at the last step. The default is CODEC.md §7's constant
-    rates."""
+    (``training.finetune.FINETUNE_LRS`` × ``--finetune_lr_scale``): a trained tensor named in
+    ``factors`` starts at its first factor and falls along a half cosine to its second at the
+    last step; the others keep factor 1. The default is CODEC.md §7's constant rates."""
 
-    peaks: Mapping[str, float] = field(default_factory=dict)
-    final: float = 1.0
+    factors: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def factor(self, name: str, step: int, iterations: int) -> float:
         """The factor on tensor ``name``'s rate at finetune step ``step`` of ``iterations``
         (1-based)."""
+        start, end = self.factors.get(name, (1.0, 1.0))
         fall = 0.5 * (1.0 + math.cos(math.pi * min(step / max(iterations, 1), 1.0)))
-        return self.peaks.get(name, 1.0) * (self.final + (1.0 - self.final) * fall)
+        return end + (start - end) * fall
 
 
 @dataclass(frozen=True, eq=False)

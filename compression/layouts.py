@@ -68,9 +68,8 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
 #: rotations, 1× for opacity (more lost PSNR), falling along a half cosine to a tenth of that
 #: at the last step. Set on two converged SH-3 models at quality 5, 500 steps (README,
 #: "Finetune schedule"): +0.25 and +0.32 dB over the constant rates for +2.3 and +1.5 bits
-COMPACT_FINETUNE_SCHEDULE = FinetuneSchedule(
-    peaks=MappingProxyType({"codebook": 16.0, "f_dc": 8.0, "scaling": 8.0, "rotation": 8.0}),
-    final=0.1)
+COMPACT_FINETUNE_SCHEDULE = FinetuneSchedule(MappingProxyType({
+    "codebook": (16.0, 1.6), "f_dc": (8.0, 0.8), "scaling": (8.0, 0.8), "rotation": (8.0, 0.8)}))
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
     "codebook_size": None, "vq_steps": 20, "vq_batch": 32768, "oct_merge": "mean",

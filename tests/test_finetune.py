@@ -146,40 +146,44 @@ def test_optimizer_trains_what_the_layout_trains(sample: dict) -> None:
 
 def test_finetune_schedules() -> None:
     """Seed and official keep CODEC.md §7's constant rates; compact's start at each tensor's
-    peak and fall along a half cosine to peak × final at the last step."""
+    first factor and fall along a half cosine to its second at the last step."""
     for name in ("seed", "official"):
         schedule = LAYOUTS[name].finetune_schedule
         assert {schedule.factor(tensor, step, 500) for tensor in FINETUNE_LRS
                 for step in (1, 250, 500)} == {1.0}
     schedule = LAYOUTS["compact"].finetune_schedule
+    assert schedule.factors and set(schedule.factors) <= set(LAYOUTS["compact"].trains)
     for tensor in LAYOUTS["compact"].trains:
-        peak = schedule.peaks.get(tensor, 1.0)
+        start, end = schedule.factors.get(tensor, (1.0, 1.0))
         factors = [schedule.factor(tensor, step, 500) for step in range(1, 501)]
-        assert factors[0] == pytest.approx(peak, rel=1e-4)
-        assert factors[249] == pytest.approx(peak * (1 + schedule.final) / 2)
-        assert factors[-1] == pytest.approx(peak * schedule.final)
-        assert all(a > b for a, b in zip(factors, factors[1:]))
+        assert factors[0] == pytest.approx(start, rel=1e-4)
+        assert factors[249] == pytest.approx((start + end) / 2)
+        assert factors[-1] == pytest.approx(end)
+        assert all(a >= b for a, b in zip(factors, factors[1:]))
 
 
 @pytest.mark.parametrize("layout", ["seed", "compact"])
-def test_first_finetune_step_moves_by_the_scheduled_rate(sample: dict, layout: str) -> None:
-    """Adam's first step moves every value with a gradient by exactly its rate: f_dc moves by
-    FINETUNE_LRS × the layout's schedule at step 1, no more and no less."""
+def test_first_finetune_step_moves_by_the_scheduled_rates(sample: dict, layout: str) -> None:
+    """Adam's first step moves every trained value that has a gradient by exactly its rate:
+    each tensor by FINETUNE_LRS × the layout's schedule at step 1, no more and no less."""
     scene = sample["scene"]
     flags = {} if layout == "seed" else {"layout": "compact", "n_block": None,
                                           "codebook_size": None}
     codec, state, params = _prepared(sample, scene.getTrainCameras(), **flags)
-    before = params["f_dc"].detach().clone()
-    after_first: list[torch.Tensor] = []
+    trained = codec.trainable(state, params)[0]
+    before = {name: tensor.detach().clone() for name, tensor in trained.items()}
+    after_first: dict[str, torch.Tensor] = {}
     finetune(codec, state, params, scene.getTrainCameras(), PIPE, torch.zeros(3),
              iterations=4, test_iterations=[1],
-             on_test=lambda step: after_first.append(params["f_dc"].detach().clone()),
+             on_test=lambda step: after_first.update(
+                 {name: tensor.detach().clone() for name, tensor in trained.items()}),
              quiet=True)
-    moved = (after_first[0] - before).abs()
-    rate = FINETUNE_LRS["f_dc"] * state.layout.finetune_schedule.factor("f_dc", 1, 4)
-    assert int((moved > 0).sum()) > moved.numel() // 2
-    torch.testing.assert_close(moved[moved > 0], torch.full_like(moved[moved > 0], rate),
-                               rtol=1e-3, atol=0)
+    for name, value in before.items():
+        moved = (after_first[name] - value).abs()
+        rate = FINETUNE_LRS[name] * state.layout.finetune_schedule.factor(name, 1, 4)
+        assert int((moved > 0).sum()) > 0, name
+        torch.testing.assert_close(moved[moved > 0], torch.full_like(moved[moved > 0], rate),
+                                   rtol=1e-3, atol=0, msg=name)
 
 
 @pytest.mark.slow

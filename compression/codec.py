@@ -18,12 +18,11 @@ and one :class:`Layout` record in ``layouts.py`` naming it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
-
-import math
 
 import numpy as np
 import torch

@@ -35,11 +35,16 @@ def write_report(model_path: str | Path, max_views: int = 6,
         The written path and the data it shows.
     """
     data = collect_report(model_path, max_views=max_views, trainings=trainings)
+    return save_report(data), data
+
+
+def save_report(data: ReportData) -> Path:
+    """Build and atomically write ``<model>/report.html`` from collected ``data``."""
     out = data.model_path / REPORT_HTML
     with atomic_path(out) as tmp:
         tmp.write_text(build_html(data), encoding="utf-8")
     logger.info("wrote %s", out)
-    return out, data
+    return out
 
 
 def build_html(data: ReportData) -> str:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reporting.collect import collect_report  # noqa: E402
-from reporting.page import write_report  # noqa: E402
+from reporting.page import save_report  # noqa: E402
 from reporting.table import format_table  # noqa: E402
 from reporting.viewer_pages import write_viewer_pages  # noqa: E402
 from utils.cli import run_main  # noqa: E402
@@ -48,14 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
     set_threads(args.threads)  # the viewer pages decode bitstreams with torch
+    data = collect_report(args.model_path, max_views=args.max_views, trainings=args.trainings)
     if not args.no_viewers:
         try:
-            write_viewer_pages(collect_report(args.model_path, max_views=args.max_views,
-                                              trainings=args.trainings))
+            data = replace(data, viewer_pages=write_viewer_pages(data))
         except SplatTransformUnavailable as exc:
             logger.warning("no 3D viewer pages: %s", exc)
-    out, data = write_report(args.model_path, max_views=args.max_views,
-                             trainings=args.trainings)
+    out = save_report(data)
     print(format_table(data))
     print(f"\nreport: {out}")
     return 0

@@ -112,9 +112,15 @@ class FinetuneSchedule:
     """The finetune's learning rates over its steps, as factors on its base rates
     (``training.finetune.FINETUNE_LRS`` × ``--finetune_lr_scale``): a trained tensor named in
     ``factors`` starts at its first factor and falls along a half cosine to its second at the
-    last step; the others keep factor 1. The default is CODEC.md §7's constant rates."""
+    last step; the others keep factor 1. The default is CODEC.md §7's constant rates.
+
+    ``average_decay`` d > 0: the finetune's result (and every evaluation or save on the way) is
+    the exponential moving average of the trained tensors over the steps so far, each step's
+    values weighing d times the next's (Polyak averaging: the single-view steps leave the
+    last values noisy); 0: the last step's values (CODEC.md §7)."""
 
     factors: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    average_decay: float = 0.0
 
     def factor(self, name: str, step: int, iterations: int) -> float:
         """The factor on tensor ``name``'s rate at finetune step ``step`` of ``iterations``

@@ -71,7 +71,8 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
 #: +0.11 and +0.25 dB on two lego models it was not set on, −0.07 and −0.11 dB on the two
 #: real captures of 8 and 20 training views
 COMPACT_FINETUNE_SCHEDULE = FinetuneSchedule(MappingProxyType({
-    "codebook": (16.0, 1.6), "f_dc": (8.0, 0.8), "scaling": (8.0, 0.8), "rotation": (8.0, 0.8)}))
+    "codebook": (16.0, 1.6), "f_dc": (8.0, 0.8), "scaling": (8.0, 0.8), "rotation": (8.0, 0.8)}),
+    average_decay=0.98)
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
     "codebook_size": None, "vq_steps": 20, "vq_batch": 32768, "oct_merge": "mean",

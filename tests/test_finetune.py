@@ -19,7 +19,9 @@ from scene import Scene
 from scene.gaussian_model import GaussianModel
 from tests._codec import settings_of
 from training.compress import compress_model, resolve_compression
-from training.finetune import (FINETUNE_LRS, LSQ_STEP_LR, create_finetune_optimizer,
+import training.finetune as finetune_module
+from training.finetune import (FINETUNE_LRS, LSQ_STEP_LR, ParameterAverage,
+                               create_finetune_optimizer,
                                default_test_iterations, evaluate_codec, finetune,
                                leaf_parameters, resolve_test_iterations)
 from training.optim import create_optimizer
@@ -160,6 +162,76 @@ def test_finetune_schedules() -> None:
         assert factors[249] == pytest.approx((start + end) / 2)
         assert factors[-1] == pytest.approx(end)
         assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
+def test_parameter_average_weighs_each_step_by_decay_powers() -> None:
+    """After step t the average is Σ_k d^(t-k)·p_k / Σ_k d^(t-k) over the values after steps
+    1 … t; the starting values weigh nothing."""
+    generator = torch.Generator().manual_seed(0)
+    tensor = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    average = ParameterAverage([tensor], 0.9)
+    values = []
+    for step in range(1, 8):
+        tensor.copy_(torch.randn(5, 3, generator=generator, dtype=torch.float64))
+        values.append(tensor.clone())
+        average.update(step)
+        weights = [0.9 ** (step - k) for k in range(1, step + 1)]
+        expected = sum(w * v for w, v in zip(weights, values)) / sum(weights)
+        torch.testing.assert_close(average.averages[0], expected, rtol=1e-12, atol=1e-12)
+    with average.loaded():
+        assert torch.equal(tensor, average.averages[0])
+    assert torch.equal(tensor, values[-1])
+    for decay in (0.0, 1.0):
+        with pytest.raises(ValueError, match="decay"):
+            ParameterAverage([tensor], decay)
+
+
+def test_compact_finetune_ends_at_the_average(sample: dict, monkeypatch) -> None:
+    """The compact finetune trains as without averaging (evaluations leave the trained values
+    as they were), each evaluation sees the average of the values after the steps so far, and
+    the finetune leaves the last one in the parameters."""
+    scene = sample["scene"]
+    decay = LAYOUTS["compact"].finetune_schedule.average_decay
+    assert 0 < decay < 1 and not LAYOUTS["seed"].finetune_schedule.average_decay
+    create = finetune_module.create_finetune_optimizer
+
+    def run(test_iterations: list[int]) -> tuple[list, dict, dict]:
+        codec, state, params = _prepared(sample, scene.getTrainCameras(), layout="compact",
+                                         n_block=None, codebook_size=None)
+        trained = list(codec.trainable(state, params)[0].values())
+        raw: list[list[torch.Tensor]] = []
+
+        def recording(*args, **kwargs):
+            optimizer = create(*args, **kwargs)
+            step = optimizer.step
+
+            def step_and_record(*a, **k):
+                result = step(*a, **k)
+                raw.append([tensor.detach().clone() for tensor in trained])
+                return result
+            optimizer.step = step_and_record
+            return optimizer
+
+        monkeypatch.setattr(finetune_module, "create_finetune_optimizer", recording)
+        seen: dict[int, list] = {}
+        finetune(codec, state, params, scene.getTrainCameras(), PIPE, torch.zeros(3),
+                 iterations=6, test_iterations=test_iterations, quiet=True,
+                 on_test=lambda step: seen.update(
+                     {step: [tensor.detach().clone() for tensor in trained]}))
+        return raw, seen, [tensor.detach().clone() for tensor in trained]
+
+    raw, seen, final = run(list(range(1, 7)))
+    raw_untested, _, final_untested = run([6])
+    assert all(torch.equal(a, b) for step_a, step_b in zip(raw, raw_untested)
+               for a, b in zip(step_a, step_b))
+    assert all(torch.equal(a, b) for a, b in zip(final, final_untested))
+    for step in range(1, 7):
+        weights = [decay ** (step - k) for k in range(1, step + 1)]
+        for index, value in enumerate(seen[step]):
+            expected = sum(w * values[index] for w, values in zip(weights, raw)) / sum(weights)
+            torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(final, seen[6]))
+    assert not all(torch.equal(a, b) for a, b in zip(final, raw[-1]))
 
 
 @pytest.mark.parametrize("layout", ["seed", "compact"])

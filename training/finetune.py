@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -133,6 +134,46 @@ def evaluate_codec(codec: Codec, state: CodecState, params: Mapping[str, torch.T
                       lpips=lpips)
 
 
+class ParameterAverage:
+    """Exponential moving average of tensors over optimizer steps, bias-corrected so that the
+    starting values carry no weight: after step t, ``E_t = E_(t-1) + w_t·(p_t - E_(t-1))`` with
+    ``w_t = (1 - d) / (1 - d^t)``, i.e. the mean of p_1 … p_t weighted by d^(t-k) (E_1 = p_1).
+    """
+
+    def __init__(self, tensors: Sequence[torch.Tensor], decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"average decay must lie in (0, 1), got {decay}")
+        self.tensors = list(tensors)
+        self.decay = decay
+        self.averages = [tensor.detach().clone() for tensor in self.tensors]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold in the tensors' values after 1-based step ``step``."""
+        weight = (1.0 - self.decay) / (1.0 - self.decay ** step)
+        for average, tensor in zip(self.averages, self.tensors):
+            average.lerp_(tensor, weight)
+
+    @torch.no_grad()
+    def load(self) -> None:
+        """Put the averages into the tensors."""
+        for average, tensor in zip(self.averages, self.tensors):
+            tensor.copy_(average)
+
+    @contextmanager
+    def loaded(self) -> Iterator[None]:
+        """The averages in the tensors for the block, the tensors' own values after it."""
+        with torch.no_grad():
+            own = [tensor.clone() for tensor in self.tensors]
+        self.load()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for tensor, value in zip(self.tensors, own):
+                    tensor.copy_(value)
+
+
 def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter],
              cameras: Sequence[Any], pipe: Any, background: torch.Tensor, *, iterations: int,
              test_iterations: Sequence[int], on_test: Callable[[int], Optional[float]],
@@ -151,7 +192,9 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
         on_test: evaluates and saves; may return a PSNR logged as ``finetune/psnr``. The
             codec state is switched back to training mode afterwards.
         lr_scale: factor on every attribute learning rate (the layout's
-            ``finetune_schedule`` then varies every rate over the steps).
+            ``finetune_schedule`` then varies every rate over the steps; with its
+            ``average_decay`` the tests see, and the finetune leaves in ``params``, the
+            :class:`ParameterAverage` of the trained tensors).
         generator: CPU torch.Generator of the view order (None: seeded with 0).
         quiet: no progress bar.
         writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``).
@@ -162,6 +205,8 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
     optimizer = create_finetune_optimizer(codec, state, params, lr_scale)
     base_rates = [group["lr"] for group in optimizer.param_groups]
     schedule = state.layout.finetune_schedule
+    average = (ParameterAverage([p for group in optimizer.param_groups for p in group["params"]],
+                                schedule.average_decay) if schedule.average_decay else None)
     tests = set(resolve_test_iterations(iterations, test_iterations))
     sampler = ViewSampler(len(cameras), generator if generator is not None
                           else torch.Generator().manual_seed(0))
@@ -191,7 +236,15 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
                 writer.add_scalar("finetune/loss", loss.item(), step)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.5f}")
+            if average is not None:
+                average.update(step)
+                if step == iterations:
+                    average.load()  # the finetune's result
             if step in tests:
-                run_test(step)
+                if average is not None and step < iterations:
+                    with average.loaded():
+                        run_test(step)
+                else:
+                    run_test(step)
     finally:
         bar.close()

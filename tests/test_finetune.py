@@ -195,7 +195,7 @@ def test_compact_finetune_ends_at_the_average(sample: dict, monkeypatch) -> None
     assert 0 < decay < 1 and not LAYOUTS["seed"].finetune_schedule.average_decay
     create = finetune_module.create_finetune_optimizer
 
-    def run(test_iterations: list[int]) -> tuple[list, dict, dict]:
+    def run(test_iterations: list[int]) -> tuple[list, dict, list]:
         codec, state, params = _prepared(sample, scene.getTrainCameras(), layout="compact",
                                          n_block=None, codebook_size=None)
         trained = list(codec.trainable(state, params)[0].values())

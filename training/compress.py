@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 #: the size of a compact file after the finetune over its size before: the smallest growth
 #: measured (README, size targets: +3.4 % to +5.9 % over 500 steps of the compact finetune
-#: on six models, +7.3 % and +8.2 % on the bundled scene's), so that the search's file, aimed
+#: on six models, +7.1 % and +7.6 % on the bundled scene's), so that the search's file, aimed
 #: at the window divided by it, less often grows past the target (the fit then drops voxels)
 #: and seldom falls below the window (the fit then takes finer steps)
 FINETUNE_SIZE_RATIO = 1.033

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -238,13 +238,10 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
                 bar.set_postfix(loss=f"{loss.item():.5f}")
             if average is not None:
                 average.update(step)
-                if step == iterations:
-                    average.load()  # the finetune's result
             if step in tests:
-                if average is not None and step < iterations:
-                    with average.loaded():
-                        run_test(step)
-                else:
+                with average.loaded() if average is not None else nullcontext():
                     run_test(step)
     finally:
         bar.close()
+    if average is not None:
+        average.load()  # the finetune's result

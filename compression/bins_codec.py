@@ -122,6 +122,12 @@ class BinsCodec:
         return pipeline.activated(pipeline.reconstruct(state, params, state.codebook),
                                   state.means)
 
+    def simulate_with_rate(self, state: CodecState, params: Mapping[str, Tensor]
+                           ) -> tuple[dict[str, Tensor], None]:
+        """:meth:`simulate`; no rate model (the MesonGS finetune minimizes the photometric
+        loss alone, CODEC.md §7)."""
+        return self.simulate(state, params), None
+
     def trainable(self, state: CodecState, params: Mapping[str, Tensor]
                   ) -> tuple[dict[str, Tensor], list[Tensor]]:
         """The layout's tensors and the LSQ steps (``pipeline.trainable``)."""

@@ -8,6 +8,7 @@ container of the seed and official layouts; ``compact_codec.COMPACT_CODEC``: the
 
     codec.prepare(params, cameras, settings) ─▶ (state, params')   stages 1-6
     codec.simulate(state, params') ─▶ rasterizer inputs            the finetune's forward
+    codec.simulate_with_rate(state, params') ─▶ (inputs, bits)     … with a rate estimate
     codec.encode(state, params') ─▶ bitstream ─ codec.write ─▶ file
     file ─ codec.read ─▶ bitstream ─ codec.decode ─▶ params        stage 9
 
@@ -117,10 +118,15 @@ class FinetuneSchedule:
     ``average_decay`` d > 0: the finetune's result (and every evaluation or save on the way) is
     the exponential moving average of the trained tensors over the steps so far, each step's
     values weighing d times the next's (Polyak averaging: the single-view steps leave the
-    last values noisy); 0: the last step's values (CODEC.md §7)."""
+    last values noisy); 0: the last step's values (CODEC.md §7).
+
+    ``rate_weight`` w > 0: the finetune's loss adds w × the codec's estimate of the bits per
+    coded Gaussian of what it trains (``Codec.simulate_with_rate``), so that a step that wins
+    little PSNR for many bits is not taken; 0: the photometric loss alone (CODEC.md §7)."""
 
     factors: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     average_decay: float = 0.0
+    rate_weight: float = 0.0
 
     def factor(self, name: str, step: int, iterations: int) -> float:
         """The factor on tensor ``name``'s rate at finetune step ``step`` of ``iterations``
@@ -318,6 +324,12 @@ class Codec(Protocol):
     def simulate(self, state: CodecState, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """What the decoder would reconstruct, differentiably: dict ``means`` [N, 3], ``quats``
         [N, 4], ``scales`` [N, 3] and ``opacities`` [N] activated, ``shs`` [N, K, 3]."""
+
+    def simulate_with_rate(self, state: CodecState, params: Mapping[str, Tensor]
+                           ) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+        """:meth:`simulate`'s inputs and a differentiable estimate of the bits per coded
+        Gaussian that the trained values cost in the bitstream (None: the family has no rate
+        model)."""
 
     def trainable(self, state: CodecState, params: Mapping[str, Tensor]
                   ) -> tuple[dict[str, Tensor], list[Tensor]]:

@@ -184,11 +184,27 @@ class CompactCodec:
         may round a strided view differently in the last bit) and unit quaternions
         (``GaussianModel.get_rotation`` normalizes), so that a decoded model renders the same
         bits (:class:`codec.Codec`)."""
+        return self._simulate(state, params, coefficients(state, params))
+
+    def simulate_with_rate(self, state: CodecState, params: Mapping[str, Tensor]
+                           ) -> tuple[dict[str, Tensor], Tensor]:
+        """:meth:`simulate` and the rate model's bits per coded Gaussian of the RAHT columns'
+        AC codes (``LevelQuantizer.estimated_bits``: about half the file; the octree and the VQ
+        indices do not change in the finetune, and weighing the codebook's codes too cost more
+        PSNR than the bits it saved: README, "Rate term")."""
+        coeffs = coefficients(state, params)
+        return (self._simulate(state, params, coeffs),
+                state.quantizer.estimated_bits(coeffs) / state.num_gaussians)
+
+    @staticmethod
+    def _simulate(state: CodecState, params: Mapping[str, Tensor], coeffs: Tensor
+                  ) -> dict[str, Tensor]:
+        """:meth:`simulate` given ``params``' RAHT coefficients."""
         codebook = None if state.codebook is None else fake_quantize(
             state.codebook, _codebook_step(state).to(state.codebook.dtype))
         raw = {name: value.contiguous()
-               for name, value in pipeline.reconstruct(state, params, codebook,
-                                                        exact=True).items()}
+               for name, value in pipeline.reconstruct(state, params, codebook, exact=True,
+                                                        coeffs=coeffs).items()}
         raw["rotation"] = nn.functional.normalize(raw["rotation"], dim=-1)
         return pipeline.activated(raw, state.means)
 

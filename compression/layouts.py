@@ -57,7 +57,7 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
         (2, 0.45, 1.1, 0.28, 16),
         (3, 0.40, 0.6, 0.2, 32),
         (4, 0.35, 0.3, 0.14, 64),
-        (5, 0.30, 0.15, 0.1, 128),
+        (5, 0.25, 0.15, 0.1, 128),
         (6, 0.20, 0.1, 0.07, 256),
         (7, 0.15, 0.06, 0.05, 512),
         (8, 0.0, 0.03, 0.03, 1024),
@@ -71,10 +71,11 @@ _COMPACT_QUALITY_LEVELS = MappingProxyType({
 #: +0.11 and +0.25 dB on two lego models it was not set on, −0.07 and −0.11 dB on the two
 #: real captures of 8 and 20 training views. The finetune ends at the moving average of the
 #: trained tensors over its steps (decay 0.98 per step, about the last 50 steps): +0.03 dB on
-#: both models it was set on for no more bits (README, "Finetune schedule")
+#: both models it was set on for no more bits (README, "Finetune schedule"). Its loss weighs
+#: the rate model's bits per coded Gaussian by 1e-4 (README, "Rate term")
 COMPACT_FINETUNE_SCHEDULE = FinetuneSchedule(MappingProxyType({
     "codebook": (16.0, 1.6), "f_dc": (8.0, 0.8), "scaling": (8.0, 0.8), "rotation": (8.0, 0.8)}),
-    average_decay=0.98)
+    average_decay=0.98, rate_weight=1e-4)
 _COMPACT_DEFAULTS = MappingProxyType({
     "percent": None, "depth": None, "n_block": None, "num_bits": None, "quantizer": None,
     "codebook_size": None, "vq_steps": 20, "vq_batch": 32768, "oct_merge": "mean",

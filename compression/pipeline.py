@@ -67,17 +67,19 @@ def activated(raw: Mapping[str, Tensor], means: Tensor) -> dict[str, Tensor]:
 
 
 def reconstruct(state: CodecState, params: Mapping[str, Tensor], codebook: Optional[Tensor],
-                *, exact: bool = False) -> dict[str, Tensor]:
+                *, exact: bool = False, coeffs: Optional[Tensor] = None) -> dict[str, Tensor]:
     """Raw parameters as the decoder would rebuild them, differentiably: the RAHT columns
     through the state's quantizer (``forward_coeffs``: training mode grows vanilla ranges),
     direct columns through the direct quantizer, VQ columns as rows of ``codebook`` (the
     codebook as the decoder reads it; None: the layout's VQ groups have no columns).
     ``exact``: the inverse RAHT and the columns' inverses in their reproducible forms (the
-    decoder of an exactly decoding codec does the same)."""
+    decoder of an exactly decoding codec does the same). ``coeffs``: :func:`coefficients` of
+    ``params`` when the caller has them already."""
     check_params(state, params)
     layout, d = state.layout, state.sh_degree
-    rows = state.plan.inverse(state.quantizer.forward_coeffs(coefficients(state, params)),
-                              exact=exact)
+    if coeffs is None:
+        coeffs = coefficients(state, params)
+    rows = state.plan.inverse(state.quantizer.forward_coeffs(coeffs), exact=exact)
     raw = layout.params_from_columns(layout.raht, rows, d, exact=exact)
     if layout.direct:
         direct = state.direct_quantizer(layout.columns(layout.direct, params))

@@ -16,6 +16,13 @@ The compact layout's VQ codebook is stored the same way, on one uniform grid who
 (:func:`codebook_exponent`) makes the grid's rounding add a small share of the
 vector quantizer's own squared error: negligible distortion at a fraction of float16's bytes.
 
+Rate model (:func:`geometric_entropy_bits`, :meth:`LevelQuantizer.estimated_bits`): the bits of
+a (column, level) segment of n codes whose mean |x / step| is b, estimated as n times the
+entropy of the two-sided geometric distribution on the integers with mean |k| = b (the largest
+entropy of any integer distribution with that mean; the coder's Laplace models are of its
+kind). Differentiable in the coefficients, so the compact finetune can weigh the bits it adds
+against the PSNR it wins (``FinetuneSchedule.rate_weight``).
+
 Step choice (:func:`choose_exponents`): a base step times a weight per column (the layout's
 ``step_weights``, measured: after the finetune, a finer Euler step buys the most PSNR per bit
 and a finer opacity step the least), the same at every level, coarsened where a (column, level) segment would otherwise
@@ -34,7 +41,7 @@ from compression.entropy import MAX_ALPHABET, quarter_powers
 
 __all__ = ["CODEBOOK_NOISE_SHARE", "EXPONENT_LIMIT", "FAITHFUL_CODEBOOK_NOISE_SHARE", "MAX_CODE",
            "LevelQuantizer", "choose_exponents", "codebook_exponent", "exponent_of",
-           "fake_quantize", "grid_codes", "step_values"]
+           "fake_quantize", "geometric_entropy_bits", "grid_codes", "step_values"]
 
 #: |e| of a step 2^(e/4): steps from 2^-24 to 2^24
 EXPONENT_LIMIT = 96
@@ -49,6 +56,9 @@ _PREPARED_CODE_LIMIT = MAX_ALPHABET // 8
 #: after the finetune), and FAITHFUL_CODEBOOK_NOISE_SHARE at the levels without one
 CODEBOOK_NOISE_SHARE = 0.05
 FAITHFUL_CODEBOOK_NOISE_SHARE = 0.01
+#: the smallest mean |code| the rate model takes (below it a segment's estimate is flat: about
+#: 2e-5 bits per code)
+_RATE_MEAN_FLOOR = 1e-6
 
 
 def exponent_of(step: float) -> int:
@@ -103,6 +113,16 @@ def grid_codes(values: Tensor, steps: Tensor, what: str) -> Tensor:
     return codes.to(torch.int64)
 
 
+def geometric_entropy_bits(mean_abs: Tensor) -> Tensor:
+    """Entropy in bits of the two-sided geometric distribution P(k) ∝ r^|k| on the integers
+    whose mean |k| is ``mean_abs`` (elementwise, differentiable; about log2(2e·b) for large b,
+    0 at b = 0). From mean |k| = 2r / (1 − r²): r = b / (1 + sqrt(1 + b²)), and
+    H = log2((1 + r) / (1 − r)) − b·log2(r)."""
+    b = mean_abs.clamp_min(_RATE_MEAN_FLOOR)
+    ratio = b / (1 + torch.sqrt(1 + b * b))
+    return torch.log2((1 + ratio) / (1 - ratio)) - b * torch.log2(ratio)
+
+
 def _smallest_exponent_for(largest: Tensor) -> Tensor:
     """Per entry, the smallest e with largest / 2^(e/4) within the prepared code limit."""
     return torch.ceil(4 * torch.log2(largest.clamp_min(1e-300) / _PREPARED_CODE_LIMIT))
@@ -116,7 +136,8 @@ class LevelQuantizer(nn.Module):
         slot_levels: [N] level of each coefficient slot (``RahtPlan.slot_levels``; -1 = DC).
 
     Buffers: ``exponents`` [C, L] int64; ``slot_steps`` [N - 1, C] float32, the step of every AC
-    coefficient (row s - 1 for slot s).
+    coefficient (row s - 1 for slot s); ``ac_levels`` [N - 1] int64, the level of every AC
+    coefficient.
     """
 
     def __init__(self, exponents: Tensor, slot_levels: Tensor) -> None:
@@ -127,6 +148,8 @@ class LevelQuantizer(nn.Module):
             raise ValueError(f"exponents: expected [C, L] integers within ±{EXPONENT_LIMIT}")
         self.register_buffer("exponents", exponents.clone())
         self.register_buffer("slot_steps", self.steps_of(exponents, slot_levels))
+        self.register_buffer("ac_levels",
+                             torch.as_tensor(slot_levels, dtype=torch.int64)[1:].cpu().clone())
 
     @staticmethod
     def steps_of(exponents: Tensor | np.ndarray, slot_levels: Tensor | np.ndarray) -> Tensor:
@@ -157,6 +180,17 @@ class LevelQuantizer(nn.Module):
             ValueError: a code beyond ±MAX_CODE (a step far too fine for its coefficients).
         """
         return grid_codes(coeffs[1:], self.slot_steps, "quantized RAHT coefficients")
+
+    def estimated_bits(self, coeffs: Tensor) -> Tensor:
+        """The rate model's bits for the AC codes of [N, C] coefficients (module docstring):
+        the sum over (column, level) segments of n · :func:`geometric_entropy_bits` of their
+        mean |x / step|; differentiable in ``coeffs``."""
+        levels = self.ac_levels
+        n_levels = int(self.exponents.shape[1])
+        scaled = coeffs[1:].abs() / self.slot_steps.to(coeffs.dtype)
+        sums = scaled.new_zeros((n_levels, scaled.shape[1])).index_add_(0, levels, scaled)
+        counts = torch.bincount(levels, minlength=n_levels).to(scaled.dtype)[:, None]
+        return (counts * geometric_entropy_bits(sums / counts.clamp_min(1))).sum()
 
     @staticmethod
     def dequantize(codes: Tensor, slot_steps: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ random points (SH degree 1) and a short 3DGS warm-up, so every test runs in seco
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,35 @@ def test_compact_finetune_ends_at_the_average(sample: dict, monkeypatch) -> None
             torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(final, seen[6]))
     assert not all(torch.equal(a, b) for a, b in zip(final, raw[-1]))
+
+
+def test_compact_finetune_weighs_the_rate_estimate(sample: dict) -> None:
+    """The compact finetune's loss adds ``rate_weight`` × the codec's bits per coded Gaussian:
+    the same steps with the layout's weight leave fewer bytes of AC codes in the file than
+    with weight 0. Seed and official have no rate model and no weight (CODEC.md §7)."""
+    scene = sample["scene"]
+    schedule = LAYOUTS["compact"].finetune_schedule
+    assert schedule.rate_weight > 0
+    for name in ("seed", "official"):
+        assert LAYOUTS[name].finetune_schedule.rate_weight == 0
+    codec, state, params = _prepared(sample, scene.getTrainCameras())
+    assert codec.simulate_with_rate(state, params)[1] is None
+
+    def finetuned(rate_weight: float) -> tuple[int, float]:
+        codec, state, params = _prepared(sample, scene.getTrainCameras(), layout="compact",
+                                         n_block=None, codebook_size=None)
+        state.layout = dataclasses.replace(
+            state.layout, finetune_schedule=dataclasses.replace(schedule,
+                                                                rate_weight=rate_weight))
+        finetune(codec, state, params, scene.getTrainCameras(), PIPE, torch.zeros(3),
+                 iterations=30, test_iterations=[], on_test=lambda step: None, quiet=True)
+        parts = codec.encode(state, params).part_bytes()
+        with torch.no_grad():
+            bits = float(codec.simulate_with_rate(state, params)[1])
+        return sum(parts[group] for group in state.layout.raht), bits
+
+    with_rate, without = finetuned(schedule.rate_weight), finetuned(0.0)
+    assert with_rate[0] < without[0] and with_rate[1] < without[1]
 
 
 @pytest.mark.parametrize("layout", ["seed", "compact"])

@@ -90,7 +90,7 @@ MESONGS_DEFAULTS = {"percent": 0.2, "depth": 20, "n_block": 57, "num_bits": 8,
                     "voxel_ratio": None}
 # The compact layout at its default quality 5: pruning, step and voxel ratio from that level,
 # depth and codebook size chosen from the model (None), block settings unused (None).
-COMPACT_DEFAULTS = {"percent": 0.3, "depth": None, "n_block": None, "num_bits": None,
+COMPACT_DEFAULTS = {"percent": 0.25, "depth": None, "n_block": None, "num_bits": None,
                     "quantizer": None, "codebook_size": None, "vq_steps": 20,
                     "vq_batch": 32768, "oct_merge": "mean", "imp_beta": 0.1,
                     "finetune_iterations": 500, "quality": 5, "base_step": 0.15,

@@ -4,8 +4,10 @@ The finetune holds ``(codec, state, params)``: the codec object of the layout, t
 ``CodecState`` its ``prepare`` returned and the prepared raw parameters (a dict of
 ``nn.Parameter``). Positions and the voxel structure are frozen, there is no densification and
 the SH degree stays at its maximum. Each step renders one training view with
-``ft_render(camera, codec.simulate(state, params), ...)`` (RAHT → fake quantization → inverse
-RAHT, direct quantization, the VQ codebook) and minimises ``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``.
+``ft_render(camera, rendered, ...)`` of ``codec.simulate_with_rate(state, params)`` (RAHT → fake
+quantization → inverse RAHT, direct quantization, the VQ codebook) and minimises
+``(1 - 0.2)·L1 + 0.2·(1 - SSIM)``, plus the layout's rate weight times the codec's estimate of
+the bits per coded Gaussian where it has one (the compact layout).
 Views come from seeded shuffled passes (the training loop's
 :class:`training.trainer.ViewSampler`).
 """
@@ -194,10 +196,12 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
         lr_scale: factor on every attribute learning rate (the layout's
             ``finetune_schedule`` then varies every rate over the steps; with its
             ``average_decay`` the tests see, and the finetune leaves in ``params``, the
-            :class:`ParameterAverage` of the trained tensors).
+            :class:`ParameterAverage` of the trained tensors; with its ``rate_weight`` w the
+            loss adds w times ``codec.simulate_with_rate``'s bits).
         generator: CPU torch.Generator of the view order (None: seeded with 0).
         quiet: no progress bar.
-        writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``).
+        writer: optional TensorBoard SummaryWriter (``finetune/loss``, ``finetune/psnr``,
+            ``finetune/estimated_bits`` where the codec has a rate model).
 
     Raises:
         ValueError: bad iteration settings or learning-rate scale.
@@ -227,13 +231,18 @@ def finetune(codec: Codec, state: CodecState, params: Mapping[str, nn.Parameter]
             for group, rate in zip(optimizer.param_groups, base_rates):
                 group["lr"] = rate * schedule.factor(group["name"], step, iterations)
             camera = cameras[sampler.next()]
-            image = ft_render(camera, codec.simulate(state, params), pipe, background)["render"]
+            rendered, bits = codec.simulate_with_rate(state, params)
+            image = ft_render(camera, rendered, pipe, background)["render"]
             _, loss = photometric_loss(image, camera.original_image.to(device), LAMBDA_DSSIM)
+            if bits is not None and schedule.rate_weight:
+                loss = loss + schedule.rate_weight * bits
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if writer is not None:
                 writer.add_scalar("finetune/loss", loss.item(), step)
+                if bits is not None:
+                    writer.add_scalar("finetune/estimated_bits", bits.item(), step)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.5f}")
             if average is not None:

@@ -137,7 +137,8 @@ class LevelQuantizer(nn.Module):
 
     Buffers: ``exponents`` [C, L] int64; ``slot_steps`` [N - 1, C] float32, the step of every AC
     coefficient (row s - 1 for slot s); ``ac_levels`` [N - 1] int64, the level of every AC
-    coefficient.
+    coefficient, and ``level_counts`` [L] int64, how many each level holds (the rate model's
+    segment sizes, fixed with the plan: no count, and no device sync, in a finetune step).
     """
 
     def __init__(self, exponents: Tensor, slot_levels: Tensor) -> None:
@@ -148,8 +149,10 @@ class LevelQuantizer(nn.Module):
             raise ValueError(f"exponents: expected [C, L] integers within ±{EXPONENT_LIMIT}")
         self.register_buffer("exponents", exponents.clone())
         self.register_buffer("slot_steps", self.steps_of(exponents, slot_levels))
-        self.register_buffer("ac_levels",
-                             torch.as_tensor(slot_levels, dtype=torch.int64)[1:].cpu().clone())
+        ac_levels = torch.as_tensor(slot_levels, dtype=torch.int64)[1:].cpu().clone()
+        self.register_buffer("ac_levels", ac_levels)
+        self.register_buffer("level_counts",
+                             torch.bincount(ac_levels, minlength=int(exponents.shape[1])))
 
     @staticmethod
     def steps_of(exponents: Tensor | np.ndarray, slot_levels: Tensor | np.ndarray) -> Tensor:
@@ -185,11 +188,10 @@ class LevelQuantizer(nn.Module):
         """The rate model's bits for the AC codes of [N, C] coefficients (module docstring):
         the sum over (column, level) segments of n · :func:`geometric_entropy_bits` of their
         mean |x / step|; differentiable in ``coeffs``."""
-        levels = self.ac_levels
-        n_levels = int(self.exponents.shape[1])
         scaled = coeffs[1:].abs() / self.slot_steps.to(coeffs.dtype)
-        sums = scaled.new_zeros((n_levels, scaled.shape[1])).index_add_(0, levels, scaled)
-        counts = torch.bincount(levels, minlength=n_levels).to(scaled.dtype)[:, None]
+        sums = scaled.new_zeros((self.level_counts.shape[0], scaled.shape[1])).index_add_(
+            0, self.ac_levels, scaled)
+        counts = self.level_counts.to(scaled.dtype)[:, None]
         return (counts * geometric_entropy_bits(sums / counts.clamp_min(1))).sum()
 
     @staticmethod
